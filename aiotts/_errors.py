@@ -5,8 +5,9 @@
     AiottsError                      the one root: ``except AiottsError`` catches all of ours
     ├── UsageError (ValueError)      fix the call: bad argument, unsafe URL, closed client
     │   └── ClientClosedError        the client was closed; make a new one
-    ├── AuthenticationError          fix the credentials: refused, or a 401 a fresh token did not cure
-    │   └── TokenRateLimitedError    too many failed token requests; wait ``retry_after`` seconds
+    ├── AuthenticationError          fix the credentials: refused, or 401 despite a fresh token
+    │   └── CredentialsError         the token endpoint refused the client id and secret
+    │       └── TokenRateLimitedError  too many failed token requests; wait ``retry_after`` s
     ├── ApiError                     the server refused the request (4xx): fix the input
     │   └── TrialLimitError          trial mode's text-length or daily-call limit
     ├── TransientError               worth retrying later: the network or the server failed
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ConnectError",
+    "CredentialsError",
     "DecodeError",
     "OutputError",
     "RequestTimeout",
@@ -84,7 +86,12 @@ class AuthenticationError(AiottsError):
     """The credentials were refused, or a fresh token was refused too."""
 
 
-class TokenRateLimitedError(AuthenticationError):
+class CredentialsError(AuthenticationError):
+    """The token endpoint refused the client id and secret: nothing can succeed until the
+    credentials are fixed, so a batch stops rather than failing every task one by one."""
+
+
+class TokenRateLimitedError(CredentialsError):
     """The token endpoint answered 429: too many failed attempts for these credentials."""
 
     def __init__(self, message: str, *, retry_after: float | None) -> None:
@@ -115,7 +122,16 @@ class ConnectError(TransientError):
 
 
 class ServerError(TransientError):
-    """5xx, 429 or cut bodies persisted until the retry budget ran out."""
+    """5xx, 429 or cut bodies persisted until the retry budget ran out.
+
+    ``retry_after`` is the server's last ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
 
 
 class RequestTimeout(TransientError, TimeoutError):

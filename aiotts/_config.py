@@ -1,0 +1,157 @@
+"""Frozen configuration values: timeouts, limits, the poll and retry policies.
+
+Every value is validated when it is built, so a bad setting fails at construction with a
+message that names it, never later in the middle of a batch. Each is a frozen, slotted
+dataclass: replace one with ``dataclasses.replace(DEFAULT_POLL, max_delay=10)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from aiotts import _backoff
+from aiotts._errors import UsageError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_POLL",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "Limits",
+    "PollPolicy",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+DEFAULT_BASE_URL = "https://api.aspose.cloud"
+
+Jitter = Literal["full", "none"]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+def _positive(name: str, value: float) -> None:
+    _require(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-request timeouts in seconds. There is no total timeout on a request: a 30 MB
+    body may take long, but it must keep moving (``read`` bounds each wait for bytes).
+    How long to wait for a *task* is a deadline of its own, never a request timeout."""
+
+    connect: float = 10.0
+    """Establishing a connection (DNS, TCP, TLS)."""
+    read: float = 60.0
+    """The longest wait for the next bytes of a response."""
+
+    def __post_init__(self) -> None:
+        _positive("Timeouts.connect", self.connect)
+        _positive("Timeouts.read", self.read)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed idempotent requests are retried: exponential backoff with full jitter,
+    bounded both in attempts and in total time. ``Retry-After`` from the server is honoured
+    when it is longer than the backoff delay, as long as it fits in ``max_time``."""
+
+    max_attempts: int = 6
+    max_time: float = 120.0
+    first_delay: float = 0.2
+    growth: float = 2.0
+    max_delay: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require(self.max_attempts >= 1, "RetryPolicy.max_attempts must be at least 1")
+        _positive("RetryPolicy.max_time", self.max_time)
+        _positive("RetryPolicy.first_delay", self.first_delay)
+        _require(self.growth >= 1, "RetryPolicy.growth must be at least 1")
+        _positive("RetryPolicy.max_delay", self.max_delay)
+
+    def delays(self) -> Iterator[float]:
+        """The delays before the second, third, ... attempts, already jittered."""
+        return _backoff.jittered(
+            _backoff.exponential(self.first_delay, self.growth, self.max_delay), "full"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """When to ask again about a task that is not finished.
+
+    A ``Pending`` task has not started: it is asked about after ``first_delay``, then after
+    delays that grow by ``growth`` up to ``max_delay``. A ``Processing`` task is being
+    converted and ends soon: it is asked about every ``processing_delay``. With
+    ``jitter="full"`` each delay is drawn uniformly from [``min_delay``, delay], so thousands
+    of tasks started together do not poll in lockstep.
+    """
+
+    first_delay: float = 0.5
+    growth: float = 1.5
+    max_delay: float = 5.0
+    processing_delay: float = 0.4
+    min_delay: float = 0.05
+    jitter: Jitter = "full"
+
+    def __post_init__(self) -> None:
+        _positive("PollPolicy.first_delay", self.first_delay)
+        _require(self.growth >= 1, "PollPolicy.growth must be at least 1")
+        _positive("PollPolicy.max_delay", self.max_delay)
+        _positive("PollPolicy.processing_delay", self.processing_delay)
+        _require(
+            0 <= self.min_delay <= min(self.first_delay, self.processing_delay),
+            "PollPolicy.min_delay must be between 0 and the smallest delay",
+        )
+        _require(self.jitter in ("full", "none"), "PollPolicy.jitter must be 'full' or 'none'")
+
+    def pending_delays(self) -> Iterator[float]:
+        """Delays between polls of a task that is still queued."""
+        delays = _backoff.exponential(self.first_delay, self.growth, self.max_delay)
+        return _backoff.jittered(delays, self.jitter, floor=self.min_delay)
+
+    def processing_delays(self) -> Iterator[float]:
+        """Delays between polls of a task that the server is converting."""
+        delays = _backoff.constant(self.processing_delay)
+        return _backoff.jittered(delays, self.jitter, floor=self.min_delay)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much aiotts does at once.
+
+    ``polls`` bounds requests in flight for task results and is also the size of the
+    connection pool, so requests queue in aiotts (before any timeout starts), never inside
+    the pool. ``downloads`` bounds result bodies being written to disk at once.
+    ``tasks_in_flight`` bounds ids taken from the caller's iterable and not yet finished,
+    so an iterable of a million ids never sits in memory. ``rate`` caps requests per second
+    across the whole client (tokens included); ``None`` means no cap until the server
+    answers 429.
+    """
+
+    polls: int = 64
+    downloads: int = 16
+    tasks_in_flight: int = 10_000
+    rate: float | None = None
+    burst: int = 20
+
+    def __post_init__(self) -> None:
+        _require(self.polls >= 1, "Limits.polls must be at least 1")
+        _require(self.downloads >= 1, "Limits.downloads must be at least 1")
+        _require(self.tasks_in_flight >= 1, "Limits.tasks_in_flight must be at least 1")
+        if self.rate is not None:
+            _positive("Limits.rate", self.rate)
+        _require(self.burst >= 1, "Limits.burst must be at least 1")
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_POLL = PollPolicy()
+DEFAULT_LIMITS = Limits()

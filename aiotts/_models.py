@@ -1,0 +1,164 @@
+"""The values aiotts hands back: task statuses, result envelopes, tokens, outcomes.
+
+All are frozen, slotted dataclasses. ``TaskResult.from_json`` is the one place that turns a
+parsed envelope into types, and it refuses anything outside the documented shape.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiotts._errors import AiottsError, ResponseError, UnexpectedStatusError
+
+__all__ = [
+    "AudioResult",
+    "Outcome",
+    "OutcomeState",
+    "TaskResult",
+    "TaskStatus",
+    "Token",
+]
+
+
+class TaskStatus(enum.StrEnum):
+    """``taskStatus`` as the server spells it."""
+
+    PENDING = "Pending"
+    PROCESSING = "Processing"
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    NOT_EXIST = "NotExist"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.PROCESSING)
+
+
+_STATUSES: dict[object, TaskStatus] = {status.value: status for status in TaskStatus}
+
+
+def parse_status(raw: object, task_id: str) -> TaskStatus:
+    """The status named by ``raw``; any other value is an error naming it (never a loop)."""
+    try:
+        return _STATUSES[raw]
+    except (KeyError, TypeError):
+        raise UnexpectedStatusError(
+            f"task {task_id}: the server sent taskStatus {raw!r}, which is not one of "
+            f"{', '.join(status.value for status in TaskStatus)}",
+            task_id=task_id,
+            raw=raw,
+        ) from None
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(item) for item in value if item is not None)
+    return ()
+
+
+def error_texts(error: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(messages, warnings)`` from the envelope's ``error`` object; empty if null or malformed."""
+    if not isinstance(error, Mapping):
+        return (), ()
+    return _strings(error.get("messages")), _strings(error.get("warnings"))
+
+
+@dataclass(frozen=True, slots=True)
+class AudioResult:
+    """One element of ``results``: its ``type`` (``WavFile``) and the decoded bytes."""
+
+    type: str
+    data: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"AudioResult(type={self.type!r}, bytes={len(self.data)})"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """The result envelope of one task, as ``fetch`` and ``status`` return it."""
+
+    task_id: str
+    status: TaskStatus
+    response_code: str | None = None
+    messages: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    results: tuple[AudioResult, ...] | None = None
+
+    @classmethod
+    def from_fields(
+        cls,
+        fields: Mapping[str, Any],
+        *,
+        task_id: str,
+        results: tuple[AudioResult, ...] | None = None,
+    ) -> TaskResult:
+        """Build from the envelope's top-level fields (``results`` handled by the caller)."""
+        answered_id = fields.get("id")
+        if answered_id is not None and answered_id != task_id:
+            raise ResponseError(
+                f"asked for task {task_id} but the server answered about {answered_id!r}",
+                task_id=task_id,
+            )
+        code = fields.get("responseStatusCode")
+        messages, warnings = error_texts(fields.get("error"))
+        return cls(
+            task_id=task_id,
+            status=parse_status(fields.get("taskStatus"), task_id),
+            response_code=code if isinstance(code, str) else None,
+            messages=messages,
+            warnings=warnings,
+            results=results,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and when to stop using it. The value never shows in a repr."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+
+
+class OutcomeState(enum.StrEnum):
+    """How a task ended in a batch. Every id ends in exactly one of these."""
+
+    DONE = "done"
+    """Completed and saved: ``files`` hold the audio."""
+    FAILED = "failed"
+    """The server said ``Error``; ``messages`` hold what it said."""
+    MISSING = "missing"
+    """``NotExist``: unknown, cancelled, or older than the server keeps results."""
+    EXPIRED = "expired"
+    """The task's or the batch's deadline passed first."""
+    ABORTED = "aborted"
+    """aiotts gave up: retries ran out, or the answer was unusable; ``error`` says why."""
+    CANCELLED = "cancelled"
+    """The batch was cancelled before this task ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one task ended: what ``fetch_many`` yields and the manifest records."""
+
+    task_id: str
+    state: OutcomeState
+    files: tuple[Path, ...] = ()
+    bytes_written: int = 0
+    error: str | None = None
+    messages: tuple[str, ...] = ()
+    finished_at: float = 0.0
+    """Wall-clock time (``time.time()``) when the outcome was decided."""
+    resumed: bool = False
+    """True when the outcome comes from the manifest of an earlier run (nothing was sent)."""
+    cause: AiottsError | None = field(default=None, repr=False, compare=False)
+    """The exception behind a ``failed`` or ``aborted`` outcome, when there was one."""
+
+    @property
+    def ok(self) -> bool:
+        return self.state is OutcomeState.DONE
