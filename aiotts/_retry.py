@@ -1,0 +1,76 @@
+"""The retry loop: bounded in attempts and in time, never around cancellation.
+
+An attempt signals "this may succeed if tried again" by raising ``Retryable``, which wraps
+the error to report when the budget runs out. Nothing else is caught: cancellation
+(a ``BaseException``) and every other error pass straight through, so a retry can never
+swallow a cancel or hide a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiotts._config import RetryPolicy
+from aiotts._errors import AiottsError
+
+__all__ = ["Retryable", "UncertainDelivery", "retrying"]
+
+T = TypeVar("T")
+
+
+class Retryable(Exception):
+    """Internal signal: the attempt failed in a way that may pass.
+
+    ``sent`` tells whether the request may have reached the server; ``retry_after`` is the
+    server's own ``Retry-After``, in seconds, when it gave one.
+    """
+
+    def __init__(self, error: AiottsError, *, sent: bool, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.sent = sent
+        self.retry_after = retry_after
+
+
+class UncertainDelivery(Exception):
+    """Internal signal: a non-idempotent request failed after it may have been delivered."""
+
+    def __init__(self, error: AiottsError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def retrying(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    on_retry: Callable[[Retryable, float], None] | None = None,
+) -> T:
+    """Run ``attempt`` until it returns, retrying what it marks ``Retryable``.
+
+    A non-idempotent request is retried only when it was provably not sent; otherwise
+    ``UncertainDelivery`` is raised so the caller can say what it sent.
+    """
+    delays = policy.delays()
+    give_up_at = clock() + policy.max_time
+    attempts = 1
+    while True:
+        try:
+            return await attempt()
+        except Retryable as failure:
+            if failure.sent and not idempotent:
+                raise UncertainDelivery(failure.error) from failure.error
+            delay = next(delays)
+            if failure.retry_after is not None:
+                delay = max(delay, failure.retry_after)
+            if attempts >= policy.max_attempts or clock() + delay > give_up_at:
+                raise failure.error from failure.error.__cause__
+            if on_retry is not None:
+                on_retry(failure, delay)
+        # Outside the except block, so a cancellation during the sleep carries no context.
+        await sleep(delay)
+        attempts += 1
