@@ -1,0 +1,237 @@
+"""Files: safe names from task ids, and atomic writes of results.
+
+Invariants:
+
+* A file at its final name is always whole. Audio is written to a temporary file beside
+  the target (same folder, so the final ``os.replace`` is atomic) and takes its final name
+  only after the body ended, the task was ``Completed`` and the WAV header agrees with the
+  number of bytes written. Every other path out of a write removes the temporary file.
+* Whatever a task id contains (``../``, separators, NUL, control characters, thousands of
+  characters), the name built from it is one plain file name inside the output folder.
+* Every ``OSError`` leaves as an ``OutputError`` naming the path and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import secrets
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from aiotts._errors import DecodeError, OutputError
+
+__all__ = [
+    "PART_SUFFIX",
+    "OutputTarget",
+    "ResultFile",
+    "check_wav",
+    "commit_all",
+    "output_error",
+    "safe_stem",
+]
+
+PART_SUFFIX = ".part"
+"""Temporary files end with this; they start with a dot, so listings of ``*.wav`` skip them."""
+
+_MAX_STEM = 100
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+WAV_HEADER_SIZE = 44
+
+
+def safe_stem(task_id: str) -> str:
+    """A file name stem for ``task_id`` that cannot leave the output folder.
+
+    Ids of the observed form (letters, digits, ``-``) are used as they are. Any other id is
+    reduced to its safe characters and suffixed with a hash of the whole id, so two unsafe
+    ids never share a name.
+    """
+    if len(task_id) <= _MAX_STEM and _SAFE_ID.fullmatch(task_id):
+        return task_id
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    cleaned = _UNSAFE_CHARS.sub("_", task_id).strip("_")[:_MAX_STEM]
+    return f"{cleaned}-{digest}" if cleaned else f"task-{digest}"
+
+
+_SUFFIXES = {"WavFile": ".wav"}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTarget:
+    """Where the results of one task go: ``folder/stem.wav``, ``folder/stem.1.wav``, ..."""
+
+    folder: Path
+    stem: str
+    suffix: str = ".wav"
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike[str], task_id: str) -> OutputTarget:
+        return cls(Path(folder), safe_stem(task_id))
+
+    @classmethod
+    def at_path(cls, path: str | os.PathLike[str], task_id: str) -> OutputTarget:
+        """``path`` is a folder (existing, or written with a trailing separator) or a file name."""
+        text = os.fspath(path)
+        target = Path(text)
+        if target.is_dir() or text.endswith((os.sep, "/")):
+            return cls.in_folder(target, task_id)
+        return cls(target.parent, target.stem, target.suffix or ".wav")
+
+    def path(self, index: int, result_type: str = "WavFile") -> Path:
+        suffix = self.suffix if result_type in _SUFFIXES else ".bin"
+        numbered = self.stem if index == 0 else f"{self.stem}.{index}"
+        return self.folder / f"{numbered}{suffix}"
+
+
+def output_error(exc: OSError, path: Path, task_id: str | None) -> OutputError:
+    """An ``OutputError`` that says what went wrong with ``path`` and what to do about it."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        advice = "free some space, then resume"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "choose a folder you can write to"
+    elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        advice = "check that the output folder exists"
+    else:
+        advice = "check the output folder"
+    who = f"task {task_id}: " if task_id else ""
+    return OutputError(
+        f"{who}cannot write {path}: {reason}; {advice}",
+        path=str(path),
+        errno=exc.errno,
+        task_id=task_id,
+    )
+
+
+def check_wav(head: bytes, size: int, *, task_id: str | None = None) -> None:
+    """Raise ``DecodeError`` unless ``head`` starts a RIFF/WAVE file of exactly ``size`` bytes.
+
+    The RIFF size must match; in a canonical 44-byte header the ``data`` size must match too.
+    """
+    if size < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise DecodeError("the audio is not a RIFF/WAVE file", offset=0, task_id=task_id)
+    (riff_size,) = struct.unpack_from("<I", head, 4)
+    if riff_size + 8 != size:
+        raise DecodeError(
+            f"the WAV header declares {riff_size + 8} bytes but {size} were received",
+            offset=4,
+            task_id=task_id,
+        )
+    if len(head) >= WAV_HEADER_SIZE and head[36:40] == b"data":
+        (data_size,) = struct.unpack_from("<I", head, 40)
+        if data_size + WAV_HEADER_SIZE != size:
+            raise DecodeError(
+                f"the WAV data chunk declares {data_size} bytes but "
+                f"{size - WAV_HEADER_SIZE} follow the header",
+                offset=40,
+                task_id=task_id,
+            )
+
+
+class ResultFile:
+    """One result being written to a temporary file; ``commit`` or ``discard`` it.
+
+    Writes are plain blocking writes from the event loop: a 256 KiB piece takes tens of
+    microseconds, far less than handing it to a thread.
+    """
+
+    __slots__ = ("_fd", "_head", "final", "result_type", "size", "task_id", "temp")
+
+    def __init__(self, final: Path, *, task_id: str, result_type: str = "WavFile") -> None:
+        self.final = final
+        self.task_id = task_id
+        self.result_type = result_type
+        self.temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
+        self.size = 0
+        self._head = b""
+        try:
+            self._fd: int | None = os.open(
+                self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644
+            )
+        except OSError as exc:
+            raise output_error(exc, final, task_id) from exc
+
+    def __repr__(self) -> str:
+        state = "open" if self._fd is not None else "closed"
+        return f"<ResultFile {self.final.name} {state} {self.size} bytes>"
+
+    def write(self, data: bytes | memoryview) -> None:
+        fd = self._fd
+        if fd is None:
+            raise RuntimeError("write to a closed ResultFile")
+        if len(self._head) < WAV_HEADER_SIZE:
+            self._head += bytes(data[: WAV_HEADER_SIZE - len(self._head)])
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.discard()
+            raise output_error(exc, self.final, self.task_id) from exc
+        self.size += len(data)
+
+    def verify(self) -> None:
+        """Check the bytes written form a whole WAV file (raises ``DecodeError``)."""
+        if self.result_type == "WavFile":
+            check_wav(self._head, self.size, task_id=self.task_id)
+
+    async def sync(self) -> None:
+        """Flush to disk (in a worker thread: fsync can take milliseconds) and close."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(os.fsync, fd)
+        except OSError as exc:
+            os.close(fd)
+            raise output_error(exc, self.final, self.task_id) from exc
+        os.close(fd)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def rename(self) -> None:
+        try:
+            os.replace(self.temp, self.final)
+        except OSError as exc:
+            raise output_error(exc, self.final, self.task_id) from exc
+
+    def discard(self) -> None:
+        """Close and remove the temporary file. Idempotent; never raises."""
+        with contextlib.suppress(OSError):
+            self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp)
+
+
+async def commit_all(files: Sequence[ResultFile], *, durable: bool) -> None:
+    """Give every file its final name, or none of them.
+
+    All are verified before any is renamed, so a task with a bad second result leaves no
+    first result behind either. On any failure every temporary file is removed.
+    """
+    try:
+        for file in files:
+            file.verify()
+        for file in files:
+            if durable:
+                await file.sync()
+            else:
+                file.close()
+        for file in files:
+            file.rename()
+    except BaseException:
+        for file in files:
+            file.discard()
+        raise
