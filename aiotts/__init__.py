@@ -1,11 +1,101 @@
-"""aiotts: an asyncio client for the Aspose.OCR Cloud v5.0 text-to-speech queue."""
+"""aiotts: an asyncio client for the Aspose.OCR Cloud v5.0 text-to-speech queue.
 
+Submit texts, then fetch thousands of results at once, each streamed from the response
+straight to a WAV file on disk::
+
+    async with TTSClient() as client:          # ASPOSE_CLIENT_ID / ASPOSE_CLIENT_SECRET
+        async for outcome in client.fetch_many(ids, "audio/"):
+            print(outcome.task_id, outcome.state, outcome.files)
+
+``aiotts.emulator`` is a local emulator of the API, for tests and demos.
+"""
+
+from aiotts._batch import Batch, BatchReport
+from aiotts._client import TRIAL_MAX_CHARS, SavedAudio, TTSClient
+from aiotts._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_POLL,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    Limits,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+)
 from aiotts._errors import (
     AiottsError,
+    ApiError,
+    AuthenticationError,
+    ClientClosedError,
+    ConnectError,
+    CredentialsError,
+    DecodeError,
+    OutputError,
+    RequestTimeout,
+    ResponseError,
+    ServerError,
+    SubmitUncertainError,
+    TaskError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskNotReadyError,
+    TaskTimeoutError,
+    TokenRateLimitedError,
+    TransientError,
+    TrialLimitError,
+    UnexpectedStatusError,
+    UsageError,
 )
+from aiotts._manifest import ManifestEntry, read_manifest
+from aiotts._models import AudioResult, Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._scheduler import BatchStatistics
 
 __all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LIMITS",
+    "DEFAULT_POLL",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "TRIAL_MAX_CHARS",
     "AiottsError",
+    "ApiError",
+    "AudioResult",
+    "AuthenticationError",
+    "Batch",
+    "BatchReport",
+    "BatchStatistics",
+    "ClientClosedError",
+    "ConnectError",
+    "CredentialsError",
+    "DecodeError",
+    "Limits",
+    "ManifestEntry",
+    "Outcome",
+    "OutcomeState",
+    "OutputError",
+    "PollPolicy",
+    "RequestTimeout",
+    "ResponseError",
+    "RetryPolicy",
+    "SavedAudio",
+    "ServerError",
+    "SubmitUncertainError",
+    "TTSClient",
+    "TaskError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskNotReadyError",
+    "TaskResult",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "Timeouts",
+    "TokenRateLimitedError",
+    "TransientError",
+    "TrialLimitError",
+    "UnexpectedStatusError",
+    "UsageError",
+    "read_manifest",
 ]
 
 __version__ = "0.1.0"

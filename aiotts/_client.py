@@ -1,0 +1,570 @@
+"""``TTSClient``: the one object a user holds.
+
+Lifecycle: ``async with TTSClient(...) as client:`` opens one aiohttp session (inside the
+running loop) and one task group for batches; leaving the block cancels any batch still
+running, waits for its clean-up, and closes the session exactly once. A client is used
+once: reopening a closed one is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from weakref import WeakSet
+
+import aiohttp
+import anyio
+import orjson
+from anyio.abc import TaskGroup
+
+from aiotts._batch import Batch, BatchReport
+from aiotts._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_POLL,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    Limits,
+    PollPolicy,
+    RetryPolicy,
+    Timeouts,
+)
+from aiotts._errors import (
+    ApiError,
+    ClientClosedError,
+    ResponseError,
+    SubmitUncertainError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskNotReadyError,
+    TaskTimeoutError,
+    TrialLimitError,
+    UsageError,
+)
+from aiotts._files import OutputTarget, output_error
+from aiotts._manifest import Manifest, read_manifest
+from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._retry import UncertainDelivery
+from aiotts._scheduler import Scheduler, TaskIds
+from aiotts._session import HttpSession, SessionSettings
+from aiotts._transfer import Answer, read_answer, read_envelope
+
+__all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
+
+TRIAL_MAX_CHARS = 500
+_MAX_ID_ANSWER = 200
+
+_TTS_PATH = "/v5.0/ocr/ConvertTextToSpeech"
+_TRIAL_PATH = "/v5.0/ocr/ConvertTextToSpeechTrial"
+_STATUS_PATH = "/v5.0/ocr/Utilities/GetTaskStatus"
+_TOKEN_PATH = "/connect/token"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(name: str, url: str, *, sends_secrets: bool, allow_insecure_http: bool) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    if (
+        sends_secrets
+        and parts.scheme == "http"
+        and not _is_loopback(parts.hostname)
+        and not allow_insecure_http
+    ):
+        raise UsageError(
+            f"{name} {url!r} is plain http:// to a host that is not this machine: credentials "
+            "and tokens would travel unencrypted. Use https://, or pass allow_insecure_http=True "
+            "(CLI: --allow-insecure-http) if you really mean it"
+        )
+    return url.rstrip("/")
+
+
+def _ssl_setting(ca_file: str | os.PathLike[str] | None, context: ssl.SSLContext | None) -> Any:
+    if context is not None and ca_file is not None:
+        raise UsageError("pass either ca_file or ssl_context, not both")
+    if context is not None:
+        return context
+    if ca_file is not None:
+        try:
+            return ssl.create_default_context(cafile=os.fspath(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the CA file {os.fspath(ca_file)!r}: {exc}") from exc
+    return True  # aiohttp's default: verify against the system's certificate authorities
+
+
+class SavedAudio:
+    """The files one task's audio was saved to."""
+
+    __slots__ = ("bytes_written", "files", "result")
+
+    def __init__(self, result: TaskResult, files: tuple[Path, ...], bytes_written: int) -> None:
+        self.result = result
+        self.files = files
+        self.bytes_written = bytes_written
+
+    def __repr__(self) -> str:
+        names = ", ".join(str(p) for p in self.files)
+        return (
+            f"SavedAudio(task_id={self.result.task_id!r}, files=[{names}], "
+            f"bytes={self.bytes_written})"
+        )
+
+    @property
+    def path(self) -> Path:
+        """The first (usually the only) file."""
+        return self.files[0]
+
+
+def _raise_for_unfinished(result: TaskResult) -> None:
+    """Raise the error that says why ``result`` holds no audio to save."""
+    task_id = result.task_id
+    if result.status is TaskStatus.ERROR:
+        detail = f": {'; '.join(result.messages)}" if result.messages else ""
+        raise TaskFailedError(
+            f"task {task_id}: the server could not convert it{detail}",
+            task_id=task_id,
+            messages=result.messages,
+        )
+    if result.status is TaskStatus.NOT_EXIST:
+        raise TaskNotFoundError(
+            f"task {task_id}: the server does not know it (unknown, cancelled, or older than "
+            "its retention); resubmit the text if needed",
+            task_id=task_id,
+        )
+    raise TaskNotReadyError(
+        f"task {task_id} is {result.status.value}; wait for it (TTSClient.wait) first",
+        task_id=task_id,
+    )
+
+
+class TTSClient:
+    """An asyncio client for the text-to-speech queue.
+
+    Credentials come from the arguments or from ``ASPOSE_CLIENT_ID`` and
+    ``ASPOSE_CLIENT_SECRET``; with ``trial=True`` no credentials are used and the trial
+    endpoints are called instead (at most 500 characters, a few calls a day).
+    """
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        trial: bool = False,
+        base_url: str = DEFAULT_BASE_URL,
+        token_url: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        poll: PollPolicy = DEFAULT_POLL,
+        limits: Limits = DEFAULT_LIMITS,
+        ca_file: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_insecure_http: bool = False,
+        durable: bool = True,
+    ) -> None:
+        if trial:
+            if client_id or client_secret:
+                raise UsageError("trial mode sends no credentials: drop client_id/client_secret")
+        else:
+            client_id = client_id or os.environ.get("ASPOSE_CLIENT_ID") or None
+            client_secret = client_secret or os.environ.get("ASPOSE_CLIENT_SECRET") or None
+            if not client_id or not client_secret:
+                raise UsageError(
+                    "no credentials: pass client_id and client_secret, set ASPOSE_CLIENT_ID "
+                    "and ASPOSE_CLIENT_SECRET, or use trial=True"
+                )
+        sends_secrets = not trial
+        self._base_url = _check_url(
+            "base_url",
+            base_url,
+            sends_secrets=sends_secrets,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._token_url = _check_url(
+            "token_url",
+            token_url or self._base_url + _TOKEN_PATH,
+            sends_secrets=sends_secrets,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._trial = trial
+        self._client_id = client_id
+        self._poll = poll
+        self._limits = limits
+        self._durable = durable
+        self._session = HttpSession(
+            SessionSettings(
+                token_url=self._token_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                timeouts=timeouts,
+                retry=retry,
+                limits=limits,
+                ssl=_ssl_setting(ca_file, ssl_context),
+            )
+        )
+        tts_path = _TRIAL_PATH if trial else _TTS_PATH
+        self._tts_url = self._base_url + tts_path
+        self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
+        self._task_group: TaskGroup | None = None
+        self._download_slots: anyio.CapacityLimiter | None = None
+        self._batches: WeakSet[Batch] = WeakSet()
+
+    def __repr__(self) -> str:
+        mode = "trial" if self._trial else f"client_id={self._client_id!r}"
+        state = "closed" if self._session.closed else "open" if self._task_group else "not opened"
+        return f"<TTSClient {self._base_url} {mode} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> TTSClient:
+        await self._session.open()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._download_slots = anyio.CapacityLimiter(self._limits.downloads)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel running batches (waiting for their clean-up), then close the pool.
+        Safe to call more than once."""
+        task_group, self._task_group = self._task_group, None
+        try:
+            if task_group is not None:
+                for batch in list(self._batches):
+                    batch.cancel()
+                task_group.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await task_group.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+
+    def _open_group(self) -> TaskGroup:
+        if self._task_group is None:
+            self._session_open_or_raise()
+            raise ClientClosedError(
+                "this client is not open; use it as `async with TTSClient(...) as client:`"
+            )
+        return self._task_group
+
+    def _session_open_or_raise(self) -> None:
+        if self._session.closed:
+            raise ClientClosedError("this client is closed; create a new TTSClient")
+
+    @property
+    def trial(self) -> bool:
+        return self._trial
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Requests sent so far, by kind (``token``, ``submit``, ``poll``, ...)."""
+        return dict(self._session.counters.requests)
+
+    # -- one task ------------------------------------------------------------------------------
+
+    async def submit(self, text: str) -> str:
+        """Send ``text`` for conversion; return its task id.
+
+        Submits are billable, so a submit is retried only when it provably never reached the
+        server; any other failure raises ``SubmitUncertainError`` carrying the text.
+        """
+        self._open_group()
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("the text to convert is empty")
+        if self._trial and len(text) > TRIAL_MAX_CHARS:
+            raise TrialLimitError(
+                f"trial mode converts at most {TRIAL_MAX_CHARS} characters; this text has "
+                f"{len(text)}: shorten it or use credentials"
+            )
+        body = orjson.dumps(
+            {"text": text, "settings": {"language": "English", "resultType": "Wav"}}
+        )
+
+        async def read_id(response: aiohttp.ClientResponse) -> str:
+            raw = (await response.content.read(_MAX_ID_ANSWER + 1)).decode("utf-8", "replace")
+            task_id = raw.strip().strip('"')
+            if not task_id or len(raw) > _MAX_ID_ANSWER or any(c.isspace() for c in task_id):
+                raise ResponseError(f"the submit answer is not a task id: {raw[:80]!r}")
+            return task_id
+
+        try:
+            return await self._session.request(
+                "submit",
+                "POST",
+                self._tts_url,
+                read_id,
+                body=body,
+                authorised=not self._trial,
+                idempotent=False,
+            )
+        except UncertainDelivery as exc:
+            raise SubmitUncertainError(
+                f"the submit may have reached the server ({exc.error}); it was not retried, "
+                "because a second submit may be billed again: check for the task, or resubmit",
+                text=text,
+                status=exc.error.status,
+            ) from exc.error
+        except ResponseError as exc:
+            raise SubmitUncertainError(
+                f"the server accepted the submit but its answer was unreadable ({exc})",
+                text=text,
+            ) from exc
+        except ApiError as exc:
+            if self._trial and exc.status in (400, 429):
+                raise TrialLimitError(
+                    f"the trial endpoint refused the text (HTTP {exc.status}): trial mode allows "
+                    f"{TRIAL_MAX_CHARS} characters and a few calls a day per address",
+                    status=exc.status,
+                    messages=exc.messages,
+                ) from exc
+            raise
+
+    async def fetch(self, task_id: str) -> TaskResult:
+        """The task's whole result envelope, with any audio decoded in memory.
+
+        For large audio prefer ``download``, which streams to disk."""
+        self._open_group()
+
+        async def read(response: aiohttp.ClientResponse) -> TaskResult:
+            return await read_envelope(response, task_id)
+
+        return await self._session.request(
+            "fetch", "GET", self._tts_url, read, params={"id": task_id}, authorised=not self._trial
+        )
+
+    async def status(self, task_id: str) -> TaskResult:
+        """The task's status without its audio (``Utilities/GetTaskStatus``)."""
+        self._open_group()
+
+        async def read(response: aiohttp.ClientResponse) -> TaskResult:
+            result = await read_envelope(response, task_id)
+            return TaskResult(
+                task_id=result.task_id,
+                status=result.status,
+                response_code=result.response_code,
+                messages=result.messages,
+                warnings=result.warnings,
+            )
+
+        return await self._session.request(
+            "status",
+            "GET",
+            self._status_url,
+            read,
+            params={"id": task_id},
+            authorised=not self._trial,
+        )
+
+    async def cancel(self, task_id: str) -> None:
+        """Ask the server to drop the task; it becomes ``NotExist``."""
+        self._open_group()
+
+        async def read(response: aiohttp.ClientResponse) -> None:
+            await response.read()
+
+        await self._session.request(
+            "cancel",
+            "DELETE",
+            self._tts_url,
+            read,
+            params={"id": task_id},
+            authorised=not self._trial,
+        )
+
+    async def download(self, task_id: str, to: str | os.PathLike[str]) -> SavedAudio:
+        """Stream a completed task's audio to disk, decoding as the bytes arrive.
+
+        ``to`` is a folder (the file is named after the task id) or a file name. Raises
+        ``TaskNotReadyError``, ``TaskFailedError`` or ``TaskNotFoundError`` when there is
+        nothing to save.
+        """
+        self._open_group()
+        target = OutputTarget.at_path(to, task_id)
+        _prepare_folder(target.folder)
+        download_slots = self._download_slots
+        assert download_slots is not None
+
+        async def read(response: aiohttp.ClientResponse) -> Answer:
+            return await read_answer(
+                response,
+                task_id=task_id,
+                target=target,
+                durable=self._durable,
+                download_slots=download_slots,
+            )
+
+        answer = await self._session.request(
+            "download",
+            "GET",
+            self._tts_url,
+            read,
+            params={"id": task_id},
+            authorised=not self._trial,
+        )
+        if answer.result.status is not TaskStatus.COMPLETED:
+            _raise_for_unfinished(answer.result)
+        return SavedAudio(answer.result, answer.files, answer.bytes_written)
+
+    async def wait(
+        self,
+        task_id: str,
+        to: str | os.PathLike[str],
+        *,
+        timeout: float = 600.0,  # noqa: ASYNC109 -- the task's own deadline, kept by the scheduler
+        poll: PollPolicy | None = None,
+    ) -> SavedAudio:
+        """Poll the task until it ends (at most ``timeout`` seconds), then save its audio.
+
+        Raises ``TaskTimeoutError`` at the deadline, ``TaskFailedError`` or
+        ``TaskNotFoundError`` if it ends without audio.
+        """
+        target = OutputTarget.at_path(to, task_id)
+        batch = self._batch(
+            [task_id],
+            lambda _: target,
+            folder=target.folder,
+            poll=poll,
+            task_timeout=timeout,
+        )
+        async with batch:
+            outcome = await anext(batch)
+        return _saved_or_raise(outcome)
+
+    # -- many tasks ---------------------------------------------------------------------------
+
+    def fetch_many(
+        self,
+        ids: TaskIds,
+        out_dir: str | os.PathLike[str],
+        *,
+        task_timeout: float | None = None,
+        batch_timeout: float | None = None,
+        manifest: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        retry_failed: bool = False,
+        poll: PollPolicy | None = None,
+    ) -> Batch:
+        """Fetch every task in ``ids`` into ``out_dir``; iterate for outcomes as tasks end.
+
+        ``ids`` may be a list, any iterable, or an async iterable: ids are taken in only as
+        capacity frees. Each distinct id yields exactly one ``Outcome``. With ``manifest``,
+        each outcome is appended to that JSONL file before it is yielded; with ``resume``,
+        ids the manifest records as done (whose files are still whole) are reported without
+        a request, and failed ones are retried only with ``retry_failed``.
+        """
+        folder = Path(out_dir)
+        return self._batch(
+            ids,
+            lambda task_id: OutputTarget.in_folder(folder, task_id),
+            folder=folder,
+            poll=poll,
+            task_timeout=task_timeout,
+            batch_timeout=batch_timeout,
+            manifest=manifest,
+            resume=resume,
+            retry_failed=retry_failed,
+        )
+
+    async def fetch_all(
+        self, ids: TaskIds, out_dir: str | os.PathLike[str], **options: Any
+    ) -> BatchReport:
+        """Like ``fetch_many``, but return every outcome at once, the failures kept apart."""
+        return await self.fetch_many(ids, out_dir, **options).collect()
+
+    def _batch(
+        self,
+        ids: TaskIds,
+        target_for: Callable[[str], OutputTarget],
+        *,
+        folder: Path,
+        poll: PollPolicy | None,
+        task_timeout: float | None = None,
+        batch_timeout: float | None = None,
+        manifest: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        retry_failed: bool = False,
+    ) -> Batch:
+        task_group = self._open_group()
+        if resume and manifest is None:
+            raise UsageError("resume needs a manifest: pass manifest=PATH")
+        for name, value in (("task_timeout", task_timeout), ("batch_timeout", batch_timeout)):
+            if value is not None and not value > 0:
+                raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
+        _prepare_folder(folder)
+        earlier = read_manifest(manifest) if (resume and manifest is not None) else {}
+        open_manifest = Manifest(manifest) if manifest is not None else None
+        assert self._download_slots is not None
+        scheduler = Scheduler(
+            self._session,
+            fetch_url=self._tts_url,
+            target_for=target_for,
+            poll=poll or self._poll,
+            limits=self._limits,
+            download_slots=self._download_slots,
+            durable=self._durable,
+            task_timeout=task_timeout,
+            batch_timeout=batch_timeout,
+            manifest=open_manifest,
+            earlier=earlier,
+            retry_failed=retry_failed,
+            resume_files=resume,
+        )
+        batch = Batch(
+            scheduler, ids, task_group, on_close=open_manifest.close if open_manifest else None
+        )
+        self._batches.add(batch)
+        return batch
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create the output folder and prove it is writable, before any request is sent."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".aiotts-probe-{os.getpid()}-{id(folder)}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise output_error(exc, folder, None) from exc
+
+
+def _saved_or_raise(outcome: Outcome) -> SavedAudio:
+    task_id = outcome.task_id
+    if outcome.state is OutcomeState.DONE:
+        result = TaskResult(task_id=task_id, status=TaskStatus.COMPLETED, warnings=outcome.messages)
+        return SavedAudio(result, outcome.files, outcome.bytes_written)
+    if outcome.cause is not None:
+        raise outcome.cause
+    error = outcome.error or outcome.state.value
+    if outcome.state is OutcomeState.FAILED:
+        raise TaskFailedError(
+            f"task {task_id}: {error}", task_id=task_id, messages=outcome.messages
+        )
+    if outcome.state is OutcomeState.MISSING:
+        raise TaskNotFoundError(f"task {task_id}: {error}", task_id=task_id)
+    if outcome.state is OutcomeState.EXPIRED:
+        raise TaskTimeoutError(f"task {task_id}: not finished before the deadline", task_id=task_id)
+    raise ResponseError(f"task {task_id}: {error}", task_id=task_id)

@@ -1,0 +1,507 @@
+"""The batch scheduler: many task ids polled at once, each with its own state machine.
+
+Shape::
+
+    ids ──feed──▶ admitted tasks ──▶ heap of (next poll time, task)
+                                         │ dispatch (when due)
+                                         ▼
+                               polls workers ── GET result ──▶ state machine
+                                         │                        │
+                         not ready: back on the heap        final: manifest line,
+                         after the poll policy's delay      then the outcome
+
+Invariants:
+
+* A task is in exactly one place: on the heap, in the dispatch stream, or with one
+  worker. So no task is ever polled twice at once, and sleeping tasks cost a heap entry
+  and a small object, not a coroutine holding a request.
+* Ids are taken from the caller's iterable only while fewer than
+  ``Limits.tasks_in_flight`` tasks are unfinished, and each distinct id is admitted once.
+* Every admitted id ends exactly once: its final transition writes one manifest line and
+  then hands one ``Outcome`` to the caller. On cancellation the ids still in flight are
+  recorded as ``cancelled`` (synchronously, so the record is whole even then); at the
+  batch deadline they and every id not yet taken in end as ``expired``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import time
+from collections import Counter
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from aiotts._config import Limits, PollPolicy
+from aiotts._errors import AiottsError, CredentialsError, UnexpectedStatusError
+from aiotts._files import OutputTarget
+from aiotts._manifest import Manifest, ManifestEntry, file_is_complete
+from aiotts._models import Outcome, OutcomeState, TaskStatus
+from aiotts._session import HttpSession
+from aiotts._states import Event, State, TaskMachine
+from aiotts._transfer import Answer, read_answer
+
+__all__ = ["BatchStatistics", "Scheduler", "TaskIds"]
+
+TaskIds = Iterable[str] | AsyncIterable[str]
+
+MAX_ID_LENGTH = 1000
+"""Longer ids are refused without a request: real ids are 36 characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatistics:
+    """A snapshot of a batch: tasks per state, requests sent, retries, bytes written."""
+
+    states: Mapping[str, int]
+    requests: Mapping[str, int]
+    retries: int
+    throttled: int
+    bytes_written: int
+    resumed: int
+    elapsed: float
+    rate_limit: float = field(default=math.inf)
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.states.items() if State(s).is_final)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.states.get(s.value, 0) for s in (State.POLLING, State.DOWNLOADING))
+
+
+class _Task:
+    """One admitted task. Only the scheduler touches it."""
+
+    __slots__ = ("deadline", "delays", "error", "machine", "processing", "target", "task_id")
+
+    def __init__(self, task_id: str, target: OutputTarget, deadline: float, policy: PollPolicy):
+        self.task_id = task_id
+        self.target = target
+        self.deadline = deadline
+        self.machine = TaskMachine()
+        self.delays: Iterator[float] = policy.pending_delays()
+        self.processing = False
+        self.error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<_Task {self.task_id} {self.machine.state.value}>"
+
+
+def _id_problem(raw: object) -> str | None:
+    """Why ``raw`` cannot be a task id, or None if it can be asked about."""
+    if not isinstance(raw, str):
+        return f"task ids are strings, got {type(raw).__name__}"
+    if not raw.strip():
+        return "the task id is empty"
+    if len(raw) > MAX_ID_LENGTH:
+        return f"the task id is {len(raw)} characters long (ids are 36); check the input"
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        return "the task id contains control characters; check the input"
+    return None
+
+
+def _fingerprint(task_id: str) -> bytes:
+    # 16 bytes per seen id instead of the whole string; collisions are out of reach.
+    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+async def _each(ids: TaskIds) -> AsyncGenerator[object, None]:
+    if isinstance(ids, AsyncIterable):
+        async for task_id in ids:
+            yield task_id
+    else:
+        for task_id in ids:
+            yield task_id
+
+
+class Scheduler:
+    """Runs one batch. Used once: ``run`` feeds outcomes into the given stream."""
+
+    def __init__(
+        self,
+        session: HttpSession,
+        *,
+        fetch_url: str,
+        target_for: Callable[[str], OutputTarget],
+        poll: PollPolicy,
+        limits: Limits,
+        download_slots: anyio.CapacityLimiter,
+        durable: bool,
+        task_timeout: float | None = None,
+        batch_timeout: float | None = None,
+        manifest: Manifest | None = None,
+        earlier: Mapping[str, ManifestEntry] | None = None,
+        retry_failed: bool = False,
+        resume_files: bool = False,
+    ) -> None:
+        self._session = session
+        self._fetch_url = fetch_url
+        self._target_for = target_for
+        self._poll = poll
+        self._limits = limits
+        self._download_slots = download_slots
+        self._durable = durable
+        self._task_timeout = math.inf if task_timeout is None else task_timeout
+        self._batch_timeout = math.inf if batch_timeout is None else batch_timeout
+        self._manifest = manifest
+        self._earlier = earlier or {}
+        self._retry_failed = retry_failed
+        self._resume_files = resume_files
+
+        self._active: dict[str, _Task] = {}
+        self._seen: set[bytes] = set()
+        self._heap: list[tuple[float, int, _Task]] = []
+        self._sequence = 0
+        self._counts: Counter[State] = Counter()
+        self._bytes_written = 0
+        self._resumed = 0
+        self._capacity = anyio.Semaphore(limits.tasks_in_flight)
+        self._wake = anyio.Event()
+        self._sleeping_until = math.inf
+        self._feeding_done = False
+        self._admitting: str | None = None
+        self._workers: anyio.abc.TaskGroup | None = None
+        self._outcomes: MemoryObjectSendStream[Outcome] | None = None
+        self._started = time.monotonic()
+        self._requests_before = Counter(session.counters.requests)
+        self._retries_before = session.counters.retries
+        self._throttled_before = session.counters.throttled
+        due_send, due_receive = anyio.create_memory_object_stream[_Task](0)
+        self._due_send: MemoryObjectSendStream[_Task] = due_send
+        self._due_receive: MemoryObjectReceiveStream[_Task] = due_receive
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        states = " ".join(f"{name}={n}" for name, n in stats.states.items() if n)
+        return (
+            f"<Scheduler {states or 'empty'} requests={sum(stats.requests.values())} "
+            f"retries={stats.retries} bytes={stats.bytes_written}>"
+        )
+
+    def statistics(self) -> BatchStatistics:
+        counters = self._session.counters
+        requests = Counter(counters.requests)
+        requests.subtract(self._requests_before)
+        return BatchStatistics(
+            states=MappingProxyType({s.value: self._counts[s] for s in State}),
+            requests=MappingProxyType({k: v for k, v in requests.items() if v}),
+            retries=counters.retries - self._retries_before,
+            throttled=counters.throttled - self._throttled_before,
+            bytes_written=self._bytes_written,
+            resumed=self._resumed,
+            elapsed=time.monotonic() - self._started,
+            rate_limit=self._session.limiter.rate,
+        )
+
+    # -- the batch -------------------------------------------------------------------------
+
+    async def run(self, ids: TaskIds, outcomes: MemoryObjectSendStream[Outcome]) -> None:
+        """Take every id from ``ids`` to its outcome, sent into ``outcomes``."""
+        self._outcomes = outcomes
+        self._started = time.monotonic()
+        source = _each(ids)
+        try:
+            with anyio.move_on_after(self._batch_timeout) as batch_deadline:
+                async with anyio.create_task_group() as workers:
+                    self._workers = workers
+                    workers.start_soon(self._feed, source)
+                    workers.start_soon(self._dispatch)
+                    for _ in range(self._limits.polls):
+                        workers.start_soon(self._work)
+            if batch_deadline.cancelled_caught:
+                await self._expire_everything(source)
+        except BaseException:
+            self._record_cancelled()
+            raise
+        finally:
+            await source.aclose()
+
+    def _stop_if_finished(self) -> None:
+        if self._feeding_done and not self._active and self._workers is not None:
+            self._workers.cancel_scope.cancel()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    async def _feed(self, source: AsyncIterator[object]) -> None:
+        async for raw in source:
+            await self._admit(raw)
+        self._feeding_done = True
+        self._stop_if_finished()
+
+    async def _admit(self, raw: object) -> None:
+        task_id = raw if isinstance(raw, str) else repr(raw)
+        fingerprint = _fingerprint(task_id)
+        if fingerprint in self._seen:
+            return  # a duplicate: fetched once, reported once
+        self._seen.add(fingerprint)
+        # From here until the task is active or concluded, a cancellation or the batch
+        # deadline concludes this id through ``_admitting``, so it is never dropped.
+        self._admitting = task_id
+        problem = _id_problem(raw)
+        if problem is not None:
+            await self._emit(self._conclude_unadmitted(task_id, State.ABORTED, problem))
+            return
+        if await self._skip_done(task_id):
+            self._admitting = None
+            return
+        await self._capacity.acquire()
+        deadline = time.monotonic() + self._task_timeout
+        task = _Task(task_id, self._target_for(task_id), deadline, self._poll)
+        self._counts[State.QUEUED] += 1
+        self._active[task_id] = task
+        self._admitting = None
+        self._transition(task, Event.ADMIT)
+        self._schedule(task, time.monotonic())
+
+    async def _skip_done(self, task_id: str) -> bool:
+        """Report and skip an id an earlier run finished, if its files are still whole."""
+        entry = self._earlier.get(task_id)
+        if entry is not None:
+            finished = (
+                entry.state is OutcomeState.DONE
+                and bool(entry.files)
+                and all(file_is_complete(p) for p in entry.files)
+            )
+            refused = entry.state in (OutcomeState.FAILED, OutcomeState.MISSING)
+            if finished or (refused and not self._retry_failed):
+                self._counts[State(entry.state.value)] += 1
+                self._resumed += 1
+                await self._emit(entry.as_outcome())
+                return True
+        elif self._resume_files:
+            # Finished after its file was renamed but before its manifest line: a file at
+            # its final name is whole by construction, so the task is done.
+            path = self._target_for(task_id).path(0)
+            if file_is_complete(path):
+                outcome = Outcome(
+                    task_id,
+                    OutcomeState.DONE,
+                    files=(path,),
+                    bytes_written=path.stat().st_size,
+                    finished_at=time.time(),
+                    resumed=True,
+                )
+                self._counts[State.DONE] += 1
+                self._resumed += 1
+                self._append(outcome)
+                await self._emit(outcome)
+                return True
+        return False
+
+    # -- timing --------------------------------------------------------------------------------
+
+    def _schedule(self, task: _Task, due: float) -> None:
+        due = min(due, task.deadline)
+        self._sequence += 1
+        heapq.heappush(self._heap, (due, self._sequence, task))
+        if due < self._sleeping_until:
+            self._wake.set()
+
+    async def _dispatch(self) -> None:
+        heap = self._heap
+        while True:
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                task = heapq.heappop(heap)[2]
+                await self._due_send.send(task)  # waits while every worker is busy
+                now = time.monotonic()
+            self._wake = anyio.Event()
+            wait = heap[0][0] - now if heap else math.inf
+            self._sleeping_until = now + wait
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+            self._sleeping_until = -math.inf
+
+    # -- polling ---------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        async for task in self._due_receive:
+            await self._poll_once(task)
+
+    async def _poll_once(self, task: _Task) -> None:
+        now = time.monotonic()
+        if now >= task.deadline:
+            await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
+            return
+        handle = partial(
+            read_answer,
+            task_id=task.task_id,
+            target=task.target,
+            durable=self._durable,
+            download_slots=self._download_slots,
+            on_download=partial(self._start_download, task),
+        )
+        answer: Answer | None = None
+        with anyio.move_on_after(task.deadline - now):
+            try:
+                answer = await self._session.request(
+                    "poll", "GET", self._fetch_url, handle, params={"id": task.task_id}
+                )
+            except CredentialsError:
+                raise  # nothing can succeed: the batch stops and says why
+            except UnexpectedStatusError as exc:
+                await self._finish(task, Event.UNKNOWN_STATUS, error=str(exc), cause=exc)
+                return
+            except AiottsError as exc:  # retries ran out, or the answer was unusable
+                await self._finish(task, Event.GAVE_UP, error=str(exc), cause=exc)
+                return
+        if answer is None:
+            await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
+            return
+        await self._after(task, answer)
+
+    async def _after(self, task: _Task, answer: Answer) -> None:
+        result = answer.result
+        status = result.status
+        if status is TaskStatus.COMPLETED:
+            if task.machine.state is State.POLLING:
+                self._transition(task, Event.DOWNLOAD)
+            self._bytes_written += answer.bytes_written
+            await self._finish(
+                task,
+                Event.SAVED,
+                files=answer.files,
+                bytes_written=answer.bytes_written,
+                messages=result.warnings,
+            )
+        elif status is TaskStatus.ERROR:
+            await self._finish(
+                task,
+                Event.SERVER_ERROR,
+                messages=result.messages,
+                error="the server could not convert this task"
+                + (f": {'; '.join(result.messages)}" if result.messages else ""),
+            )
+        elif status is TaskStatus.NOT_EXIST:
+            await self._finish(
+                task,
+                Event.NOT_FOUND,
+                messages=result.messages,
+                error="the server does not know this task (unknown, cancelled "
+                "or older than its retention); resubmit the text if needed",
+            )
+        else:
+            self._transition(task, Event.NOT_READY)
+            if status is TaskStatus.PROCESSING and not task.processing:
+                task.processing = True
+                task.delays = self._poll.processing_delays()
+            self._schedule(task, time.monotonic() + next(task.delays))
+
+    # -- endings -----------------------------------------------------------------------------------
+
+    def _start_download(self, task: _Task) -> None:
+        self._transition(task, Event.DOWNLOAD)
+
+    def _transition(self, task: _Task, event: Event) -> State:
+        before = task.machine.state
+        after = task.machine.apply(event)
+        self._counts[before] -= 1
+        self._counts[after] += 1
+        return after
+
+    def _conclude(
+        self,
+        task: _Task,
+        event: Event,
+        *,
+        files: tuple[Path, ...] = (),
+        bytes_written: int = 0,
+        error: str | None = None,
+        messages: tuple[str, ...] = (),
+        cause: AiottsError | None = None,
+    ) -> Outcome:
+        """Apply the final event and record it. Synchronous: nothing can come between the
+        transition and the manifest line."""
+        state = self._transition(task, event)
+        outcome = Outcome(
+            task.task_id,
+            state.outcome,
+            files=files,
+            bytes_written=bytes_written,
+            error=error,
+            messages=messages,
+            finished_at=time.time(),
+            cause=cause,
+        )
+        del self._active[task.task_id]
+        self._capacity.release()
+        self._append(outcome)
+        return outcome
+
+    def _conclude_unadmitted(self, task_id: str, state: State, error: str) -> Outcome:
+        """Record the end of an id that never became an active task."""
+        self._admitting = None
+        self._counts[state] += 1
+        outcome = Outcome(task_id, state.outcome, error=error, finished_at=time.time())
+        self._append(outcome)
+        return outcome
+
+    def _append(self, outcome: Outcome) -> None:
+        if self._manifest is not None:
+            self._manifest.append(outcome)
+
+    async def _finish(
+        self,
+        task: _Task,
+        event: Event,
+        *,
+        files: tuple[Path, ...] = (),
+        bytes_written: int = 0,
+        error: str | None = None,
+        messages: tuple[str, ...] = (),
+        cause: AiottsError | None = None,
+    ) -> None:
+        outcome = self._conclude(
+            task,
+            event,
+            files=files,
+            bytes_written=bytes_written,
+            error=error,
+            messages=messages,
+            cause=cause,
+        )
+        await self._emit(outcome)
+        self._stop_if_finished()
+
+    async def _emit(self, outcome: Outcome) -> None:
+        assert self._outcomes is not None
+        await self._outcomes.send(outcome)
+
+    def _record_cancelled(self) -> None:
+        error = "the batch was cancelled"
+        for task in list(self._active.values()):
+            self._conclude(task, Event.CANCEL, error=error)
+        if self._admitting is not None:
+            self._conclude_unadmitted(self._admitting, State.CANCELLED, error)
+
+    async def _expire_everything(self, source: AsyncIterator[object]) -> None:
+        """The batch deadline passed: every id in flight, and every id not yet taken in,
+        ends as expired."""
+        error = "the batch's deadline passed"
+        for task in list(self._active.values()):
+            await self._emit(self._conclude(task, Event.DEADLINE, error=error))
+        if self._admitting is not None:
+            await self._emit(self._conclude_unadmitted(self._admitting, State.EXPIRED, error))
+        async for raw in source:
+            task_id = raw if isinstance(raw, str) else repr(raw)
+            fingerprint = _fingerprint(task_id)
+            if fingerprint not in self._seen:
+                self._seen.add(fingerprint)
+                await self._emit(self._conclude_unadmitted(task_id, State.EXPIRED, error))
