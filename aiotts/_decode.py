@@ -1,0 +1,902 @@
+"""The streaming scanner: a result body's bytes in, envelope fields and decoded audio out.
+
+A fetch answer may carry tens of megabytes of Base64 inside one JSON string, so the
+client never parses a whole result body. It feeds the body, in chunks split anywhere
+(down to one byte), to an :class:`EnvelopeScanner`, which follows the JSON structure of
+the envelope and hands back the audio of ``results[i].data`` as decoded bytes while they
+arrive::
+
+    scanner = EnvelopeScanner()
+    for chunk in body_chunks:
+        for piece in scanner.feed(chunk):       # AudioPiece(index, data)
+            files[piece.index].write(piece.data)
+    envelope = scanner.finish()                 # ScannedEnvelope(fields, results)
+
+Any valid JSON encoding of the envelope is accepted: any key order, any whitespace, any
+escape inside a string, any number of results. Anything else raises
+:class:`~aiotts._errors.DecodeError` naming the absolute byte offset in the body.
+
+How it works
+------------
+The scanner is a small state machine over three fixed levels of nesting: the top-level
+object (level 0), the ``results`` array (level 1) and one result object (level 2). Its
+states (``_S_*``) are::
+
+    DOC_START   before the document: whitespace, then ``{``
+    OBJ_OPEN    just after ``{``: whitespace, then a key or ``}``
+    OBJ_KEY     just after ``,`` in an object: whitespace, then a key (no trailing comma)
+    CAPTURE     inside a captured token: a key, or a value other than ``results``/``data``
+    COLON       after a key: whitespace, then ``:``
+    VALUE       after ``:``: whitespace, then the value, dispatched on (level, key)
+    DATA        inside the string ``results[i].data``: the Base64 decoder runs
+    AFTER       after a value: whitespace, then ``,`` or the closer of the current level
+    ARR_OPEN    just after ``[`` of ``results``: whitespace, then ``{`` or ``]``
+    ARR_ITEM    just after ``,`` in ``results``: whitespace, then ``{``
+    DOC_END     after the final ``}``: whitespace only
+    FAILED      an error was raised; it is raised again on every later call
+
+Keys and every value other than ``results`` and ``results[i].data`` are small: their raw
+bytes are captured while the scanner tracks nesting and strings just enough to find where
+they end, and are then parsed with :func:`orjson.loads`, so exactly orjson's rules apply
+to them (numbers, literals, escapes, UTF-8, nesting depth). The structural part (the two
+objects, the array, keys, colons, commas and whitespace) is checked here, as strictly as
+orjson checks it.
+
+The ``data`` string is never accumulated. Its content is unescaped (only ``\\/`` and
+``\\uXXXX`` escapes can spell Base64 characters; anything else is an error), checked
+against the standard Base64 alphabet with ``=`` padding only at the very end, and decoded
+by :func:`pybase64.b64decode` in 4-character-aligned runs. The fast path, one run per
+chunk when the string holds no backslash, costs one ``find`` of the closing quote and one
+decode of a zero-copy memoryview slice.
+
+Invariants
+----------
+* ``bytes_seen`` counts every byte fed; each error's offset is absolute in that stream.
+* Inside ``data``, ``_carry`` holds the 0 to 3 characters of the Base64 quad that is not
+  complete yet (already checked one by one) and ``_pending`` an escape sequence cut by a
+  chunk boundary (at most 5 bytes, starting with a backslash). Together with the quad
+  position and ``_pad`` they are all the decoder keeps between chunks.
+* ``_cap`` holds only the raw bytes of the one key or small value being captured, and
+  never more than ``max_value_bytes``; so the scanner's memory is O(1) plus the output
+  of the chunk being fed, whatever the size of the body.
+* State is changed only after a step succeeded: a failing step leaves nothing half done,
+  and the scanner then stays FAILED.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import pybase64
+
+from aiotts._errors import DecodeError
+
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "AudioPiece",
+    "EnvelopeScanner",
+    "ScannedEnvelope",
+    "ScannedResult",
+    "scan_body",
+]
+
+#: The largest key or small value (anything but ``results[i].data``) the scanner captures.
+DEFAULT_MAX_VALUE_BYTES: Final = 4 * 1024 * 1024
+
+# orjson refuses documents nested deeper than this many arrays and objects.
+_MAX_DEPTH: Final = 1024
+
+_WS: Final = frozenset(b" \t\n\r")
+_B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+_EQ: Final = 0x3D  # "="
+_QUOTE: Final = 0x22  # '"'
+_BACKSLASH: Final = 0x5C  # "\\"
+# The one-character JSON escapes and what they stand for.
+_SHORT_ESCAPES: Final = {
+    0x22: 0x22,  # \"
+    0x5C: 0x5C,  # \\
+    0x2F: 0x2F,  # \/
+    0x62: 0x08,  # \b
+    0x66: 0x0C,  # \f
+    0x6E: 0x0A,  # \n
+    0x72: 0x0D,  # \r
+    0x74: 0x09,  # \t
+}
+
+_NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
+_STRING_SPECIAL: Final = re.compile(rb'["\\]')
+_CONTAINER_SPECIAL: Final = re.compile(rb'["\[\]{}]')
+_SCALAR_END: Final = re.compile(rb"[ \t\n\r,\]}]")
+_U_ESCAPE: Final = re.compile(rb"\\u([0-9A-Fa-f]{4})")
+
+# States (see the module docstring).
+_S_DOC_START: Final = 0
+_S_OBJ_OPEN: Final = 1
+_S_OBJ_KEY: Final = 2
+_S_CAPTURE: Final = 3
+_S_COLON: Final = 4
+_S_VALUE: Final = 5
+_S_DATA: Final = 6
+_S_AFTER: Final = 7
+_S_ARR_OPEN: Final = 8
+_S_ARR_ITEM: Final = 9
+_S_DOC_END: Final = 10
+_S_FAILED: Final = 11
+_STATE_NAMES: Final = (
+    "DOC_START",
+    "OBJ_OPEN",
+    "OBJ_KEY",
+    "CAPTURE",
+    "COLON",
+    "VALUE",
+    "DATA",
+    "AFTER",
+    "ARR_OPEN",
+    "ARR_ITEM",
+    "DOC_END",
+    "FAILED",
+)
+
+# Levels of nesting.
+_L_TOP: Final = 0
+_L_RESULTS: Final = 1
+_L_RESULT: Final = 2
+
+# Capture modes: how the end of the captured token is found.
+_M_STRING: Final = 0
+_M_CONTAINER: Final = 1
+_M_SCALAR: Final = 2
+
+# Capture targets: what the parsed token becomes.
+_T_KEY: Final = 0
+_T_FIELD: Final = 1
+_T_RESULTS_NULL: Final = 2
+_T_DATA_NULL: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPiece:
+    """Decoded audio from ``results[index].data``, in order.
+
+    All pieces of one index come one after another in the stream of pieces.
+    """
+
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedResult:
+    """One element of ``results``: its keys except ``data``, and the decoded size of ``data``.
+
+    ``data_length`` is ``None`` when ``data`` is absent or ``null``.
+    """
+
+    fields: dict[str, Any]
+    data_length: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedEnvelope:
+    """The envelope without its audio.
+
+    ``fields`` holds every top-level key except ``results``, parsed as JSON (``id``,
+    ``responseStatusCode``, ``taskStatus``, ``error``, unknown keys). ``results`` is
+    ``None`` when the key is absent or ``null``.
+    """
+
+    fields: dict[str, Any]
+    results: tuple[ScannedResult, ...] | None
+
+
+def _show(byte: int) -> str:
+    """A byte as a message shows it."""
+    if 0x20 <= byte < 0x7F:
+        return repr(chr(byte))
+    return f"byte 0x{byte:02x}"
+
+
+def _b64_step(byte: int, qpos: int, pad: int) -> tuple[int, int] | None:
+    """Advance the Base64 checker by one character, or ``None`` if it is not allowed here.
+
+    ``qpos`` is the position in the current quad (0-3); ``pad`` is 0 before any ``=``,
+    1 after a ``=`` in position 2 (a second ``=`` must follow), 2 after the final quad.
+    """
+    if pad == 2:
+        return None
+    if pad == 1:
+        return (0, 2) if byte == _EQ else None
+    if byte in _B64:
+        return (qpos + 1) & 3, 0
+    if byte == _EQ:
+        if qpos == 2:
+            return 3, 1
+        if qpos == 3:
+            return 0, 2
+    return None
+
+
+def _b64_check(text: bytes, qpos: int, pad: int) -> tuple[int, int] | None:
+    """``_b64_step`` over a few characters: the state after them, or ``None``."""
+    for byte in text:
+        step = _b64_step(byte, qpos, pad)
+        if step is None:
+            return None
+        qpos, pad = step
+    return qpos, pad
+
+
+def _unescape_u(match: re.Match[bytes]) -> bytes:
+    """``\\uXXXX`` as the Base64 character it spells; left as it was if it spells none."""
+    code = int(match[1], 16)
+    if code in _B64 or code == _EQ:
+        return bytes((code,))
+    return match[0]
+
+
+def _unescape_fast(text: bytes) -> bytes | None:
+    """Unescape ``text``, or ``None`` if it holds an escape that spells no Base64 character.
+
+    ``text`` holds only complete escapes. Every backslash of a valid data string starts
+    ``\\/`` or ``\\uXXXX`` and no replacement yields a backslash or a ``u``, so these
+    left-to-right replacements cannot pair a stray backslash with a later character: a
+    backslash that remains marks an escape the careful path must report.
+    """
+    text = text.replace(b"\\/", b"/")
+    if _BACKSLASH in text:
+        text = text.replace(b"\\u002B", b"+").replace(b"\\u002b", b"+")
+    if _BACKSLASH in text:
+        text = _U_ESCAPE.sub(_unescape_u, text)
+    if _BACKSLASH in text:
+        return None
+    return text
+
+
+def _escape_cut(seg: bytes) -> int:
+    """Where the incomplete escape at the end of ``seg`` begins (``len(seg)`` if none).
+
+    An escape is at most 6 bytes, so only a backslash among the last 5 can be cut short.
+    """
+    n = len(seg)
+    k = seg.rfind(b"\\", max(0, n - 5))
+    if k < 0:
+        return n
+    if k == n - 1 or (seg[k + 1] == 0x75 and n - k < 6):  # 0x75: "u"
+        return k
+    return n
+
+
+def _byte_pos(raw: bytes, char_pos: int) -> int:
+    """Turn orjson's character position in ``raw`` into a byte position."""
+    head = raw.decode("utf-8", "surrogateescape")[: max(char_pos, 0)]
+    return min(len(head.encode("utf-8", "surrogateescape")), len(raw))
+
+
+class EnvelopeScanner:
+    """An incremental scanner for one result envelope. Feed it the body; then finish it.
+
+    Single use: after :meth:`finish` (or an error) it only repeats its outcome.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_cap_depth",
+        "_cap_esc",
+        "_cap_in_str",
+        "_cap_mode",
+        "_cap_start",
+        "_cap_target",
+        "_carry",
+        "_data_len",
+        "_data_start",
+        "_envelope",
+        "_error",
+        "_fields",
+        "_finished",
+        "_key",
+        "_key_start",
+        "_level",
+        "_max_value",
+        "_pad",
+        "_pending",
+        "_rdata_len",
+        "_rdata_seen",
+        "_results",
+        "_results_seen",
+        "_rfields",
+        "_seen",
+        "_state",
+    )
+
+    def __init__(self, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
+        self._max_value = max_value_bytes
+        self._state = _S_DOC_START
+        self._level = _L_TOP
+        self._seen = 0  # bytes fed so far: the absolute offset of the next chunk
+        self._error: DecodeError | None = None
+        self._finished = False
+        self._envelope: ScannedEnvelope | None = None
+        # The top level.
+        self._fields: dict[str, Any] = {}
+        self._results: list[ScannedResult] | None = None
+        self._results_seen = False
+        # The result object being scanned (level 2).
+        self._rfields: dict[str, Any] = {}
+        self._rdata_len: int | None = None
+        self._rdata_seen = False
+        # The last key read, and where it began.
+        self._key = ""
+        self._key_start = 0
+        # CAPTURE: the raw bytes of the token so far, how its end is found, what it becomes.
+        self._cap = bytearray()
+        self._cap_mode = _M_STRING
+        self._cap_target = _T_KEY
+        self._cap_start = 0
+        self._cap_depth = 0  # open arrays/objects in a captured container
+        self._cap_in_str = False  # inside a string in a captured container
+        self._cap_esc = False  # the chunk ended right after a backslash in a string
+        # DATA: see the invariants in the module docstring.
+        self._carry = b""
+        self._pad = 0
+        self._pending = b""
+        self._data_len = 0
+        self._data_start = 0
+
+    def __repr__(self) -> str:
+        results = "-" if self._results is None else str(len(self._results))
+        return (
+            f"<EnvelopeScanner state={_STATE_NAMES[self._state]} "
+            f"bytes_seen={self._seen} results={results}>"
+        )
+
+    @property
+    def bytes_seen(self) -> int:
+        """How many bytes were fed so far."""
+        return self._seen
+
+    # -- the public steps --------------------------------------------------------------
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[AudioPiece]:
+        """Consume the next bytes of the body; return the audio they completed.
+
+        The list holds the decoded audio not returned before, in order (possibly none).
+        Raises :class:`DecodeError` with the absolute byte offset on invalid input, and
+        again on every call after an error or after :meth:`finish`.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            raise DecodeError("the body already ended: feed() after finish()", offset=self._seen)
+        buf = chunk if type(chunk) is bytes else bytes(chunk)
+        base = self._seen
+        self._seen = base + len(buf)
+        out: list[AudioPiece] = []
+        try:
+            self._run(buf, base, out)
+        except DecodeError as exc:
+            self._fail(exc)
+        return out
+
+    def finish(self) -> ScannedEnvelope:
+        """The body ended: return the envelope, or raise if it was cut short or followed
+        by anything but whitespace."""
+        if self._error is not None:
+            raise self._error
+        if self._envelope is not None:
+            return self._envelope
+        self._finished = True
+        if self._state != _S_DOC_END:
+            where = "empty body" if self._seen == 0 else self._where()
+            self._fail(DecodeError(f"the body ended early: {where}", offset=self._seen))
+        results = None if self._results is None else tuple(self._results)
+        self._envelope = ScannedEnvelope(self._fields, results)
+        return self._envelope
+
+    def _fail(self, exc: DecodeError) -> None:
+        self._state = _S_FAILED
+        self._error = exc
+        raise exc
+
+    def _where(self) -> str:
+        state = self._state
+        if state == _S_DATA:
+            return f"inside {self._path('data')}"
+        if state == _S_CAPTURE:
+            what = "a key" if self._cap_target == _T_KEY else self._path(self._key)
+            return f"inside {what}"
+        return f"unfinished JSON ({_STATE_NAMES[state]})"
+
+    def _path(self, key: str) -> str:
+        if self._level == _L_TOP:
+            return repr(key)
+        index = 0 if self._results is None else len(self._results)
+        if self._level == _L_RESULTS:
+            return f"results[{index}]"
+        return f"results[{index}].{key}"
+
+    # -- the state machine -------------------------------------------------------------
+
+    def _run(self, buf: bytes, base: int, out: list[AudioPiece]) -> None:
+        """Consume ``buf``, whose first byte is at absolute offset ``base``."""
+        i = 0
+        n = len(buf)
+        while i < n:
+            state = self._state
+            if state == _S_DATA:
+                i = self._data(buf, i, base, out)
+                continue
+            if state == _S_CAPTURE:
+                i = self._capture(buf, i, base)
+                continue
+            c = buf[i]
+            if c in _WS:
+                m = _NOT_WS.search(buf, i)
+                if m is None:
+                    return
+                i = m.start()
+                c = buf[i]
+            off = base + i
+            if state == _S_VALUE:
+                if not self._value(c, off):
+                    i -= 1  # a scalar: its first byte is captured, not consumed here
+            elif state == _S_AFTER:
+                self._after(c, off)
+            elif state == _S_COLON:
+                if c != 0x3A:  # ":"
+                    raise DecodeError(f"expected ':' after a key, found {_show(c)}", offset=off)
+                self._state = _S_VALUE
+            elif state in (_S_OBJ_OPEN, _S_OBJ_KEY):
+                if c == _QUOTE:
+                    self._start_capture(_M_STRING, _T_KEY, off, c)
+                elif c == 0x7D and state == _S_OBJ_OPEN:  # "}"
+                    self._close_object()
+                else:
+                    want = "a key or '}'" if state == _S_OBJ_OPEN else "a key after ','"
+                    raise DecodeError(f"expected {want}, found {_show(c)}", offset=off)
+            elif state in (_S_ARR_OPEN, _S_ARR_ITEM):
+                if c == 0x7B:  # "{"
+                    self._level = _L_RESULT
+                    self._rfields = {}
+                    self._rdata_len = None
+                    self._rdata_seen = False
+                    self._state = _S_OBJ_OPEN
+                elif c == 0x5D and state == _S_ARR_OPEN:  # "]"
+                    self._level = _L_TOP
+                    self._state = _S_AFTER
+                else:
+                    raise DecodeError(
+                        f"{self._path('')} must be an object, found {_show(c)}", offset=off
+                    )
+            elif state == _S_DOC_START:
+                if c != 0x7B:
+                    raise DecodeError(
+                        f"the body must be a JSON object, found {_show(c)}", offset=off
+                    )
+                self._state = _S_OBJ_OPEN
+            elif state == _S_DOC_END:
+                raise DecodeError(
+                    f"unexpected {_show(c)} after the end of the JSON document", offset=off
+                )
+            else:  # pragma: no cover - FAILED never reaches here: feed() raises first
+                raise DecodeError("the scanner already failed", offset=off)
+            i += 1
+
+    def _value(self, c: int, off: int) -> bool:
+        """The first byte of a value, at ``off``; the value's key is ``self._key``.
+
+        Returns False if the byte was not consumed (a scalar's capture starts with it).
+        """
+        level = self._level
+        if level == _L_TOP and self._key == "results":
+            if c == 0x5B:  # "["
+                self._results = []
+                self._level = _L_RESULTS
+                self._state = _S_ARR_OPEN
+            elif c == 0x6E:  # "n": must be null
+                self._start_capture(_M_SCALAR, _T_RESULTS_NULL, off, c)
+                return False
+            else:
+                raise DecodeError(
+                    f"'results' must be an array or null, found {_show(c)}", offset=off
+                )
+            return True
+        if level == _L_RESULT and self._key == "data":
+            if c == _QUOTE:
+                self._carry = b""
+                self._pad = 0
+                self._pending = b""
+                self._data_len = 0
+                self._data_start = off
+                self._state = _S_DATA
+            elif c == 0x6E:
+                self._start_capture(_M_SCALAR, _T_DATA_NULL, off, c)
+                return False
+            else:
+                raise DecodeError(
+                    f"{self._path('data')} must be a string or null, found {_show(c)}",
+                    offset=off,
+                )
+            return True
+        if c == _QUOTE:
+            self._start_capture(_M_STRING, _T_FIELD, off, c)
+        elif c in (0x7B, 0x5B):  # "{" or "["
+            self._start_capture(_M_CONTAINER, _T_FIELD, off, c)
+            self._cap_depth = 1
+            self._check_depth(off)
+        elif c in b",:]}":
+            raise DecodeError(
+                f"expected a value for {self._path(self._key)}, found {_show(c)}", offset=off
+            )
+        else:
+            self._start_capture(_M_SCALAR, _T_FIELD, off, c)
+            return False
+        return True
+
+    def _after(self, c: int, off: int) -> None:
+        """The byte after a value: a comma or the closer of the current level."""
+        level = self._level
+        if c == 0x2C:  # ","
+            self._state = _S_ARR_ITEM if level == _L_RESULTS else _S_OBJ_KEY
+        elif c == 0x7D and level != _L_RESULTS:  # "}"
+            self._close_object()
+        elif c == 0x5D and level == _L_RESULTS:  # "]"
+            self._level = _L_TOP
+            self._state = _S_AFTER
+        else:
+            want = "']'" if level == _L_RESULTS else "'}'"
+            raise DecodeError(f"expected ',' or {want}, found {_show(c)}", offset=off)
+
+    def _close_object(self) -> None:
+        if self._level == _L_TOP:
+            self._state = _S_DOC_END
+            return
+        # A result object ends; the invariant _results is not None holds at level 2.
+        assert self._results is not None
+        self._results.append(ScannedResult(self._rfields, self._rdata_len))
+        self._level = _L_RESULTS
+        self._state = _S_AFTER
+
+    # -- capture of keys and small values ----------------------------------------------
+
+    def _start_capture(self, mode: int, target: int, off: int, first: int) -> None:
+        """Begin capturing a token whose first byte, ``first``, is at ``off``.
+
+        A string's quote and a container's bracket are consumed here; a scalar's first
+        byte is left for the capture loop, since it may also be the scalar's last.
+        """
+        self._cap.clear()
+        if mode != _M_SCALAR:
+            self._cap.append(first)
+        self._cap_mode = mode
+        self._cap_target = target
+        self._cap_start = off
+        self._cap_depth = 0
+        self._cap_in_str = False
+        self._cap_esc = False
+        self._state = _S_CAPTURE
+
+    def _check_depth(self, off: int) -> None:
+        outer = 1 if self._level == _L_TOP else 3
+        if outer + self._cap_depth > _MAX_DEPTH:
+            raise DecodeError(
+                f"{self._path(self._key)} is nested deeper than {_MAX_DEPTH} levels", offset=off
+            )
+
+    def _append(self, buf: bytes, start: int, end: int) -> None:
+        if len(self._cap) + (end - start) > self._max_value:
+            what = "a key" if self._cap_target == _T_KEY else self._path(self._key)
+            raise DecodeError(
+                f"{what} is longer than {self._max_value} bytes", offset=self._cap_start
+            )
+        self._cap += buf[start:end]
+
+    def _scan_string(self, buf: bytes, i: int) -> int:
+        """Skip string content from ``i``: the index after the closing quote, or -1."""
+        if self._cap_esc:
+            # The previous chunk ended right after a backslash: this byte is escaped.
+            self._cap_esc = False
+            i += 1
+        n = len(buf)
+        while i < n:
+            m = _STRING_SPECIAL.search(buf, i)
+            if m is None:
+                return -1
+            j = m.start()
+            if buf[j] == _QUOTE:
+                return j + 1
+            if j + 1 >= n:
+                self._cap_esc = True
+                return -1
+            i = j + 2
+        return -1
+
+    def _capture(self, buf: bytes, i: int, base: int) -> int:
+        """Continue the capture at ``buf[i]``; return where the scan goes on."""
+        n = len(buf)
+        mode = self._cap_mode
+        if mode == _M_SCALAR:
+            m = _SCALAR_END.search(buf, i)
+            end = n if m is None else m.start()
+            self._append(buf, i, end)
+            if m is None:
+                return n
+            self._complete()
+            return end
+        if mode == _M_STRING:
+            end = self._scan_string(buf, i)
+            if end < 0:
+                self._append(buf, i, n)
+                return n
+            self._append(buf, i, end)
+            self._complete()
+            return end
+        # A container: track strings and nesting until the opening bracket is closed.
+        start = i
+        while i < n:
+            if self._cap_in_str:
+                end = self._scan_string(buf, i)
+                if end < 0:
+                    break
+                self._cap_in_str = False
+                i = end
+                continue
+            m = _CONTAINER_SPECIAL.search(buf, i)
+            if m is None:
+                break
+            j = m.start()
+            c = buf[j]
+            i = j + 1
+            if c == _QUOTE:
+                self._cap_in_str = True
+            elif c in (0x5B, 0x7B):
+                self._cap_depth += 1
+                self._check_depth(base + j)
+            else:
+                self._cap_depth -= 1
+                if self._cap_depth == 0:
+                    self._append(buf, start, i)
+                    self._complete()
+                    return i
+        self._append(buf, start, n)
+        return n
+
+    def _complete(self) -> None:
+        """The captured token is complete: parse it and store it."""
+        raw = bytes(self._cap)
+        start = self._cap_start
+        self._cap.clear()
+        target = self._cap_target
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            what = "key" if target == _T_KEY else self._path(self._key)
+            raise DecodeError(
+                f"invalid JSON in {what}: {exc.msg}", offset=start + _byte_pos(raw, exc.pos)
+            ) from None
+        if target == _T_KEY:
+            self._key_start = start
+            self._set_key(value, start)
+            self._state = _S_COLON
+            return
+        self._state = _S_AFTER
+        if target == _T_FIELD:
+            if self._level == _L_TOP:
+                self._fields[self._key] = value  # a repeated key: the last wins, as in orjson
+            else:
+                self._rfields[self._key] = value
+        elif value is not None:
+            what = (
+                "'results' must be an array"
+                if target == _T_RESULTS_NULL
+                else (f"{self._path('data')} must be a string")
+            )
+            raise DecodeError(f"{what} or null, found {type(value).__name__}", offset=start)
+
+    def _set_key(self, key: str, off: int) -> None:
+        self._key = key
+        if self._level == _L_TOP:
+            if key == "results":
+                if self._results_seen:
+                    raise DecodeError("the key 'results' appears twice", offset=off)
+                self._results_seen = True
+        elif key == "data":
+            if self._rdata_seen:
+                raise DecodeError(f"{self._path('data')} appears twice", offset=off)
+            self._rdata_seen = True
+
+    # -- the data string ---------------------------------------------------------------
+
+    def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
+        """Consume data-string content from ``buf[i]``; return where the scan goes on."""
+        q = buf.find(b'"', i)
+        end = len(buf) if q < 0 else q
+        if end > i and (self._pending or not self._data_raw(buf, i, end, out)):
+            self._data_slow(buf, i, end, base, out)
+        if q < 0:
+            return end
+        # The closing quote (a quote right after a cut escape belongs to that escape).
+        if self._pending:
+            raise DecodeError(
+                f"{self._path('data')}: an escape that is not a Base64 character",
+                offset=base + q - len(self._pending),
+            )
+        if self._carry or self._pad == 1:
+            raise DecodeError(
+                f"{self._path('data')}: Base64 length is not a multiple of 4", offset=base + q
+            )
+        self._rdata_len = self._data_len
+        self._state = _S_AFTER
+        return q + 1
+
+    def _emit(self, out: list[AudioPiece], data: bytes) -> None:
+        if data:
+            assert self._results is not None
+            out.append(AudioPiece(len(self._results), data))
+            self._data_len += len(data)
+
+    def _data_raw(self, buf: bytes, i: int, end: int, out: list[AudioPiece]) -> bool:
+        """The fast path: decode ``buf[i:end]`` if it holds no escape and no error.
+
+        Returns False, having changed nothing, if anything is unusual; the slow path then
+        takes the same run from the same state.
+        """
+        pad = self._pad
+        if pad == 2:
+            return False  # nothing may follow the final quad
+        carry = self._carry
+        p = i
+        first = b""
+        if carry:
+            need = 4 - len(carry)
+            if end - p < need:
+                tail = buf[p:end]
+                state = _b64_check(tail, len(carry), pad)
+                if state is None:
+                    return False
+                self._carry = carry + tail
+                self._pad = state[1]
+                return True
+            quad = carry + buf[p : p + need]
+            try:
+                first = pybase64.b64decode(quad, validate=True)
+            except ValueError:
+                return False
+            p += need
+            if quad[3] == _EQ:
+                pad = 2
+        m = (end - p) & ~3
+        body = b""
+        if m:
+            if pad == 2:
+                return False
+            try:
+                # A memoryview slice: the run is decoded where it lies, without a copy.
+                body = pybase64.b64decode(memoryview(buf)[p : p + m], validate=True)
+            except ValueError:
+                return False
+            p += m
+            if buf[p - 1] == _EQ:
+                pad = 2
+        tail = buf[p:end]
+        if tail:
+            state = _b64_check(tail, 0, pad)
+            if state is None:
+                return False
+            pad = state[1]
+        # Nothing can fail from here on: commit.
+        self._carry = tail
+        self._pad = pad
+        self._emit(out, first)
+        self._emit(out, body)
+        return True
+
+    def _data_slow(self, buf: bytes, i: int, end: int, base: int, out: list[AudioPiece]) -> None:
+        """The slow path: a run with escapes, an escape cut by a chunk boundary, or an
+        error. Linear in the run; raises DecodeError at the exact offset of an error."""
+        seg = self._pending + buf[i:end]
+        seg_off = base + i - len(self._pending)
+        cut = _escape_cut(seg)
+        text = _unescape_fast(seg[:cut])
+        if text is not None and self._decode_text(text, out):
+            self._pending = seg[cut:]
+            return
+        # Something is wrong (or unusual): go through the run character by character.
+        text, rest = self._unescape_checked(seg, seg_off)
+        if not self._decode_text(text, out):  # pragma: no cover - the text was just checked
+            raise DecodeError(f"{self._path('data')}: invalid Base64", offset=seg_off)
+        self._pending = rest
+
+    def _decode_text(self, text: bytes, out: list[AudioPiece]) -> bool:
+        """Decode unescaped ``text`` after the carry; False, changing nothing, if it is not
+        valid Base64 at this point."""
+        if not text:
+            return True
+        if self._pad == 2:
+            return False
+        full = self._carry + text
+        m = len(full) & ~3
+        pad = self._pad
+        decoded = b""
+        if m:
+            try:
+                decoded = pybase64.b64decode(full[:m], validate=True)
+            except ValueError:
+                return False
+            if full[m - 1] == _EQ:
+                pad = 2
+                if m < len(full):
+                    return False
+            else:
+                pad = 0
+        tail = full[m:]
+        if tail:
+            state = _b64_check(tail, 0, pad)
+            if state is None:
+                return False
+            pad = state[1]
+        self._carry = tail
+        self._pad = pad
+        self._emit(out, decoded)
+        return True
+
+    def _unescape_checked(self, seg: bytes, seg_off: int) -> tuple[bytes, bytes]:
+        """Unescape ``seg`` one character at a time, checking JSON escapes and Base64 as
+        they come; raise DecodeError at the first wrong byte. Returns the text and an
+        escape cut short at the end of ``seg`` (empty if none)."""
+        what = self._path("data")
+        qpos = len(self._carry)
+        pad = self._pad
+        text = bytearray()
+        n = len(seg)
+        j = 0
+        while j < n:
+            byte = seg[j]
+            width = 1
+            if byte == _BACKSLASH:
+                if j + 1 >= n:
+                    return bytes(text), seg[j:]
+                kind = seg[j + 1]
+                if kind == 0x75:  # "u"
+                    digits = seg[j + 2 : j + 6]
+                    if any(d not in _HEX for d in digits):
+                        raise DecodeError(f"{what}: invalid \\u escape", offset=seg_off + j)
+                    if len(digits) < 4:
+                        return bytes(text), seg[j:]
+                    byte = int(digits, 16)
+                    width = 6
+                elif kind in _SHORT_ESCAPES:
+                    byte = _SHORT_ESCAPES[kind]
+                    width = 2
+                else:
+                    raise DecodeError(f"{what}: invalid escape", offset=seg_off + j)
+            step = _b64_step(byte, qpos, pad)
+            if step is None:
+                if byte == _EQ or byte in _B64:
+                    problem = "Base64 padding '=' is allowed only at the end"
+                elif width == 1:
+                    problem = f"{_show(byte)} is not a Base64 character"
+                else:
+                    problem = "an escape that is not a Base64 character"
+                raise DecodeError(f"{what}: {problem}", offset=seg_off + j)
+            qpos, pad = step
+            text.append(byte)
+            j += width
+        return bytes(text), b""
+
+
+def scan_body(body: bytes) -> tuple[ScannedEnvelope, list[bytes]]:
+    """Scan a whole body at once: the envelope and the decoded audio of each result.
+
+    For small bodies and tests; a result body is best streamed through the scanner.
+    """
+    scanner = EnvelopeScanner()
+    audio: dict[int, list[bytes]] = {}
+    for piece in scanner.feed(body):
+        audio.setdefault(piece.index, []).append(piece.data)
+    envelope = scanner.finish()
+    count = 0 if envelope.results is None else len(envelope.results)
+    return envelope, [b"".join(audio.get(i, ())) for i in range(count)]
