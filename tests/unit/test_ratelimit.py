@@ -60,7 +60,7 @@ async def test_a_429_halves_the_rate_once_per_cooldown() -> None:
     time = FakeTime()
     rl = limiter(time, 100.0)
     rl.throttled()
-    assert rl.rate == pytest.approx(0.5)  # sending 1/s so far: half of that, floored at min
+    assert rl.rate == pytest.approx(1.0)  # half of the 1/s sent so far, floored at min_rate
     rl2 = limiter(FakeTime(), 100.0)
     for _ in range(50):
         await rl2.acquire()
