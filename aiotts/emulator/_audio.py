@@ -1,0 +1,133 @@
+"""Deterministic, audible WAV synthesis: one short tone per character.
+
+The format is the service's: canonical 44-byte header, PCM, mono, 22,050 Hz, 24-bit. Each
+character of the spoken text becomes a 1/15-second segment (so one second per 15
+characters): a tone whose pitch and timbre come from the character's code point, with a few
+harmonics and a raised-cosine envelope so segments join without clicks. Whitespace is a
+quiet hum rather than silence, so no text renders as silence.
+
+Speed is the point: a segment is computed once per distinct character (cached), a text is a
+``bytes.join`` of segments, and a size target is met by repeating or cutting the joined
+audio. 30 MB takes a few milliseconds, not seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import struct
+
+__all__ = [
+    "BYTES_PER_SECOND",
+    "CHARS_PER_SECOND",
+    "HEADER_BYTES",
+    "SAMPLE_RATE",
+    "SAMPLE_WIDTH",
+    "WATERMARK",
+    "spoken_text",
+    "synthesize",
+    "wav_header",
+    "wav_length",
+]
+
+SAMPLE_RATE = 22_050
+SAMPLE_WIDTH = 3  # bytes: 24-bit
+CHANNELS = 1
+HEADER_BYTES = 44
+BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS  # 66,150
+CHARS_PER_SECOND = 15
+SAMPLES_PER_CHAR = SAMPLE_RATE // CHARS_PER_SECOND  # 1,470: exact, 22,050 = 15 x 1,470
+SEGMENT_BYTES = SAMPLES_PER_CHAR * SAMPLE_WIDTH
+
+WATERMARK = "Please authenticate to the API to remove this message"
+"""The phrase the trial endpoint speaks at the start of every result."""
+
+_FULL_SCALE = 2**23 - 1
+_FADE = 220  # samples (10 ms) of fade in and out per segment
+
+
+def wav_header(data_bytes: int, *, riff_bytes: int | None = None) -> bytes:
+    """The canonical 44-byte header for ``data_bytes`` of PCM data.
+
+    ``riff_bytes`` overrides the RIFF chunk size (only to build a deliberately bad header).
+    """
+    riff = 36 + data_bytes if riff_bytes is None else riff_bytes
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        riff,
+        b"WAVE",
+        b"fmt ",
+        16,  # fmt chunk size for PCM
+        1,  # PCM
+        CHANNELS,
+        SAMPLE_RATE,
+        BYTES_PER_SECOND,
+        SAMPLE_WIDTH * CHANNELS,  # block align
+        SAMPLE_WIDTH * 8,
+        b"data",
+        data_bytes,
+    )
+
+
+def spoken_text(text: str, *, watermark: bool = False) -> str:
+    """What the audio of ``text`` says: the text, after the watermark phrase if asked."""
+    return f"{WATERMARK}. {text}" if watermark else text
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(char: str) -> bytes:
+    """The 1/15 s of 24-bit PCM for one character (pure; cached per character)."""
+    code = ord(char)
+    if char.isspace():
+        base, amplitude = 110.0, 0.04
+    else:
+        # Two octaves of pitch from the low bits and a timbre from the next ones, so that
+        # neighbouring letters differ in both.
+        base, amplitude = 180.0 * 2.0 ** ((code % 25) / 12.0), 0.35
+    timbre = (code // 25) % 4
+    weights = (1.0, 0.5 / (1 + timbre), 0.25 * (timbre % 2), 0.12 * (timbre // 2))
+    step = 2.0 * math.pi * base / SAMPLE_RATE
+    norm = amplitude * _FULL_SCALE / sum(weights)
+    out = bytearray()
+    for n in range(SAMPLES_PER_CHAR):
+        edge = min(n, SAMPLES_PER_CHAR - 1 - n)
+        envelope = 0.5 - 0.5 * math.cos(math.pi * edge / _FADE) if edge < _FADE else 1.0
+        phase = step * n
+        value = sum(w * math.sin((k + 1) * phase) for k, w in enumerate(weights) if w)
+        out += int(norm * envelope * value).to_bytes(3, "little", signed=True)
+    return bytes(out)
+
+
+def _data_bytes(size: int) -> int:
+    if size < HEADER_BYTES + SAMPLE_WIDTH:
+        raise ValueError(f"size must be at least {HEADER_BYTES + SAMPLE_WIDTH} bytes, got {size}")
+    return (size - HEADER_BYTES) // SAMPLE_WIDTH * SAMPLE_WIDTH
+
+
+def wav_length(text: str, *, size: int | None = None, watermark: bool = False) -> int:
+    """The length of ``synthesize(text, size=size, watermark=watermark)`` without making it."""
+    if size is not None:
+        return HEADER_BYTES + _data_bytes(size)
+    return HEADER_BYTES + len(spoken_text(text, watermark=watermark)) * SEGMENT_BYTES
+
+
+def synthesize(text: str, *, size: int | None = None, watermark: bool = False) -> bytes:
+    """A complete WAV file speaking ``text``; the same arguments always give the same bytes.
+
+    Without ``size`` the audio lasts ``len(text) / 15`` seconds (plus the watermark phrase
+    when ``watermark``). With ``size`` the file is exactly ``size`` bytes rounded down to
+    whole samples: the audio is repeated, or cut, to fit. Raises ``ValueError`` if ``size``
+    cannot hold the header and one sample.
+    """
+    spoken = spoken_text(text, watermark=watermark)
+    data = b"".join([_segment(c) for c in spoken])
+    if size is not None:
+        want = _data_bytes(size)
+        if not data:
+            data = bytes(want)
+        elif len(data) < want:
+            data = (data * (want // len(data) + 1))[:want]
+        else:
+            data = data[:want]
+    return wav_header(len(data)) + data
