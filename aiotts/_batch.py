@@ -1,8 +1,8 @@
 """``Batch``: what ``fetch_many`` returns, an async iterator of outcomes.
 
-The scheduler runs in the client's own task group, not in the caller's frame, so leaving
-an ``async for`` early (``break``, an exception, a cancellation) can never tear down a task
-group from the wrong task. Instead:
+The scheduler runs in a task of its own that the client keeps, not in the caller's frame,
+so leaving an ``async for`` early (``break``, an exception, a cancellation) can never tear
+down a task group from the wrong task. Instead:
 
 * a cancellation while the caller waits for the next outcome cancels the batch;
 * ``break`` drops the last reference to the batch, and ``__del__`` cancels it;
@@ -16,12 +16,12 @@ of letting outcomes pile up in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from aiotts._errors import AiottsError
 from aiotts._models import Outcome
@@ -68,14 +68,14 @@ class Batch:
         self,
         scheduler: Scheduler,
         ids: TaskIds,
-        task_group: TaskGroup,
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
         *,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._on_close = on_close
         self._ids = ids
-        self._task_group = task_group
+        self._spawn = spawn
         self._send, self._receive = anyio.create_memory_object_stream[Outcome](256)
         self._scope = anyio.CancelScope()
         self._finished = anyio.Event()
@@ -92,7 +92,7 @@ class Batch:
     def _start(self) -> None:
         if not self._started:
             self._started = True
-            self._task_group.start_soon(self._run)
+            self._spawn(self._run())
 
     async def _run(self) -> None:
         try:

@@ -1,18 +1,20 @@
 """``TTSClient``: the one object a user holds.
 
 Lifecycle: ``async with TTSClient(...) as client:`` opens one aiohttp session (inside the
-running loop) and one task group for batches; leaving the block cancels any batch still
-running, waits for its clean-up, and closes the session exactly once. A client is used
-once: reopening a closed one is refused.
+running loop); each batch runs in a task the client keeps; leaving the block cancels any
+batch still running, waits for its clean-up, and closes the session exactly once. Opening
+and closing may happen in different tasks (a web app's start-up and clean-up hooks). A
+client is used once: reopening a closed one is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import ssl
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,7 +23,6 @@ from weakref import WeakSet
 import aiohttp
 import anyio
 import orjson
-from anyio.abc import TaskGroup
 
 from aiotts._batch import Batch, BatchReport
 from aiotts._config import (
@@ -221,23 +222,22 @@ class TTSClient:
         tts_path = _TRIAL_PATH if trial else _TTS_PATH
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
-        self._task_group: TaskGroup | None = None
+        self._open = False
         self._download_slots: anyio.CapacityLimiter | None = None
         self._batches: WeakSet[Batch] = WeakSet()
+        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
-        state = "closed" if self._session.closed else "open" if self._task_group else "not opened"
+        state = "closed" if self._session.closed else "open" if self._open else "not opened"
         return f"<TTSClient {self._base_url} {mode} {state}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> TTSClient:
         await self._session.open()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
         self._download_slots = anyio.CapacityLimiter(self._limits.downloads)
+        self._open = True
         return self
 
     async def __aexit__(
@@ -251,29 +251,29 @@ class TTSClient:
     async def aclose(self) -> None:
         """Cancel running batches (waiting for their clean-up), then close the pool.
         Safe to call more than once."""
-        task_group, self._task_group = self._task_group, None
+        self._open = False
         try:
-            if task_group is not None:
-                for batch in list(self._batches):
-                    batch.cancel()
-                task_group.cancel_scope.cancel()
+            for batch in list(self._batches):
+                batch.cancel()
+            if self._batch_tasks:
                 with anyio.CancelScope(shield=True):
-                    await task_group.__aexit__(None, None, None)
+                    await asyncio.gather(*self._batch_tasks, return_exceptions=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._session.close()
 
-    def _open_group(self) -> TaskGroup:
-        if self._task_group is None:
-            self._session_open_or_raise()
+    def _require_open(self) -> None:
+        if not self._open:
+            if self._session.closed:
+                raise ClientClosedError("this client is closed; create a new TTSClient")
             raise ClientClosedError(
                 "this client is not open; use it as `async with TTSClient(...) as client:`"
             )
-        return self._task_group
 
-    def _session_open_or_raise(self) -> None:
-        if self._session.closed:
-            raise ClientClosedError("this client is closed; create a new TTSClient")
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
 
     @property
     def trial(self) -> bool:
@@ -292,7 +292,7 @@ class TTSClient:
         Submits are billable, so a submit is retried only when it provably never reached the
         server; any other failure raises ``SubmitUncertainError`` carrying the text.
         """
-        self._open_group()
+        self._require_open()
         if not isinstance(text, str) or not text.strip():
             raise UsageError("the text to convert is empty")
         if self._trial and len(text) > TRIAL_MAX_CHARS:
@@ -347,7 +347,7 @@ class TTSClient:
         """The task's whole result envelope, with any audio decoded in memory.
 
         For large audio prefer ``download``, which streams to disk."""
-        self._open_group()
+        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
             return await read_envelope(response, task_id)
@@ -358,7 +358,7 @@ class TTSClient:
 
     async def status(self, task_id: str) -> TaskResult:
         """The task's status without its audio (``Utilities/GetTaskStatus``)."""
-        self._open_group()
+        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
             result = await read_envelope(response, task_id)
@@ -381,7 +381,7 @@ class TTSClient:
 
     async def cancel(self, task_id: str) -> None:
         """Ask the server to drop the task; it becomes ``NotExist``."""
-        self._open_group()
+        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> None:
             await response.read()
@@ -402,7 +402,7 @@ class TTSClient:
         ``TaskNotReadyError``, ``TaskFailedError`` or ``TaskNotFoundError`` when there is
         nothing to save.
         """
-        self._open_group()
+        self._require_open()
         target = OutputTarget.at_path(to, task_id)
         _prepare_folder(target.folder)
         download_slots = self._download_slots
@@ -508,7 +508,7 @@ class TTSClient:
         resume: bool = False,
         retry_failed: bool = False,
     ) -> Batch:
-        task_group = self._open_group()
+        self._require_open()
         if resume and manifest is None:
             raise UsageError("resume needs a manifest: pass manifest=PATH")
         for name, value in (("task_timeout", task_timeout), ("batch_timeout", batch_timeout)):
@@ -534,7 +534,7 @@ class TTSClient:
             resume_files=resume,
         )
         batch = Batch(
-            scheduler, ids, task_group, on_close=open_manifest.close if open_manifest else None
+            scheduler, ids, self._spawn, on_close=open_manifest.close if open_manifest else None
         )
         self._batches.add(batch)
         return batch
