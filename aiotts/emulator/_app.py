@@ -26,13 +26,13 @@ from aiohttp import web
 
 from aiotts.emulator._admin import AdminApi
 from aiotts.emulator._config import Faults
-from aiotts.emulator._envelope import Results, Style, envelope, escape_base64
+from aiotts.emulator._envelope import Results, Style, envelope, escape_runs
 from aiotts.emulator._faulty import (
     HTML_PAGE,
     NON_JSON_BODY,
     UNKNOWN_STATUS,
-    corrupt_base64,
-    misstate_wav_sizes,
+    corrupt_runs,
+    misstate_runs,
 )
 from aiotts.emulator._respond import (
     HTML,
@@ -41,7 +41,7 @@ from aiotts.emulator._respond import (
     TEXT,
     Delivery,
     retry_after_value,
-    send_parts,
+    send_runs,
 )
 from aiotts.emulator._snapshots import Endpoint, TaskState
 from aiotts.emulator._state import EmulatorState
@@ -373,7 +373,9 @@ class VendorApi:
             )
         if delivery == self._plain:
             return web.Response(body=body, headers={"Content-Type": content_type})
-        resp, _ = await send_parts(request, [body], content_type=content_type, delivery=delivery)
+        resp, _ = await send_runs(
+            request, ((body, 1),), content_type=content_type, delivery=delivery
+        )
         return resp
 
     def _draw_bad_answer(self, faults: Faults) -> str | None:
@@ -408,17 +410,17 @@ class VendorApi:
         state = self.state
         data = state.encoded(task)
         if bad == "bad_base64":
-            data = corrupt_base64(data)
+            data = corrupt_runs(data)
         elif bad == "bad_wav_header":
-            data = misstate_wav_sizes(data)
+            data = misstate_runs(data)
         if escape:
-            data = escape_base64(data)
+            data = escape_runs(data)
         head, tail = envelope(task.id, TaskState.COMPLETED, results="data", style=style)
         if good:
             task.audio_started += 1
             state.audio_started += 1
-        resp, finished = await send_parts(
-            request, [head, data, tail], content_type=content_type, delivery=delivery
+        resp, finished = await send_runs(
+            request, ((head, 1), *data, (tail, 1)), content_type=content_type, delivery=delivery
         )
         if good and finished and not delivery.truncate:
             task.audio_finished += 1

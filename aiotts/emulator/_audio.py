@@ -16,6 +16,9 @@ from __future__ import annotations
 import functools
 import math
 import struct
+from typing import TypeAlias
+
+import pybase64
 
 __all__ = [
     "BYTES_PER_SECOND",
@@ -24,6 +27,9 @@ __all__ = [
     "SAMPLE_RATE",
     "SAMPLE_WIDTH",
     "WATERMARK",
+    "Runs",
+    "base64_runs",
+    "runs_length",
     "spoken_text",
     "synthesize",
     "wav_header",
@@ -121,13 +127,48 @@ def synthesize(text: str, *, size: int | None = None, watermark: bool = False) -
     cannot hold the header and one sample.
     """
     spoken = spoken_text(text, watermark=watermark)
-    data = b"".join([_segment(c) for c in spoken])
-    if size is not None:
-        want = _data_bytes(size)
-        if not data:
-            data = bytes(want)
-        elif len(data) < want:
-            data = (data * (want // len(data) + 1))[:want]
-        else:
-            data = data[:want]
-    return wav_header(len(data)) + data
+    segments = [_segment(c) for c in spoken]
+    if size is None:
+        return wav_header(len(segments) * SEGMENT_BYTES) + b"".join(segments)
+    want = _data_bytes(size)
+    data = b"".join(segments) or bytes(SAMPLE_WIDTH)
+    whole, rest = divmod(want, len(data))
+    # One join of whole repeats and a partial tail: two passes over the bytes, not four.
+    return b"".join([wav_header(want), data * whole, data[:rest]])
+
+
+Runs: TypeAlias = tuple[tuple[bytes, int], ...]
+"""A byte string written as ``(piece, times)`` pairs: each piece repeated ``times`` times."""
+
+
+def runs_length(runs: Runs) -> int:
+    """Length of the byte string ``runs`` stands for."""
+    return sum(len(piece) * times for piece, times in runs)
+
+
+def base64_runs(text: str, *, size: int | None = None, watermark: bool = False) -> Runs:
+    """Standard Base64 of ``synthesize(text, size=size, watermark=watermark)``, as runs.
+
+    Without ``size`` that is one piece. With ``size`` the audio is periodic, and so is its
+    Base64: a 30 MB file is three pieces, the middle one (one period, a few hundred KB of
+    Base64) repeated, so neither making nor holding it costs 40 MB.
+
+    Why it is exact: Base64 encodes 3-byte groups counted from the file's first byte. The
+    header is 44 bytes, so the first group boundary inside the data is at byte 45 (data
+    byte 1). From there the data repeats with period ``P`` = its natural length, a multiple
+    of 3 (whole 3-byte samples), so every period starts on a group boundary and encodes to
+    the same text. The remainder, the last piece, carries the ``=`` padding if any.
+    """
+    if size is None:
+        return ((pybase64.b64encode(synthesize(text, watermark=watermark)), 1),)
+    want = _data_bytes(size)
+    spoken = spoken_text(text, watermark=watermark)
+    data = b"".join([_segment(c) for c in spoken]) or bytes(SAMPLE_WIDTH)
+    unit = data[1:] + data[:1]  # the period as seen from data byte 1
+    whole, rest = divmod(want - 1, len(unit))
+    runs = [(pybase64.b64encode(wav_header(want) + data[:1]), 1)]
+    if whole:
+        runs.append((pybase64.b64encode(unit), whole))
+    if rest:
+        runs.append((pybase64.b64encode(unit[:rest]), 1))
+    return tuple(runs)

@@ -1,15 +1,18 @@
-"""A least-recently-used cache of byte strings bounded by their total size."""
+"""A least-recently-used cache bounded by the total size of its values, in bytes."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 __all__ = ["ByteLRU"]
 
+V = TypeVar("V")
 
-class ByteLRU:
-    """Maps keys to ``bytes``; the sum of the values' lengths never exceeds ``limit``.
+
+class ByteLRU(Generic[V]):
+    """Maps keys to values of a stated size; the sum of the sizes never exceeds ``limit``.
 
     A value larger than the limit is not stored at all (the caller still has it). Eviction
     only drops the cache's reference: a response already writing the bytes keeps them alive.
@@ -19,26 +22,28 @@ class ByteLRU:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._size = 0
 
-    def get(self, key: Hashable) -> bytes | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+    def get(self, key: Hashable) -> V | None:
+        entry = self._items.get(key)
+        if entry is None:
+            return None
+        self._items.move_to_end(key)
+        return entry[0]
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self.limit:
+    def put(self, key: Hashable, value: V, size: int) -> None:
+        """Store ``value``, which holds ``size`` bytes, evicting the least recently used."""
+        if size > self.limit:
             return
         old = self._items.pop(key, None)
         if old is not None:
-            self._size -= len(old)
-        while self._items and self._size + len(value) > self.limit:
-            _, evicted = self._items.popitem(last=False)
-            self._size -= len(evicted)
-        self._items[key] = value
-        self._size += len(value)
+            self._size -= old[1]
+        while self._items and self._size + size > self.limit:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._size -= evicted
+        self._items[key] = (value, size)
+        self._size += size
 
     @property
     def size(self) -> int:

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import orjson
 
+from aiotts.emulator._audio import Runs
 from aiotts.emulator._snapshots import TaskState
 
-__all__ = ["RESPONSE_STATUS", "Style", "envelope", "escape_base64"]
+__all__ = ["RESPONSE_STATUS", "Style", "envelope", "escape_base64", "escape_runs"]
 
 RESPONSE_STATUS: dict[str, str] = {
     TaskState.PENDING: "NotReady",
@@ -91,3 +92,8 @@ def escape_base64(data: bytes) -> bytes:
     Still the same JSON string; ``bytes.replace`` keeps it at C speed for tens of megabytes.
     """
     return data.replace(b"/", b"\\/").replace(b"+", b"\\u002B")
+
+
+def escape_runs(runs: Runs) -> Runs:
+    """:func:`escape_base64` piece by piece (escaping is per character, so runs survive)."""
+    return tuple((escape_base64(piece), times) for piece, times in runs)

@@ -6,9 +6,17 @@ import struct
 
 import pybase64
 
-from aiotts.emulator._audio import HEADER_BYTES
+from aiotts.emulator._audio import HEADER_BYTES, Runs
 
-__all__ = ["HTML_PAGE", "NON_JSON_BODY", "UNKNOWN_STATUS", "corrupt_base64", "misstate_wav_sizes"]
+__all__ = [
+    "HTML_PAGE",
+    "NON_JSON_BODY",
+    "UNKNOWN_STATUS",
+    "corrupt_base64",
+    "corrupt_runs",
+    "misstate_runs",
+    "misstate_wav_sizes",
+]
 
 NON_JSON_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: overflow"
 """A 200 body that is not JSON at all (what a misbehaving proxy sends)."""
@@ -46,3 +54,18 @@ def misstate_wav_sizes(data: bytes) -> bytes:
     struct.pack_into("<I", head, 4, riff + 3000)
     struct.pack_into("<I", head, HEADER_BYTES - 4, size + 3000)
     return pybase64.b64encode(bytes(head)) + data[60:]
+
+
+def corrupt_runs(runs: Runs) -> Runs:
+    """:func:`corrupt_base64` of the whole string ``runs`` stands for (materialised: a fault
+    path, so its cost does not matter)."""
+    return ((corrupt_base64(b"".join(piece * times for piece, times in runs)), 1),)
+
+
+def misstate_runs(runs: Runs) -> Runs:
+    """:func:`misstate_wav_sizes` on runs: the header is always inside the first piece,
+    which is written once and is at least 60 characters long."""
+    (first, times), *rest = runs
+    assert times == 1
+    assert len(first) >= 60
+    return ((misstate_wav_sizes(first), 1), *rest)

@@ -11,10 +11,11 @@ import asyncio
 import email.utils
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from aiotts.emulator._audio import Runs
 
 __all__ = [
     "HTML",
@@ -23,7 +24,7 @@ __all__ = [
     "TEXT",
     "Delivery",
     "retry_after_value",
-    "send_parts",
+    "send_runs",
 ]
 
 JSON = "application/json; charset=utf-8"
@@ -54,20 +55,20 @@ class Delivery:
     trickle: tuple[int, float] | None = None
 
 
-async def send_parts(
+async def send_runs(
     request: web.Request,
-    parts: Sequence[bytes],
+    runs: Runs,
     *,
     status: int = 200,
     content_type: str,
     delivery: Delivery,
 ) -> tuple[web.StreamResponse, bool]:
-    """Stream ``b"".join(parts)`` (without joining) as the response; return it and whether
-    the whole declared body reached the transport and the response was finished.
+    """Stream the byte string ``runs`` stands for (never joined) as the response; return it
+    and whether the whole declared body reached the transport and the response finished.
 
     A client that goes away mid-body ends the write quietly (``False``), as does a cut.
     """
-    total = sum(len(p) for p in parts)
+    total = sum(len(piece) * times for piece, times in runs)
     length = max(1, total // 2) if delivery.truncate and total > 1 else total
     send = length if delivery.cut_at is None else int(length * delivery.cut_at)
     step = delivery.chunk_bytes
@@ -79,16 +80,19 @@ async def send_parts(
     try:
         await resp.prepare(request)
         sent = 0
-        for part in parts:
-            view = memoryview(part)
-            pos = 0
-            while pos < len(view) and sent < send:
-                n = min(step, len(view) - pos, send - sent)
-                await resp.write(view[pos : pos + n])
-                pos += n
-                sent += n
-                if pause and sent < send:
-                    await asyncio.sleep(pause)
+        for piece, times in runs:
+            view = memoryview(piece)
+            for _ in range(times):
+                pos = 0
+                while pos < len(view) and sent < send:
+                    n = min(step, len(view) - pos, send - sent)
+                    await resp.write(view[pos : pos + n])
+                    pos += n
+                    sent += n
+                    if pause and sent < send:
+                        await asyncio.sleep(pause)
+                if sent >= send:
+                    break
             if sent >= send:
                 break
         if delivery.cut_at is not None:

@@ -10,9 +10,7 @@ import itertools
 import random
 from collections.abc import Iterable
 
-import pybase64
-
-from aiotts.emulator._audio import synthesize, wav_length
+from aiotts.emulator._audio import Runs, base64_runs, synthesize, wav_length
 from aiotts.emulator._auth import Authority
 from aiotts.emulator._cache import ByteLRU
 from aiotts.emulator._clock import Clock, OffsetClock, default_clock
@@ -42,7 +40,7 @@ class EmulatorState:
         self.authority = Authority(self.config, self.clock)
         # Per-request draws (fault shares) come from here, separate from task facts.
         self.rng = random.Random(f"aiotts-emulator-requests:{self.config.seed}")
-        self._cache = ByteLRU(self.config.cache_bytes)
+        self._cache: ByteLRU[Runs] = ByteLRU(self.config.cache_bytes)
         self._default_texts = itertools.count(1)
         self._trial_windows: dict[str, tuple[float, int]] = {}  # address -> (start, calls)
         self.reset_stats()
@@ -173,18 +171,19 @@ class EmulatorState:
         """The exact WAV a ``Completed`` fetch of ``task`` carries."""
         return synthesize(task.text, size=task.audio_bytes, watermark=task.trial)
 
-    def encoded(self, task: Task) -> bytes:
-        """The task's WAV as standard Base64 (padded), encoded once and kept while it fits.
+    def encoded(self, task: Task) -> Runs:
+        """The task's WAV as standard Base64 (padded), as runs; made once, kept while it fits.
 
         Keyed by what determines the audio, not by id: tasks with the same text and size
-        share one entry, which is what keeps thousands of identical benchmark results cheap.
+        share one entry. A sized result is periodic, so even 30 MB costs a few hundred KB
+        here (see :func:`base64_runs`).
         """
         key = (task.text, task.trial, task.audio_bytes)
-        data = self._cache.get(key)
-        if data is None:
-            data = pybase64.b64encode(self.wav(task))
-            self._cache.put(key, data)
-        return data
+        runs = self._cache.get(key)
+        if runs is None:
+            runs = base64_runs(task.text, size=task.audio_bytes, watermark=task.trial)
+            self._cache.put(key, runs, sum(len(piece) for piece, _ in runs))
+        return runs
 
     # -- trial window ----------------------------------------------------------------------
 
