@@ -86,6 +86,9 @@ __all__ = [
 #: The largest key or small value (anything but ``results[i].data``) the scanner captures.
 DEFAULT_MAX_VALUE_BYTES: Final = 4 * 1024 * 1024
 
+# The slow path unescapes a data string this many bytes at a time.
+_WINDOW: Final = 64 * 1024
+
 # orjson refuses documents nested deeper than this many arrays and objects.
 _MAX_DEPTH: Final = 1024
 
@@ -745,6 +748,8 @@ class EnvelopeScanner:
         takes the same run from the same state.
         """
         pad = self._pad
+        if i == end:
+            return True
         if pad == 2:
             return False  # nothing may follow the final quad
         carry = self._carry
@@ -796,52 +801,25 @@ class EnvelopeScanner:
 
     def _data_slow(self, buf: bytes, i: int, end: int, base: int, out: list[AudioPiece]) -> None:
         """The slow path: a run with escapes, an escape cut by a chunk boundary, or an
-        error. Linear in the run; raises DecodeError at the exact offset of an error."""
-        seg = self._pending + buf[i:end]
-        seg_off = base + i - len(self._pending)
-        cut = _escape_cut(seg)
-        text = _unescape_fast(seg[:cut])
-        if text is not None and self._decode_text(text, out):
-            self._pending = seg[cut:]
-            return
-        # Something is wrong (or unusual): go through the run character by character.
-        text, rest = self._unescape_checked(seg, seg_off)
-        if not self._decode_text(text, out):  # pragma: no cover - the text was just checked
-            raise DecodeError(f"{self._path('data')}: invalid Base64", offset=seg_off)
-        self._pending = rest
+        error. Linear in the run; raises DecodeError at the exact offset of an error.
 
-    def _decode_text(self, text: bytes, out: list[AudioPiece]) -> bool:
-        """Decode unescaped ``text`` after the carry; False, changing nothing, if it is not
-        valid Base64 at this point."""
-        if not text:
-            return True
-        if self._pad == 2:
-            return False
-        full = self._carry + text
-        m = len(full) & ~3
-        pad = self._pad
-        decoded = b""
-        if m:
-            try:
-                decoded = pybase64.b64decode(full[:m], validate=True)
-            except ValueError:
-                return False
-            if full[m - 1] == _EQ:
-                pad = 2
-                if m < len(full):
-                    return False
-            else:
-                pad = 0
-        tail = full[m:]
-        if tail:
-            state = _b64_check(tail, 0, pad)
-            if state is None:
-                return False
-            pad = state[1]
-        self._carry = tail
-        self._pad = pad
-        self._emit(out, decoded)
-        return True
+        The run is taken in windows of ``_WINDOW`` bytes, so the copies that unescaping
+        makes stay small whatever the chunk size.
+        """
+        for a in range(i, end, _WINDOW):
+            b = min(a + _WINDOW, end)
+            pending = self._pending
+            seg = pending + buf[a:b] if pending else buf[a:b]
+            cut = _escape_cut(seg)
+            text = _unescape_fast(seg if cut == len(seg) else seg[:cut])
+            if text is not None and self._data_raw(text, 0, len(text), out):
+                self._pending = seg[cut:]
+                continue
+            # Something is wrong: go through the window one character at a time.
+            text, rest = self._unescape_checked(seg, base + a - len(pending))
+            if not self._data_raw(text, 0, len(text), out):  # pragma: no cover - checked
+                raise DecodeError(f"{self._path('data')}: invalid Base64", offset=base + a)
+            self._pending = rest
 
     def _unescape_checked(self, seg: bytes, seg_off: int) -> tuple[bytes, bytes]:
         """Unescape ``seg`` one character at a time, checking JSON escapes and Base64 as
