@@ -120,8 +120,8 @@ class VendorApi:
             resp = web.Response(status=405, headers={"Allow": ", ".join(sorted(methods))})
         else:
             endpoint, handler = entry
-            faults = self.state.faults
-            refusal = await self._transient(faults) if faults.any_transient else None
+            state = self.state
+            refusal = await self._transient(state.faults) if state.any_transient else None
             resp = refusal if refusal is not None else await handler(request)
         self.state.count(endpoint, resp.status)
         if logger.isEnabledFor(logging.DEBUG):
@@ -292,8 +292,7 @@ class VendorApi:
                 task.fetches += 1
         messages = task.messages if task is not None and status is TaskState.ERROR else ()
         with_audio = task is not None and status is TaskState.COMPLETED and not status_only
-        faults = state.faults
-        if not faults.any_body:
+        if not state.any_body:
             # The fast path: no draws, a plain envelope or the cached Base64.
             if with_audio:
                 assert task is not None
@@ -308,7 +307,7 @@ class VendorApi:
             messages,
             with_audio=with_audio,
             status_only=status_only,
-            faults=faults,
+            faults=state.faults,
         )
 
     async def _faulty_result(

@@ -34,7 +34,7 @@ class EmulatorState:
         clock: Clock | None = None,
     ) -> None:
         self.config = config if config is not None else EmulatorConfig()
-        self.faults = faults if faults is not None else Faults()
+        self.faults = faults if faults is not None else Faults()  # the setter below
         self.clock = OffsetClock(clock if clock is not None else default_clock)
         self.store = TaskStore(self.config, self.clock)
         self.authority = Authority(self.config, self.clock)
@@ -44,6 +44,19 @@ class EmulatorState:
         self._default_texts = itertools.count(1)
         self._trial_windows: dict[str, tuple[float, int]] = {}  # address -> (start, calls)
         self.reset_stats()
+
+    @property
+    def faults(self) -> Faults:
+        """The knobs in force; replacing them is one assignment, safe between requests."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        # Summaries read on every request, computed once per change rather than per request.
+        # Set before the knobs themselves; nothing awaits in between, so no request sees a mix.
+        self.any_transient = faults.any_transient
+        self.any_body = faults.any_body
+        self._faults = faults
 
     # -- counters --------------------------------------------------------------------------
 
