@@ -140,8 +140,8 @@ async def test_token_expires_on_the_clock(http: aiohttp.ClientSession) -> None:
 
 async def test_fractional_lifetime_is_sent_as_is(http: aiohttp.ClientSession) -> None:
     async with Emulator(EmulatorConfig(token_lifetime=1.5)) as emu:
-        async with http.post(emu.url + TOKEN, data=creds(emu)) as resp:
-            assert (await resp.json())["expires_in"] == 1.5
+        resp = await http.post(emu.url + TOKEN, data=creds(emu))
+        assert (await resp.json())["expires_in"] == 1.5
 
 
 async def test_expire_tokens_and_issue_token(emu: Emulator, http: aiohttp.ClientSession) -> None:
