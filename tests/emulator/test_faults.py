@@ -61,10 +61,9 @@ async def test_429_share_with_retry_after_seconds(http: aiohttp.ClientSession) -
 
 async def test_retry_after_as_http_date(http: aiohttp.ClientSession) -> None:
     faults = Faults(rate_limit_share=1.0, retry_after=120, retry_after_http_date=True)
-    async with Emulator(faults=faults) as emu:
-        async with http.get(emu.url + API, params={"id": "x"}) as resp:
-            assert resp.status == 429
-            when = email.utils.parsedate_to_datetime(resp.headers["Retry-After"])
+    async with Emulator(faults=faults) as emu, http.get(emu.url + API, params={"id": "x"}) as resp:
+        assert resp.status == 429
+        when = email.utils.parsedate_to_datetime(resp.headers["Retry-After"])
     assert 100 < when.timestamp() - time.time() <= 121
 
 
@@ -137,13 +136,17 @@ async def test_cut_body_ends_early_and_drops_the_connection(http: aiohttp.Client
     async with Emulator(faults=faults) as emu:
         task_id = await completed(emu, audio_bytes=2_000_000)
         token = emu.issue_token()
-        received = 0
+        chunks: list[bytes] = []
+
+        async def read_all(r: aiohttp.ClientResponse) -> None:
+            async for chunk in r.content.iter_chunked(65536):
+                chunks.append(chunk)
+
         async with http.get(emu.url + API, params={"id": task_id}, headers=bearer(token)) as r:
             declared = int(r.headers["Content-Length"])
             with pytest.raises(aiohttp.ClientPayloadError):
-                async for chunk in r.content.iter_chunked(65536):
-                    received += len(chunk)
-        assert received == int(declared * 0.4)
+                await read_all(r)
+        assert sum(map(len, chunks)) == int(declared * 0.4)
         record = emu.record(task_id)
         assert (record.audio_started, record.audio_finished) == (1, 0)
         # The emulator keeps serving; the next answer is whole once the knob is off.
