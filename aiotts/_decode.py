@@ -45,9 +45,15 @@ orjson checks it.
 The ``data`` string is never accumulated. Its content is unescaped (only ``\\/`` and
 ``\\uXXXX`` escapes can spell Base64 characters; anything else is an error), checked
 against the standard Base64 alphabet with ``=`` padding only at the very end, and decoded
-by :func:`pybase64.b64decode` in 4-character-aligned runs. The fast path, one run per
-chunk when the string holds no backslash, costs one ``find`` of the closing quote and one
-decode of a zero-copy memoryview slice.
+by :func:`pybase64.b64decode` (``validate=True``) in 4-character-aligned runs:
+
+* the fast path, for a chunk inside an unescaped string, is one strict decode of a
+  zero-copy memoryview slice of the chunk: if it succeeds, the slice held no quote and no
+  backslash. Only when it fails is the closing quote searched for (``bytes.find``);
+* a run with escapes is unescaped by orjson, 16 KiB at a time (an escape cut by a window
+  or chunk boundary waits in ``_pending``), then decoded the same way;
+* when either refuses, the run is walked one character at a time to raise the error at
+  its exact offset. That walk only ever runs on invalid input.
 
 Invariants
 ----------
@@ -65,6 +71,7 @@ Invariants
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -87,7 +94,7 @@ __all__ = [
 DEFAULT_MAX_VALUE_BYTES: Final = 4 * 1024 * 1024
 
 # The slow path unescapes a data string this many bytes at a time.
-_WINDOW: Final = 64 * 1024
+_WINDOW: Final = 16 * 1024
 
 # orjson refuses documents nested deeper than this many arrays and objects.
 _MAX_DEPTH: Final = 1024
@@ -114,7 +121,6 @@ _NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
 _STRING_SPECIAL: Final = re.compile(rb'["\\]')
 _CONTAINER_SPECIAL: Final = re.compile(rb'["\[\]{}]')
 _SCALAR_END: Final = re.compile(rb"[ \t\n\r,\]}]")
-_U_ESCAPE: Final = re.compile(rb"\\u([0-9A-Fa-f]{4})")
 
 # States (see the module docstring).
 _S_DOC_START: Final = 0
@@ -233,30 +239,21 @@ def _b64_check(text: bytes, qpos: int, pad: int) -> tuple[int, int] | None:
     return qpos, pad
 
 
-def _unescape_u(match: re.Match[bytes]) -> bytes:
-    """``\\uXXXX`` as the Base64 character it spells; left as it was if it spells none."""
-    code = int(match[1], 16)
-    if code in _B64 or code == _EQ:
-        return bytes((code,))
-    return match[0]
-
-
 def _unescape_fast(text: bytes) -> bytes | None:
-    """Unescape ``text``, or ``None`` if it holds an escape that spells no Base64 character.
+    """Unescape ``text`` (a part of a JSON string holding only complete escapes) with
+    orjson; ``None`` if orjson refuses it.
 
-    ``text`` holds only complete escapes. Every backslash of a valid data string starts
-    ``\\/`` or ``\\uXXXX`` and no replacement yields a backslash or a ``u``, so these
-    left-to-right replacements cannot pair a stray backslash with a later character: a
-    backslash that remains marks an escape the careful path must report.
+    The result is not checked here: an escape that spells no Base64 character leaves a
+    character that the strict Base64 decoder refuses next.
     """
-    text = text.replace(b"\\/", b"/")
-    if _BACKSLASH in text:
-        text = text.replace(b"\\u002B", b"+").replace(b"\\u002b", b"+")
-    if _BACKSLASH in text:
-        text = _U_ESCAPE.sub(_unescape_u, text)
-    if _BACKSLASH in text:
+    try:
+        value = orjson.loads(b'"' + text + b'"')
+    except orjson.JSONDecodeError:
         return None
-    return text
+    if not isinstance(value, str):  # pragma: no cover - a lone JSON string is a str
+        return None
+    # UTF-8 can only fail on a lone surrogate, which orjson never returns.
+    return value.encode("utf-8", "surrogatepass")
 
 
 def _escape_cut(seg: bytes) -> int:
@@ -295,11 +292,11 @@ class EnvelopeScanner:
         "_cap_target",
         "_carry",
         "_data_len",
-        "_data_start",
         "_envelope",
         "_error",
         "_fields",
         "_finished",
+        "_index",
         "_key",
         "_key_start",
         "_level",
@@ -347,7 +344,7 @@ class EnvelopeScanner:
         self._pad = 0
         self._pending = b""
         self._data_len = 0
-        self._data_start = 0
+        self._index = 0  # inside a result: its index in "results"
 
     def __repr__(self) -> str:
         results = "-" if self._results is None else str(len(self._results))
@@ -463,6 +460,7 @@ class EnvelopeScanner:
             elif state in (_S_ARR_OPEN, _S_ARR_ITEM):
                 if c == 0x7B:  # "{"
                     self._level = _L_RESULT
+                    self._index = 0 if self._results is None else len(self._results)
                     self._rfields = {}
                     self._rdata_len = None
                     self._rdata_seen = False
@@ -513,7 +511,6 @@ class EnvelopeScanner:
                 self._pad = 0
                 self._pending = b""
                 self._data_len = 0
-                self._data_start = off
                 self._state = _S_DATA
             elif c == 0x6E:
                 self._start_capture(_M_SCALAR, _T_DATA_NULL, off, c)
@@ -715,9 +712,16 @@ class EnvelopeScanner:
 
     def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
         """Consume data-string content from ``buf[i]``; return where the scan goes on."""
+        n = len(buf)
+        # Optimistic: the rest of the chunk is plain Base64. If it decodes, it holds no
+        # quote and no backslash, so the string goes on; this spares a search of the chunk.
+        fast = not self._pending
+        if fast and self._data_raw(buf, i, n, out):
+            return n
         q = buf.find(b'"', i)
-        end = len(buf) if q < 0 else q
-        if end > i and (self._pending or not self._data_raw(buf, i, end, out)):
+        end = n if q < 0 else q
+        # The run up to the quote gets the fast path too, unless it was just tried.
+        if end > i and not (fast and end < n and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
         if q < 0:
             return end
@@ -734,12 +738,6 @@ class EnvelopeScanner:
         self._rdata_len = self._data_len
         self._state = _S_AFTER
         return q + 1
-
-    def _emit(self, out: list[AudioPiece], data: bytes) -> None:
-        if data:
-            assert self._results is not None
-            out.append(AudioPiece(len(self._results), data))
-            self._data_len += len(data)
 
     def _data_raw(self, buf: bytes, i: int, end: int, out: list[AudioPiece]) -> bool:
         """The fast path: decode ``buf[i:end]`` if it holds no escape and no error.
@@ -767,7 +765,8 @@ class EnvelopeScanner:
                 return True
             quad = carry + buf[p : p + need]
             try:
-                first = pybase64.b64decode(quad, validate=True)
+                # binascii's strict mode is pybase64's validate=True, and cheaper on 4 bytes.
+                first = binascii.a2b_base64(quad, strict_mode=True)
             except ValueError:
                 return False
             p += need
@@ -795,31 +794,40 @@ class EnvelopeScanner:
         # Nothing can fail from here on: commit.
         self._carry = tail
         self._pad = pad
-        self._emit(out, first)
-        self._emit(out, body)
+        if first:
+            out.append(AudioPiece(self._index, first))
+        if body:
+            out.append(AudioPiece(self._index, body))
+        self._data_len += len(first) + len(body)
         return True
 
     def _data_slow(self, buf: bytes, i: int, end: int, base: int, out: list[AudioPiece]) -> None:
         """The slow path: a run with escapes, an escape cut by a chunk boundary, or an
         error. Linear in the run; raises DecodeError at the exact offset of an error.
 
-        The run is taken in windows of ``_WINDOW`` bytes, so the copies that unescaping
-        makes stay small whatever the chunk size.
+        The run is unescaped in windows of ``_WINDOW`` bytes, so that the copies made on
+        the way (orjson's scratch space is about 13 times its input) stay small whatever
+        the chunk size; the windows' audio leaves as one piece.
         """
+        parts: list[AudioPiece] = []
         for a in range(i, end, _WINDOW):
             b = min(a + _WINDOW, end)
             pending = self._pending
             seg = pending + buf[a:b] if pending else buf[a:b]
             cut = _escape_cut(seg)
             text = _unescape_fast(seg if cut == len(seg) else seg[:cut])
-            if text is not None and self._data_raw(text, 0, len(text), out):
+            if text is not None and self._data_raw(text, 0, len(text), parts):
                 self._pending = seg[cut:]
                 continue
             # Something is wrong: go through the window one character at a time.
             text, rest = self._unescape_checked(seg, base + a - len(pending))
-            if not self._data_raw(text, 0, len(text), out):  # pragma: no cover - checked
+            if not self._data_raw(text, 0, len(text), parts):  # pragma: no cover - checked
                 raise DecodeError(f"{self._path('data')}: invalid Base64", offset=base + a)
             self._pending = rest
+        if len(parts) > 1:
+            out.append(AudioPiece(self._index, b"".join([p.data for p in parts])))
+        else:
+            out.extend(parts)
 
     def _unescape_checked(self, seg: bytes, seg_off: int) -> tuple[bytes, bytes]:
         """Unescape ``seg`` one character at a time, checking JSON escapes and Base64 as
