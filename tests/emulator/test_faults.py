@@ -126,8 +126,8 @@ async def test_fault_draws_are_reproducible_from_the_seed(http: aiohttp.ClientSe
     assert len(set(runs[0])) > 2
 
 
-async def completed(emu: Emulator, text: str = "Cut me", **kwargs: int) -> str:
-    [task_id] = emu.create_tasks([text], ready_after=0, **kwargs)
+async def completed(emu: Emulator, text: str = "Cut me", audio_bytes: int | None = None) -> str:
+    [task_id] = emu.create_tasks([text], ready_after=0, audio_bytes=audio_bytes)
     return task_id
 
 

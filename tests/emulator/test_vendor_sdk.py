@@ -15,20 +15,18 @@ from typing import TypeVar
 import aiohttp
 import anyio
 import pytest
-from aspose_ocr_cloud import (
-    ApiClient,
-    Configuration,
-    ConvertTextToSpeechApi,
-    ConvertTextToSpeechTrialApi,
-    LanguageTTS,
-    ResultTypeTTS,
-    TTSBody,
-    TTSResponse,
-    TTSSettings,
-    TTSTaskStatus,
-    UtilitiesApi,
-)
-from aspose_ocr_cloud.rest import ApiException
+from aspose_ocr_cloud.api.convert_text_to_speech_api import ConvertTextToSpeechApi
+from aspose_ocr_cloud.api.convert_text_to_speech_trial_api import ConvertTextToSpeechTrialApi
+from aspose_ocr_cloud.api.utilities_api import UtilitiesApi
+from aspose_ocr_cloud.api_client import ApiClient
+from aspose_ocr_cloud.configuration import Configuration
+from aspose_ocr_cloud.exceptions import ApiException
+from aspose_ocr_cloud.models.language_tts import LanguageTTS
+from aspose_ocr_cloud.models.result_type_tts import ResultTypeTTS
+from aspose_ocr_cloud.models.tts_body import TTSBody
+from aspose_ocr_cloud.models.tts_response import TTSResponse
+from aspose_ocr_cloud.models.tts_settings import TTSSettings
+from aspose_ocr_cloud.models.tts_task_status import TTSTaskStatus
 
 from aiotts.emulator import Emulator, EmulatorConfig, ManualClock, synthesize
 
@@ -46,7 +44,8 @@ async def in_thread(call: Callable[[], T]) -> T:
 
 
 def body(text: str = TEXT) -> TTSBody:
-    settings = TTSSettings(language=LanguageTTS.ENGLISH, result_type=ResultTypeTTS.WAV)
+    # The SDK's own spelling; its pydantic model also accepts the alias resultType.
+    settings = TTSSettings(language=LanguageTTS.ENGLISH, result_type=ResultTypeTTS.WAV)  # type: ignore[call-arg]
     return TTSBody(text=text, settings=settings)
 
 
