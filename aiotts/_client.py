@@ -521,6 +521,7 @@ class TTSClient:
         scheduler = Scheduler(
             self._session,
             fetch_url=self._tts_url,
+            authorised=not self._trial,
             target_for=target_for,
             poll=poll or self._poll,
             limits=self._limits,

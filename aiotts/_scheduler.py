@@ -139,6 +139,7 @@ class Scheduler:
         session: HttpSession,
         *,
         fetch_url: str,
+        authorised: bool,
         target_for: Callable[[str], OutputTarget],
         poll: PollPolicy,
         limits: Limits,
@@ -153,6 +154,7 @@ class Scheduler:
     ) -> None:
         self._session = session
         self._fetch_url = fetch_url
+        self._authorised = authorised
         self._target_for = target_for
         self._poll = poll
         self._limits = limits
@@ -176,6 +178,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self._sleeping_until = math.inf
         self._feeding_done = False
+        self._sending = 0
         self._admitting: str | None = None
         self._workers: anyio.abc.TaskGroup | None = None
         self._outcomes: MemoryObjectSendStream[Outcome] | None = None
@@ -234,7 +237,14 @@ class Scheduler:
             await source.aclose()
 
     def _stop_if_finished(self) -> None:
-        if self._feeding_done and not self._active and self._workers is not None:
+        # Every id taken in has ended *and* its outcome was handed over: stopping while an
+        # outcome is still being sent would cancel that send and lose it.
+        if (
+            self._feeding_done
+            and not self._active
+            and not self._sending
+            and self._workers is not None
+        ):
             self._workers.cancel_scope.cancel()
 
     # -- admission ---------------------------------------------------------------------------
@@ -352,7 +362,12 @@ class Scheduler:
         with anyio.move_on_after(task.deadline - now):
             try:
                 answer = await self._session.request(
-                    "poll", "GET", self._fetch_url, handle, params={"id": task.task_id}
+                    "poll",
+                    "GET",
+                    self._fetch_url,
+                    handle,
+                    params={"id": task.task_id},
+                    authorised=self._authorised,
                 )
             except CredentialsError:
                 raise  # nothing can succeed: the batch stops and says why
@@ -482,7 +497,11 @@ class Scheduler:
 
     async def _emit(self, outcome: Outcome) -> None:
         assert self._outcomes is not None
-        await self._outcomes.send(outcome)
+        self._sending += 1
+        try:
+            await self._outcomes.send(outcome)
+        finally:
+            self._sending -= 1
 
     def _record_cancelled(self) -> None:
         error = "the batch was cancelled"

@@ -70,6 +70,19 @@ class SessionSettings:
     ssl: ssl.SSLContext | bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    kind: str
+    """What the request is for, as counted: ``token``, ``submit``, ``poll``, ``status``..."""
+    method: str
+    url: str
+    params: Mapping[str, str] | None
+    body: bytes | None
+    content_type: str
+    authorised: bool
+    idempotent: bool
+
+
 class RequestCounters:
     """Requests sent by kind, retries, 429s and body bytes: plain counters, no locks needed
     (one event loop)."""
@@ -213,10 +226,10 @@ class HttpSession:
         its 2xx response. ``handle`` runs inside the attempt, so a body cut off while it
         reads is retried like any other failure of an idempotent request."""
 
+        request = _Request(kind, method, url, params, body, content_type, authorised, idempotent)
+
         async def attempt() -> T:
-            return await self._send(
-                kind, method, url, handle, params, body, content_type, authorised
-            )
+            return await self._send(request, handle)
 
         def count_retry(failure: Retryable, delay: float) -> None:
             self.counters.retries += 1
@@ -231,25 +244,16 @@ class HttpSession:
             on_retry=count_retry,
         )
 
-    async def _send(
-        self,
-        kind: str,
-        method: str,
-        url: str,
-        handle: Handler[T],
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        content_type: str,
-        authorised: bool,
-    ) -> T:
+    async def _send(self, request: _Request, handle: Handler[T]) -> T:
         session = self._require_open()
+        kind, method = request.kind, request.method
         replayed = False
         while True:
             headers: dict[str, str] = {}
             token = None
-            if body is not None:
-                headers["Content-Type"] = content_type
-            if authorised:
+            if request.body is not None:
+                headers["Content-Type"] = request.content_type
+            if request.authorised:
                 # Before taking a slot: the token request needs a slot of its own, and a
                 # thousand callers holding every slot while they wait for it would deadlock.
                 token = await self.tokens.get()
@@ -260,7 +264,11 @@ class HttpSession:
                 started = time.monotonic()
                 try:
                     async with session.request(
-                        method, url, params=params, data=body, headers=headers
+                        method,
+                        request.url,
+                        params=request.params,
+                        data=request.body,
+                        headers=headers,
                     ) as response:
                         status = response.status
                         log.debug(
@@ -283,20 +291,27 @@ class HttpSession:
                         if 200 <= status < 300:
                             self.limiter.succeeded()
                             return await handle(response)
-                        await self._raise_for_status(kind, response)
+                        await self._raise_for_status(request, response)
                 except aiohttp.ClientError as exc:
-                    raise self._map_client_error(kind, url, exc) from exc
+                    raise self._map_client_error(kind, request.url, exc) from exc
                 except TimeoutError as exc:
                     error = RequestTimeout(f"{kind}: no answer within the read timeout")
                     error.__cause__ = exc
                     raise Retryable(error, sent=True) from exc
 
-    async def _raise_for_status(self, kind: str, response: aiohttp.ClientResponse) -> None:
-        status = response.status
+    async def _raise_for_status(self, request: _Request, response: aiohttp.ClientResponse) -> None:
+        kind, status = request.kind, response.status
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=time.time())
         if status == 429:
             self.counters.throttled += 1
             self.limiter.throttled()
+            if not request.idempotent:
+                # A definite refusal: nothing was created, so this is no uncertain delivery.
+                when = f"; retry after {retry_after:.0f}s" if retry_after is not None else ""
+                raise ApiError(
+                    f"{kind}: the server refused the request (HTTP 429, too many requests){when}",
+                    status=429,
+                )
         if status == 429 or status >= 500:
             error = ServerError(
                 f"{kind}: the server answered HTTP {status} {response.reason or ''}".rstrip(),

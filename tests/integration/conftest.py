@@ -12,8 +12,9 @@ from aiotts import Limits, PollPolicy, RetryPolicy, TTSClient
 from aiotts.emulator import Emulator, EmulatorConfig
 
 FAST_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.05, max_attempts=8, max_time=30)
-FAST_POLL = PollPolicy(first_delay=0.05, growth=1.5, max_delay=0.3, processing_delay=0.05,
-                       min_delay=0.01)
+FAST_POLL = PollPolicy(
+    first_delay=0.05, growth=1.5, max_delay=0.3, processing_delay=0.05, min_delay=0.01
+)
 
 
 def client_for(emu: Emulator, **options: Any) -> TTSClient:

@@ -56,48 +56,71 @@ async def test_burst_lets_the_first_requests_through_at_once() -> None:
     assert time.slept  # the sixth waits
 
 
-async def test_a_429_halves_the_rate_once_per_cooldown() -> None:
+async def second(rl: RateLimiter, time: FakeTime, *, sent: int, ok: int, refused: int) -> None:
+    """One second of traffic, then the clock moves on to the next second."""
+    start = time.now
+    for _ in range(sent):
+        await rl.acquire()
+    for _ in range(ok):
+        rl.succeeded()
+    for _ in range(refused):
+        rl.throttled()
+    time.now = max(time.now, start + 1.0)
+
+
+async def test_stray_429s_do_not_slow_everyone() -> None:
     time = FakeTime()
     rl = limiter(time, 100.0)
-    rl.throttled()
-    assert rl.rate == pytest.approx(1.0)  # half of the 1/s sent so far, floored at min_rate
-    rl2 = limiter(FakeTime(), 100.0)
-    for _ in range(50):
-        await rl2.acquire()
-    rate_before = rl2.rate
-    rl2.throttled()
-    after_first = rl2.rate
-    rl2.throttled()  # inside the cooldown: one signal, not two
-    assert after_first < rate_before
-    assert rl2.rate == after_first
-    assert rl2.throttle_events == 1
+    await second(rl, time, sent=100, ok=95, refused=5)
+    await rl.acquire()  # the next second starts: the last one is judged
+    assert rl.rate == 100.0
+    assert rl.throttle_events == 0
+
+
+async def test_many_429s_cut_the_rate_once_a_second() -> None:
+    time = FakeTime()
+    rl = limiter(time, 100.0)
+    await second(rl, time, sent=50, ok=30, refused=20)
+    await rl.acquire()
+    assert rl.rate == pytest.approx(50 * (1 - 20 / 50))
+    assert rl.throttle_events == 1
+
+
+async def test_mostly_refused_requests_bring_the_rate_down_fast() -> None:
+    time = FakeTime()
+    rl = limiter(time, None)
+    await second(rl, time, sent=400, ok=100, refused=300)
+    await rl.acquire()
+    assert rl.rate == pytest.approx(200.0)  # never cut by more than half at once
+    for _ in range(4):
+        sent = int(rl.rate)
+        await second(rl, time, sent=sent, ok=min(sent, 100), refused=max(sent - 100, 0))
+    await rl.acquire()
+    assert 50 < rl.rate < 130  # near the 100/s the server accepts
 
 
 async def test_successes_let_the_rate_regrow_to_the_cap() -> None:
     time = FakeTime()
     rl = limiter(time, 20.0)
-    for _ in range(20):
-        await rl.acquire()
-    rl.throttled()
+    await second(rl, time, sent=20, ok=0, refused=20)
+    await rl.acquire()
     low = rl.rate
-    assert low < 20.0
+    assert low == pytest.approx(10.0)
     for _ in range(1000):
         rl.succeeded()
     assert rl.rate == 20.0
-    assert rl.rate > low
 
 
 async def test_unlimited_client_throttles_then_returns_to_unlimited() -> None:
     time = FakeTime()
     rl = limiter(time, None)
-    for _ in range(200):
-        await rl.acquire()
-    rl.throttled()
-    assert rl.rate == pytest.approx(100.0)  # half of the 200/s it was sending
+    await second(rl, time, sent=200, ok=100, refused=100)
+    await rl.acquire()
+    assert rl.rate == pytest.approx(100.0)
     start = time.now
     for _ in range(100):
         await rl.acquire()
-    assert time.now - start == pytest.approx(0.99, abs=0.02)  # now paced at 100/s
+    assert time.now - start == pytest.approx(1.0, abs=0.03)  # now paced at 100/s
     for _ in range(10_000):
         rl.succeeded()
     assert math.isinf(rl.rate)
