@@ -17,10 +17,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_a_thousand_concurrent_calls_send_one_token_request(emulator: Emulator) -> None:
     task_id = emulator.create_tasks(["one token"])[0]
-    async with client_for(emulator) as client:
-        async with anyio.create_task_group() as tg:
-            for _ in range(1000):
-                tg.start_soon(client.status, task_id)
+    async with client_for(emulator) as client, anyio.create_task_group() as tg:
+        for _ in range(1000):
+            tg.start_soon(client.status, task_id)
     stats = emulator.stats()
     assert stats.token_requests == 1
     assert stats.count("status", 200) == 1000

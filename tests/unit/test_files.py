@@ -24,13 +24,30 @@ def wav(data_bytes: int) -> bytes:
 
 
 def test_observed_ids_are_kept_as_they_are() -> None:
-    assert safe_stem("TTSb4705-728d-4258-8cca-b49fb7921aa1") == "TTSb4705-728d-4258-8cca-b49fb7921aa1"
+    assert (
+        safe_stem("TTSb4705-728d-4258-8cca-b49fb7921aa1") == "TTSb4705-728d-4258-8cca-b49fb7921aa1"
+    )
 
 
 @pytest.mark.parametrize(
     "task_id",
-    ["../../x", "..", ".", "/etc/passwd", "a/b", "a\\b", "nul\x00byte", "x" * 5000, "", " ",
-     ".hidden", "C:\\evil", "ok\n", "ü-ñ", "a..b"],
+    [
+        "../../x",
+        "..",
+        ".",
+        "/etc/passwd",
+        "a/b",
+        "a\\b",
+        "nul\x00byte",
+        "x" * 5000,
+        "",
+        " ",
+        ".hidden",
+        "C:\\evil",
+        "ok\n",
+        "ü-ñ",
+        "a..b",
+    ],
 )
 def test_unsafe_ids_become_one_plain_name(task_id: str, tmp_path: Path) -> None:
     stem = safe_stem(task_id)

@@ -15,16 +15,26 @@ def test_round_trip_and_last_line_wins(tmp_path: Path) -> None:
     manifest = Manifest(path)
     manifest.append(Outcome("a", OutcomeState.ABORTED, error="503", finished_at=1.0))
     manifest.append(Outcome("b", OutcomeState.FAILED, messages=("bad text",), finished_at=2.0))
-    manifest.append(Outcome("a", OutcomeState.DONE, files=(tmp_path / "a.wav",),
-                            bytes_written=10, finished_at=3.0))
+    manifest.append(
+        Outcome(
+            "a", OutcomeState.DONE, files=(tmp_path / "a.wav",), bytes_written=10, finished_at=3.0
+        )
+    )
     manifest.close()
     entries = read_manifest(path)
     assert entries["a"].state is OutcomeState.DONE
     assert entries["a"].files == (tmp_path / "a.wav",)
     assert entries["b"].messages == ("bad text",)
     for line in path.read_bytes().splitlines():
-        assert set(orjson.loads(line)) == {"id", "state", "files", "bytes", "error", "messages",
-                                           "time"}
+        assert set(orjson.loads(line)) == {
+            "id",
+            "state",
+            "files",
+            "bytes",
+            "error",
+            "messages",
+            "time",
+        }
 
 
 def test_a_torn_last_line_is_skipped_and_the_next_line_starts_clean(tmp_path: Path) -> None:

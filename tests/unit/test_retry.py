@@ -40,8 +40,7 @@ def failing(times: int, failure: Retryable) -> tuple[list[int], object]:
 async def test_retries_until_success() -> None:
     clock = Clock()
     calls, attempt = failing(3, Retryable(ServerError("503", status=503), sent=True))
-    result = await retrying(attempt, RetryPolicy(), idempotent=True, clock=clock,
-                            sleep=clock.sleep)  # type: ignore[arg-type]
+    result = await retrying(attempt, RetryPolicy(), idempotent=True, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     assert result == "ok"
     assert len(calls) == 4
     assert len(clock.sleeps) == 3
@@ -51,8 +50,9 @@ async def test_attempts_are_bounded() -> None:
     clock = Clock()
     calls, attempt = failing(100, Retryable(ServerError("503", status=503), sent=True))
     with pytest.raises(ServerError, match="503"):
-        await retrying(attempt, RetryPolicy(max_attempts=4), idempotent=True, clock=clock,
-                       sleep=clock.sleep)  # type: ignore[arg-type]
+        await retrying(
+            attempt, RetryPolicy(max_attempts=4), idempotent=True, clock=clock, sleep=clock.sleep
+        )  # type: ignore[arg-type]
     assert len(calls) == 4
 
 
@@ -61,28 +61,31 @@ async def test_time_is_bounded() -> None:
     policy = RetryPolicy(max_attempts=1000, max_time=5.0, first_delay=1.0, max_delay=1.0)
     calls, attempt = failing(1000, Retryable(ServerError("503", status=503), sent=True))
     with pytest.raises(ServerError):
-        await retrying(attempt, policy, idempotent=True, clock=clock,
-                       sleep=clock.sleep)  # type: ignore[arg-type]
+        await retrying(attempt, policy, idempotent=True, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     assert clock.now <= 5.0
     assert len(calls) > 3
 
 
 async def test_retry_after_is_honoured_as_a_minimum() -> None:
     clock = Clock()
-    calls, attempt = failing(1, Retryable(ServerError("429", status=429), sent=True,
-                                          retry_after=7.5))
-    await retrying(attempt, RetryPolicy(max_time=60), idempotent=True, clock=clock,
-                   sleep=clock.sleep)  # type: ignore[arg-type]
+    _calls, attempt = failing(
+        1, Retryable(ServerError("429", status=429), sent=True, retry_after=7.5)
+    )
+    await retrying(
+        attempt, RetryPolicy(max_time=60), idempotent=True, clock=clock, sleep=clock.sleep
+    )  # type: ignore[arg-type]
     assert clock.sleeps == [7.5]
 
 
 async def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
     clock = Clock()
-    calls, attempt = failing(1, Retryable(ServerError("429", status=429), sent=True,
-                                          retry_after=600))
+    calls, attempt = failing(
+        1, Retryable(ServerError("429", status=429), sent=True, retry_after=600)
+    )
     with pytest.raises(ServerError):
-        await retrying(attempt, RetryPolicy(max_time=60), idempotent=True, clock=clock,
-                       sleep=clock.sleep)  # type: ignore[arg-type]
+        await retrying(
+            attempt, RetryPolicy(max_time=60), idempotent=True, clock=clock, sleep=clock.sleep
+        )  # type: ignore[arg-type]
     assert clock.sleeps == []
     assert len(calls) == 1
 
@@ -90,14 +93,15 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once() -> None:
 async def test_non_idempotent_requests_retry_only_when_unsent() -> None:
     clock = Clock()
     calls, attempt = failing(2, Retryable(ConnectError("refused"), sent=False))
-    assert await retrying(attempt, RetryPolicy(), idempotent=False, clock=clock,
-                          sleep=clock.sleep) == "ok"  # type: ignore[arg-type]
+    assert (
+        await retrying(attempt, RetryPolicy(), idempotent=False, clock=clock, sleep=clock.sleep)
+        == "ok"
+    )  # type: ignore[arg-type]
     assert len(calls) == 3
 
     calls, attempt = failing(2, Retryable(ServerError("502", status=502), sent=True))
     with pytest.raises(UncertainDelivery) as caught:
-        await retrying(attempt, RetryPolicy(), idempotent=False, clock=clock,
-                       sleep=clock.sleep)  # type: ignore[arg-type]
+        await retrying(attempt, RetryPolicy(), idempotent=False, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
     assert len(calls) == 1
     assert isinstance(caught.value.error, ServerError)
 
@@ -124,7 +128,8 @@ async def test_cancellation_during_the_backoff_sleep_is_not_swallowed() -> None:
 
     policy = RetryPolicy(first_delay=5.0, max_delay=5.0, max_attempts=50, max_time=1000)
     with anyio.move_on_after(0.2) as scope:
-        await retrying(attempt, policy, idempotent=True, clock=anyio.current_time,
-                       sleep=anyio.sleep)
+        await retrying(
+            attempt, policy, idempotent=True, clock=anyio.current_time, sleep=anyio.sleep
+        )
     assert scope.cancelled_caught
     assert len(calls) <= 2
