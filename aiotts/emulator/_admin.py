@@ -60,7 +60,7 @@ class AdminApi:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         rest = request.path[len(ADMIN_PREFIX) :]
         name, _, arg = rest.partition("/")
         method = request.method

@@ -1,9 +1,9 @@
-"""The vendor's endpoints as an ``aiohttp.web`` application.
+"""The vendor's endpoints over ``aiohttp.web``.
 
-One catch-all route hands every request to :meth:`VendorApi.dispatch`, which finds the
-handler in a dict keyed by the lower-cased path (the service routes case-insensitively), so
-routing costs one ``str.lower`` and two dict lookups. ``/_emulator/...`` goes to the admin
-API instead, uncounted and never faulted.
+A low-level aiohttp server (no router) hands every request to :meth:`VendorApi.dispatch`,
+which finds the handler in a dict keyed by the lower-cased path (the service routes
+case-insensitively), so routing costs one ``str.lower`` and two dict lookups.
+``/_emulator/...`` goes to the admin API instead, uncounted and never faulted.
 
 Per request, in order: transient faults (latency, then a 5xx or 429 drawn before anything
 else, so a refused submit creates nothing), authentication, the handler. Every vendor
@@ -19,10 +19,15 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from aiotts.emulator._admin import AdminApi
 from aiotts.emulator._config import Faults
@@ -48,11 +53,11 @@ from aiotts.emulator._state import EmulatorState
 from aiotts.emulator._store import Task
 from aiotts.emulator._validation import parse_submit, problem_body
 
-__all__ = ["VendorApi", "build_app"]
+__all__ = ["VendorApi", "build_app", "build_server"]
 
 logger = logging.getLogger("aiotts.emulator")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 _MAX_REQUEST_BYTES = 64 * 1024 * 1024  # authorised texts have no documented length limit
 _JSON_HEADERS = {"Content-Type": JSON}
@@ -70,7 +75,7 @@ def _unauthorised(*, invalid: bool) -> web.Response:
     return web.Response(status=401, headers={"WWW-Authenticate": challenge})
 
 
-def _query_id(request: web.Request) -> str | None:
+def _query_id(request: web.BaseRequest) -> str | None:
     """The ``id`` query parameter, its name matched ignoring case (as the service binds it)."""
     query = request.query
     value = query.get("id")
@@ -106,7 +111,7 @@ class VendorApi:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith("/_emulator/"):
             return await self.admin.dispatch(request)
@@ -153,7 +158,7 @@ class VendorApi:
             return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": wait})
         return None
 
-    def _refuse(self, request: web.Request) -> web.Response | None:
+    def _refuse(self, request: web.BaseRequest) -> web.Response | None:
         """A 401 unless the request carries a live bearer token (and 401s are not forced)."""
         if self.state.faults.always_401:
             return _unauthorised(invalid=True)
@@ -167,7 +172,7 @@ class VendorApi:
 
     # -- token -----------------------------------------------------------------------------
 
-    async def token(self, request: web.Request) -> web.StreamResponse:
+    async def token(self, request: web.BaseRequest) -> web.StreamResponse:
         """Client credentials from a form (urlencoded or multipart) or HTTP Basic auth."""
         state = self.state
         state.token_requests += 1
@@ -219,13 +224,13 @@ class VendorApi:
 
     # -- submit ----------------------------------------------------------------------------
 
-    async def submit(self, request: web.Request) -> web.StreamResponse:
+    async def submit(self, request: web.BaseRequest) -> web.StreamResponse:
         return self._refuse(request) or await self._submit(request, trial=False)
 
-    async def trial_submit(self, request: web.Request) -> web.StreamResponse:
+    async def trial_submit(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._submit(request, trial=True)
 
-    async def _submit(self, request: web.Request, *, trial: bool) -> web.StreamResponse:
+    async def _submit(self, request: web.BaseRequest, *, trial: bool) -> web.StreamResponse:
         state = self.state
         address = request.remote or "unknown"
         if trial:
@@ -255,10 +260,10 @@ class VendorApi:
 
     # -- cancel ----------------------------------------------------------------------------
 
-    async def cancel(self, request: web.Request) -> web.StreamResponse:
+    async def cancel(self, request: web.BaseRequest) -> web.StreamResponse:
         return self._refuse(request) or await self.trial_cancel(request)
 
-    async def trial_cancel(self, request: web.Request) -> web.StreamResponse:
+    async def trial_cancel(self, request: web.BaseRequest) -> web.StreamResponse:
         task_id = _query_id(request)
         if task_id is None:
             return _missing_id()
@@ -269,16 +274,16 @@ class VendorApi:
 
     # -- fetch and status ------------------------------------------------------------------
 
-    async def fetch(self, request: web.Request) -> web.StreamResponse:
+    async def fetch(self, request: web.BaseRequest) -> web.StreamResponse:
         return self._refuse(request) or await self._result(request, status_only=False)
 
-    async def trial_fetch(self, request: web.Request) -> web.StreamResponse:
+    async def trial_fetch(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._result(request, status_only=False)
 
-    async def status(self, request: web.Request) -> web.StreamResponse:
+    async def status(self, request: web.BaseRequest) -> web.StreamResponse:
         return self._refuse(request) or await self._result(request, status_only=True)
 
-    async def _result(self, request: web.Request, *, status_only: bool) -> web.StreamResponse:
+    async def _result(self, request: web.BaseRequest, *, status_only: bool) -> web.StreamResponse:
         state = self.state
         task_id = _query_id(request)
         if task_id is None:
@@ -312,7 +317,7 @@ class VendorApi:
 
     async def _faulty_result(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         task_id: str,
         task: Task | None,
         status: TaskState,
@@ -391,7 +396,7 @@ class VendorApi:
 
     async def _send_audio(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         task: Task,
         style: Style,
         delivery: Delivery,
@@ -435,8 +440,37 @@ def _missing_id() -> web.Response:
     )
 
 
+def build_server(state: EmulatorState, **kwargs: Any) -> web.Server:
+    """A low-level server answering from ``state`` (needs a running event loop).
+
+    No ``Application``, router or middleware: :meth:`VendorApi.dispatch` does its own dict
+    routing, which saves a regex match and the middleware chain on every request.
+    ``kwargs`` go to aiohttp's ``RequestHandler`` (for example ``access_log=None``).
+    """
+    api = VendorApi(state)
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=_MAX_REQUEST_BYTES,
+        )
+
+    return web.Server(api.dispatch, request_factory=make_request, **kwargs)
+
+
 def build_app(state: EmulatorState) -> web.Application:
-    """The application serving ``state``: one catch-all route into :class:`VendorApi`."""
+    """The same endpoints as an ``Application`` (one catch-all route), to mount or test."""
     api = VendorApi(state)
     app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
     app.router.add_route("*", "/{tail:.*}", api.dispatch)

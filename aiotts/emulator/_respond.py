@@ -56,7 +56,7 @@ class Delivery:
 
 
 async def send_runs(
-    request: web.Request,
+    request: web.BaseRequest,
     runs: Runs,
     *,
     status: int = 200,

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from aiotts.emulator._app import build_app
+from aiotts.emulator._app import build_server
 from aiotts.emulator._clock import Clock
 from aiotts.emulator._config import Duration, EmulatorConfig, Faults
 from aiotts.emulator._snapshots import Stats, TaskRecord
@@ -57,7 +57,7 @@ class Emulator:
         self._port = port
         self._ssl = ssl_context
         self._shutdown_timeout = shutdown_timeout
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._url: str | None = None
         self._closed = False
 
@@ -67,9 +67,9 @@ class Emulator:
         """Bind and start serving; ``url`` is valid afterwards."""
         if self._closed or self._runner is not None:
             raise RuntimeError("an Emulator is started once; make a new one")
-        runner = web.AppRunner(
-            build_app(self._state),
-            access_log=None,  # our own debug line replaces it, and never shows headers
+        runner = web.ServerRunner(
+            # aiohttp's access log is off: our own debug line replaces it, without headers.
+            build_server(self._state, access_log=None),
             handle_signals=False,
             shutdown_timeout=self._shutdown_timeout,
         )
