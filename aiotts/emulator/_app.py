@@ -126,6 +126,8 @@ class VendorApi:
         else:
             endpoint, handler = entry
             state = self.state
+            if endpoint is Endpoint.TOKEN:
+                state.token_requests += 1  # every one, even those a fault answers
             refusal = await self._transient(state.faults) if state.any_transient else None
             resp = refusal if refusal is not None else await handler(request)
         self.state.count(endpoint, resp.status)
@@ -175,7 +177,6 @@ class VendorApi:
     async def token(self, request: web.BaseRequest) -> web.StreamResponse:
         """Client credentials from a form (urlencoded or multipart) or HTTP Basic auth."""
         state = self.state
-        state.token_requests += 1
         try:
             form = await request.post()
         except ValueError:

@@ -45,7 +45,9 @@ class Stats:
     """Counters of vendor-endpoint traffic (admin requests are not counted).
 
     ``requests`` maps ``(endpoint, status)`` to a count; a request answered by a fault counts
-    under the status the fault sent. ``audio_started``/``audio_finished`` count full
+    under the status the fault sent. ``token_requests`` counts every request to the token
+    endpoint (faulted ones too), ``tokens_issued`` the 200s among them, ``tasks_created``
+    submits and ``create_tasks`` alike. ``audio_started``/``audio_finished`` count full
     ``Completed`` result bodies begun and written to their last byte.
     """
 

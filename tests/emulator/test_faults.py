@@ -74,6 +74,7 @@ async def test_transient_faults_hit_the_token_endpoint_too(http: aiohttp.ClientS
             assert resp.status >= 500
         stats = emu.stats()
         assert stats.count("token") == 1
+        assert stats.token_requests == 1
         assert stats.tokens_issued == 0
 
 
