@@ -68,12 +68,26 @@ _SPECIAL: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
 }
 
 
+def _show(default: object) -> str:
+    if isinstance(default, tuple):
+        return ",".join(str(item) for item in default)
+    return str(default)
+
+
+def _metavar(name: str, default: object) -> str:
+    if name.endswith("_share"):
+        return "SHARE"
+    if name == "cut_at":
+        return "FRACTION"
+    return "N" if isinstance(default, int) else "SECONDS"
+
+
 def _add_fields(group: argparse._ArgumentGroup, cls: type[EmulatorConfig] | type[Faults]) -> None:
     for f in fields(cls):
         default = f.default if f.default is not MISSING else None
         help_text = str(f.metadata.get("help", ""))
-        if default is not None and f.name not in _SPECIAL:
-            help_text += f" (default {default})"
+        if default is not None:
+            help_text += f" (default {_show(default)})"
         # Every default is None here: an absent flag leaves the dataclass default in force.
         if f.name in _SPECIAL:
             flag, convert, action, metavar = _SPECIAL[f.name]
@@ -93,7 +107,7 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type[EmulatorConfig] | type
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 type=type(default) if isinstance(default, int | float) else str,
-                metavar=f.name.upper(),
+                metavar=_metavar(f.name, default),
                 help=help_text,
             )
 

@@ -92,10 +92,10 @@ class EmulatorConfig:
         default=600.0, metadata={"help": "seconds a credential pair stays locked out"}
     )
     pending_seconds: Duration = field(
-        default=0.2, metadata={"help": "seconds a new task stays Pending (N or LOW:HIGH)"}
+        default=0.2, metadata={"help": "seconds a new task stays Pending"}
     )
     processing_seconds: Duration = field(
-        default=0.3, metadata={"help": "seconds a task then stays Processing (N or LOW:HIGH)"}
+        default=0.3, metadata={"help": "seconds a task then stays Processing"}
     )
     error_share: float = field(
         default=0.0, metadata={"help": "share of tasks that end in Error instead of Completed"}
@@ -234,6 +234,9 @@ class Faults:
     )
 
     def __post_init__(self) -> None:
+        for name in ("retry_after_http_date", "always_401"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         _check_seconds("latency", self.latency)
         _check_seconds("retry_after", self.retry_after)
         _check_seconds("trickle_delay", self.trickle_delay)

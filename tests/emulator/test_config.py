@@ -39,8 +39,10 @@ def test_defaults() -> None:
     assert not Faults().any_body
 
 
-def test_frozen_and_slotted() -> None:
+def test_frozen_slotted_and_hashable() -> None:
     config = EmulatorConfig()
+    assert hash(config) == hash(EmulatorConfig())
+    assert hash(Faults()) == hash(Faults())
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 3  # type: ignore[misc]
     assert not hasattr(config, "__dict__")
@@ -90,6 +92,9 @@ def test_config_rejects(kwargs: dict[str, Any]) -> None:
         {"non_json_share": 0.5, "html_share": 0.6},
         {"cut_at": 1.0},
         {"trickle_chunk_bytes": 0},
+        {"trickle_chunk_bytes": 1.5},
+        {"cut_share": "half"},
+        {"always_401": "yes"},
     ],
 )
 def test_faults_reject(kwargs: dict[str, Any]) -> None:
