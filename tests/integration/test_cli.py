@@ -1,0 +1,328 @@
+"""The command line as a user runs it: real subprocesses against the emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from aiotts import OutcomeState, read_manifest
+from aiotts.cli import ExitCode
+from aiotts.emulator import Emulator, EmulatorConfig
+
+from .conftest import temp_files
+
+pytestmark = pytest.mark.anyio
+
+AIOTTS = [sys.executable, "-m", "aiotts"]
+
+
+def cli_env(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
+    env["COLUMNS"] = "120"
+    if emu is not None:
+        env["ASPOSE_CLIENT_ID"] = emu.client_id
+        env["ASPOSE_CLIENT_SECRET"] = emu.client_secret
+        env["AIOTTS_BASE_URL"] = emu.url
+    env.update(extra)
+    return env
+
+
+async def run(
+    args: Sequence[str], emu: Emulator | None, *, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process(
+        [*AIOTTS, *args], input=stdin, env=cli_env(emu, **env), check=False
+    )
+
+
+@pytest.fixture
+async def slow_emulator() -> Emulator:  # type: ignore[misc]
+    config = EmulatorConfig(pending_seconds=(0.2, 1.0), processing_seconds=(0.1, 0.5))
+    async with Emulator(config) as emu:
+        yield emu
+
+
+async def test_fetch_ids_as_arguments(emulator: Emulator, tmp_path: Path) -> None:
+    ids = emulator.create_tasks(3)
+    result = await run(["fetch", *ids, "--out", str(tmp_path)], emulator)
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    for task_id in ids:
+        assert (tmp_path / f"{task_id}.wav").read_bytes() == emulator.audio(task_id)
+    assert b"done" in result.stdout
+    assert read_manifest(tmp_path / "manifest.jsonl").keys() == set(ids)
+
+
+async def test_fetch_ids_from_a_file_and_from_stdin(emulator: Emulator, tmp_path: Path) -> None:
+    ids = emulator.create_tasks(4)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join([ids[0], "", ids[1], "  ", ids[1]]) + "\n")
+    result = await run(
+        ["fetch", "--ids-file", str(ids_file), "--out", str(tmp_path / "a")], emulator
+    )
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.wav")) == sorted(
+        f"{i}.wav" for i in ids[:2]
+    )
+    piped = ("\n".join(ids[2:]) + "\n").encode()
+    result = await run(
+        ["fetch", "--ids-file", "-", "--out", str(tmp_path / "b"), "--json"], emulator, stdin=piped
+    )
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    assert {orjson.loads(line)["id"] for line in result.stdout.splitlines()} == set(ids[2:])
+
+
+async def test_json_output_is_one_object_per_line_and_nothing_else(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    ids = emulator.create_tasks(5) + emulator.create_tasks(2, fail=True) + ["TTSunknown"]
+    result = await run(["fetch", *ids, "--out", str(tmp_path), "--json"], emulator)
+    assert result.returncode == ExitCode.TASKS_FAILED
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == len(ids)
+    records = [orjson.loads(line) for line in lines]
+    assert all(isinstance(r, dict) for r in records)
+    assert {r["id"] for r in records} == set(ids)
+    states = {r["id"]: r["state"] for r in records}
+    assert states["TTSunknown"] == "missing"
+    assert sorted(states.values()).count("done") == 5
+    assert sorted(states.values()).count("failed") == 2
+    assert result.stderr == b""  # not a terminal: no progress bar
+
+
+async def test_exit_codes(emulator: Emulator, tmp_path: Path) -> None:
+    task_id = emulator.create_tasks(1)[0]
+    usage = await run(["fetch", task_id], emulator)  # --out is required
+    assert usage.returncode == ExitCode.USAGE
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    no_ids = await run(["fetch", "--ids-file", str(empty), "--out", str(tmp_path)], emulator)
+    assert no_ids.returncode == ExitCode.USAGE
+    assert b"holds no ids" in no_ids.stderr
+    auth = await run(["status", task_id], emulator, ASPOSE_CLIENT_SECRET="wrong")
+    assert auth.returncode == ExitCode.AUTHENTICATION
+    assert b"refused the credentials" in auth.stderr
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    output = await run(["fetch", task_id, "--out", str(blocked / "sub")], emulator)
+    assert output.returncode == ExitCode.OUTPUT
+    assert str(blocked).encode() in output.stderr
+    no_credentials = await run(["status", task_id], None, AIOTTS_BASE_URL=emulator.url)
+    assert no_credentials.returncode == ExitCode.USAGE
+    assert b"ASPOSE_CLIENT_ID" in no_credentials.stderr
+    plain_http = await run(["status", task_id, "--base-url", "http://example.com"], emulator)
+    assert plain_http.returncode == ExitCode.USAGE
+    assert b"unencrypted" in plain_http.stderr
+
+
+async def test_exit_code_when_the_service_is_down(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await run(
+        ["status", "TTSx", "--trial", "--base-url", f"http://127.0.0.1:{port}"], None
+    )
+    assert result.returncode == ExitCode.SERVICE
+    assert b"cannot connect" in result.stderr
+
+
+async def test_exit_code_when_a_submit_may_have_been_billed() -> None:
+    config = EmulatorConfig(pending_seconds=0, processing_seconds=0)
+    async with Emulator(config) as emu:
+        emu.set_faults(server_error_share=1.0, server_error_statuses=(502,))
+        result = await run(["submit", "--trial", "hello there"], None, AIOTTS_BASE_URL=emu.url)
+        assert emu.stats().count("trial_submit") == 1
+    assert result.returncode == ExitCode.SUBMIT_UNCERTAIN
+    assert b"may have reached the server" in result.stderr
+
+
+async def test_submit_status_cancel_and_say(slow_emulator: Emulator, tmp_path: Path) -> None:
+    emu = slow_emulator
+    submitted = await run(["submit", "Hello from the command line"], emu)
+    assert submitted.returncode == ExitCode.OK, submitted.stderr.decode()
+    task_id = submitted.stdout.decode().strip()
+    assert emu.record(task_id).text == "Hello from the command line"
+
+    status = await run(["status", task_id, "--json"], emu)
+    assert status.returncode == ExitCode.OK
+    assert orjson.loads(status.stdout)["taskStatus"] in ("Pending", "Processing", "Completed")
+
+    cancelled = await run(["cancel", task_id], emu)
+    assert cancelled.returncode == ExitCode.OK
+    status = await run(["status", task_id], emu)
+    assert b"NotExist" in status.stdout
+
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("Text from a file.")
+    waited = await run(["submit", "--file", str(text_file), "--wait", "--out", str(tmp_path)], emu)
+    assert waited.returncode == ExitCode.OK, waited.stderr.decode()
+    new_id, saved = waited.stdout.decode().split()
+    assert Path(saved).read_bytes() == emu.audio(new_id)
+
+    said = await run(["say", "Say it in one step", "-o", str(tmp_path / "said.wav")], emu)
+    assert said.returncode == ExitCode.OK, said.stderr.decode()
+    said_id = next(i for i in emu.task_ids() if emu.record(i).text == "Say it in one step")
+    assert (tmp_path / "said.wav").read_bytes() == emu.audio(said_id)
+
+
+async def test_a_failed_task_exits_with_tasks_failed(emulator: Emulator, tmp_path: Path) -> None:
+    good = emulator.create_tasks(1)
+    bad = emulator.create_tasks(1, fail=True)
+    result = await run(["fetch", *good, *bad, "--out", str(tmp_path)], emulator)
+    assert result.returncode == ExitCode.TASKS_FAILED
+    assert bad[0].encode() in result.stderr  # the failure is named, with its message
+    assert emulator.record(bad[0]).messages[0].encode() in result.stderr
+
+
+async def test_the_emulator_verb_serves_until_interrupted() -> None:
+    async with await anyio.open_process(
+        [*AIOTTS, "emulator", "--port", "0"], env=cli_env(None)
+    ) as process:
+        assert process.stdout is not None
+        first = b""
+        with anyio.fail_after(20):
+            while not first.endswith(b"\n"):
+                first += await process.stdout.receive(1)
+        url = first.decode().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url + "/v5.0/ocr/ConvertTextToSpeechTrial", params={"id": "TTSx"}) as response,
+        ):
+            assert orjson.loads(await response.read())["taskStatus"] == "NotExist"
+        process.send_signal(signal.SIGINT)
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+
+
+async def test_the_demo_leaves_playable_files(tmp_path: Path) -> None:
+    import wave
+
+    out = tmp_path / "demo"
+    result = await run(["demo", "--count", "12", "--out", str(out)], None)
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    files = sorted(out.glob("*.wav"))
+    assert len(files) == 12
+    for path in files:
+        with wave.open(str(path)) as wav:
+            assert wav.getnframes() > 22050  # over a second of sound
+            frames = wav.readframes(wav.getnframes())
+            assert frames.strip(b"\x00")  # not silence
+    assert b"tasks/s" in result.stdout
+
+
+async def test_ctrl_c_mid_fetch_then_resume_finishes_without_duplicates(tmp_path: Path) -> None:
+    config = EmulatorConfig(
+        pending_seconds=(0.5, 4.0), processing_seconds=(0.1, 1.0), audio_bytes=300_000, seed=4
+    )
+    async with Emulator(config) as emu:
+        ids = emu.create_tasks(200)
+        ids_file = tmp_path / "ids.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        out = tmp_path / "out"
+        args = ["fetch", "--ids-file", str(ids_file), "--out", str(out), "--json"]
+        async with await anyio.open_process([*AIOTTS, *args], env=cli_env(emu)) as process:
+            assert process.stdout is not None
+            seen = b""
+            with anyio.fail_after(30):
+                while seen.count(b"\n") < 20:
+                    seen += await process.stdout.receive()
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(30):
+                code = await process.wait()
+            assert process.stderr is not None
+        assert code == ExitCode.INTERRUPTED
+        assert temp_files(out) == []
+        first = read_manifest(out / "manifest.jsonl")
+        done = {i for i, e in first.items() if e.state is OutcomeState.DONE}
+        assert 20 <= len(done) < 200
+        assert OutcomeState.CANCELLED in {e.state for e in first.values()}
+        fetches = {i: emu.record(i).fetches for i in done}
+
+        resumed = await run([*args, "--resume"], emu)
+        assert resumed.returncode == ExitCode.OK, resumed.stderr.decode()
+        lines = [orjson.loads(line) for line in resumed.stdout.splitlines()]
+        assert sorted(line["id"] for line in lines) == sorted(ids)
+        assert {line["id"] for line in lines if line["resumed"]} == done
+        for task_id in done:
+            assert emu.record(task_id).fetches == fetches[task_id]
+        for task_id in ids:
+            assert (out / f"{task_id}.wav").read_bytes() == emu.audio(task_id)
+        assert temp_files(out) == []
+
+
+async def test_the_progress_bar_updates_on_a_terminal(
+    slow_emulator: Emulator, tmp_path: Path
+) -> None:
+    import pty
+
+    ids = slow_emulator.create_tasks(40, pending=(0.3, 2.0))
+    controller, terminal = pty.openpty()
+    env = cli_env(slow_emulator, COLUMNS="160", TERM="xterm")
+    process = await anyio.open_process(
+        [*AIOTTS, "fetch", *ids, "--out", str(tmp_path)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    screen = b""
+    with anyio.fail_after(60):
+        while True:
+            try:
+                chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            screen += chunk
+    assert await process.wait() == ExitCode.OK
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    counts = {int(n) for n in re.findall(r"\b(\d+)/40\b", text)}
+    assert len(counts) >= 3  # the bar moved through several counts
+    assert 40 in counts
+    assert "in flight" in text
+    assert "MB" in text
+
+
+async def test_no_secret_or_token_in_anything_printed_or_logged(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    good = emulator.create_tasks(3)
+    bad = emulator.create_tasks(1, fail=True)
+    outputs = []
+    tokens: set[str] = set()
+    for args in (
+        ["fetch", *good, *bad, "TTSnone", "--out", str(tmp_path), "-v"],
+        ["fetch", *good, "--out", str(tmp_path / "j"), "--json", "-v"],
+        ["status", good[0], "-v"],
+        ["submit", "secret scan", "-v", "--wait", "--out", str(tmp_path)],
+    ):
+        result = await run(args, emulator)
+        outputs.append(result.stdout + result.stderr)
+        tokens |= set(emulator._state.authority._tokens)  # every token the emulator issued
+        emulator.expire_tokens()  # so the next run starts with a fresh token
+    wrong = await run(["status", good[0], "-v"], emulator, ASPOSE_CLIENT_SECRET="wrong-xyz-123")
+    outputs.append(wrong.stdout + wrong.stderr)
+    assert len(tokens) >= 4
+    assert any(b"DEBUG" in out for out in outputs)  # debug logging really was on
+    manifest = (tmp_path / "manifest.jsonl").read_bytes()
+    for blob in [*outputs, manifest]:
+        assert emulator.client_secret.encode() not in blob
+        assert b"wrong-xyz-123" not in blob
+        for token in tokens:
+            assert token.encode() not in blob
