@@ -60,13 +60,14 @@ Invariants
 * ``bytes_seen`` counts every byte fed; each error's offset is absolute in that stream.
 * Inside ``data``, ``_carry`` holds the 0 to 3 characters of the Base64 quad that is not
   complete yet (already checked one by one) and ``_pending`` an escape sequence cut by a
-  chunk boundary (at most 5 bytes, starting with a backslash). Together with the quad
+  chunk or window boundary (at most 5 bytes, starting with a backslash). Together with the quad
   position and ``_pad`` they are all the decoder keeps between chunks.
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
   never more than ``max_value_bytes``; so the scanner's memory is O(1) plus the output
   of the chunk being fed, whatever the size of the body.
-* State is changed only after a step succeeded: a failing step leaves nothing half done,
-  and the scanner then stays FAILED.
+* The fast path of the data string commits nothing until its whole run decoded, so the
+  slow path can retake a refused run from the same state.
+* After an error the scanner is FAILED for good: every later call raises that error.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import orjson
 import pybase64
@@ -298,7 +299,6 @@ class EnvelopeScanner:
         "_finished",
         "_index",
         "_key",
-        "_key_start",
         "_level",
         "_max_value",
         "_pad",
@@ -328,9 +328,8 @@ class EnvelopeScanner:
         self._rfields: dict[str, Any] = {}
         self._rdata_len: int | None = None
         self._rdata_seen = False
-        # The last key read, and where it began.
+        # The last key read.
         self._key = ""
-        self._key_start = 0
         # CAPTURE: the raw bytes of the token so far, how its end is found, what it becomes.
         self._cap = bytearray()
         self._cap_mode = _M_STRING
@@ -396,7 +395,7 @@ class EnvelopeScanner:
         self._envelope = ScannedEnvelope(self._fields, results)
         return self._envelope
 
-    def _fail(self, exc: DecodeError) -> None:
+    def _fail(self, exc: DecodeError) -> NoReturn:
         self._state = _S_FAILED
         self._error = exc
         raise exc
@@ -678,7 +677,6 @@ class EnvelopeScanner:
                 f"invalid JSON in {what}: {exc.msg}", offset=start + _byte_pos(raw, exc.pos)
             ) from None
         if target == _T_KEY:
-            self._key_start = start
             self._set_key(value, start)
             self._state = _S_COLON
             return

@@ -338,7 +338,7 @@ splits = st.one_of(
     st.just([1 << 30]),
 )
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- property tests ------------------------------------------------------------------------
 

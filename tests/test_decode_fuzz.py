@@ -24,8 +24,10 @@ FUZZ = os.environ.get("AIOTTS_FUZZ") == "1"
 FUZZ_EXAMPLES = int(os.environ.get("AIOTTS_FUZZ_EXAMPLES", "20000"))
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-QUICK = settings(max_examples=150, deadline=None, suppress_health_check=_HEALTH)
+QUICK = settings(max_examples=100, deadline=None, suppress_health_check=_HEALTH)
 LONG = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=_HEALTH)
+# A generous time limit for the long run (about 20 ms an example here), still catching a hang.
+LONG_TIMEOUT = 300 + FUZZ_EXAMPLES // 10
 
 INTERESTING = [
     b'"',
@@ -184,6 +186,7 @@ def test_errors_stick(body: bytes, sizes: list[int], more: bytes) -> None:
 
 @pytest.mark.fuzz
 @pytest.mark.skipif(not FUZZ, reason="the long fuzzing run needs AIOTTS_FUZZ=1")
+@pytest.mark.timeout(LONG_TIMEOUT)
 @LONG
 @given(body=mutated_bodies(), sizes=splits)
 def test_long_mutated_bodies(body: bytes, sizes: list[int]) -> None:
@@ -192,6 +195,7 @@ def test_long_mutated_bodies(body: bytes, sizes: list[int]) -> None:
 
 @pytest.mark.fuzz
 @pytest.mark.skipif(not FUZZ, reason="the long fuzzing run needs AIOTTS_FUZZ=1")
+@pytest.mark.timeout(LONG_TIMEOUT)
 @LONG
 @given(body=random_bodies, sizes=splits)
 def test_long_random_bytes(body: bytes, sizes: list[int]) -> None:
@@ -200,6 +204,7 @@ def test_long_random_bytes(body: bytes, sizes: list[int]) -> None:
 
 @pytest.mark.fuzz
 @pytest.mark.skipif(not FUZZ, reason="the long fuzzing run needs AIOTTS_FUZZ=1")
+@pytest.mark.timeout(LONG_TIMEOUT)
 @LONG
 @given(body=mutated_bodies(), sizes=splits, more=st.binary(max_size=4))
 def test_long_errors_stick(body: bytes, sizes: list[int], more: bytes) -> None:
