@@ -12,6 +12,7 @@ errors are ``{"error": "..."}`` with 400 (bad input), 404 (unknown id or path) o
 ``GET /_emulator/tasks``       ``{"ids": [...]}``, every task in creation order
 ``POST /_emulator/tasks``      create tasks (``create_tasks`` arguments) -> ``{"ids"}``
 ``GET /_emulator/tasks/{id}``  the task's record, with ``wav_sha256``
+``GET /_emulator/records``     every task's record (with ``wav_sha256``), creation order
 ``GET /_emulator/audio/{id}``  the task's WAV bytes (``audio/wav``)
 ``POST /_emulator/clock``      ``{"advance": seconds}``: skip the emulator's time ahead
 ``POST /_emulator/tokens``     ``{"expire": true}``: forget every issued token
@@ -102,6 +103,8 @@ class AdminApi:
                 return _json({"ids": self._create(body)})
             case "tasks", True, "GET":
                 return self._record(arg)
+            case "records", False, "GET":
+                return _json([self._record_json(task_id) for task_id in state.store.ids()])
             case "audio", True, "GET":
                 task = state.store.get(arg)
                 if task is None:
@@ -116,7 +119,7 @@ class AdminApi:
                 if body.get("expire"):
                     state.authority.expire_all()
                 return _json({})
-        known = {"stats", "config", "faults", "tasks", "audio", "clock", "tokens"}
+        known = {"stats", "config", "faults", "tasks", "records", "audio", "clock", "tokens"}
         return _error("method not allowed", 405) if name in known else _error("not found", 404)
 
     def _create(self, body: Mapping[str, Any]) -> list[str]:
@@ -153,9 +156,12 @@ class AdminApi:
 
     def _record(self, task_id: str) -> web.Response:
         try:
-            record = self.state.record(task_id)
+            return _json(self._record_json(task_id))
         except KeyError:
             return _error(f"no task {task_id}", 404)
+
+    def _record_json(self, task_id: str) -> dict[str, Any]:
+        record = self.state.record(task_id)
         data = record.to_json()
         data["wav_sha256"] = hashlib.sha256(record.wav()).hexdigest()
-        return _json(data)
+        return data

@@ -251,6 +251,13 @@ class EmulatorProcess:
         data = self._json("GET", f"tasks/{task_id}")
         return TaskRecord.from_json(data, wav_source=lambda: self.audio(task_id))
 
+    def records(self) -> list[tuple[TaskRecord, str]]:
+        """Every task's record with the sha256 of its WAV, in one request."""
+        return [
+            (TaskRecord.from_json(data), str(data["wav_sha256"]))
+            for data in self._json("GET", "records")
+        ]
+
     def audio(self, task_id: str) -> bytes:
         return self._call("GET", f"audio/{task_id}")
 

@@ -69,6 +69,10 @@ async def test_create_tasks_and_read_records(http: aiohttp.ClientSession) -> Non
         async with http.get(emu.url + ADMIN + "/audio/" + ids[0]) as r:
             assert r.headers["Content-Type"] == "audio/wav"
             assert await r.read() == wav
+        async with http.get(emu.url + ADMIN + "/records") as r:
+            everything = await r.json()
+        assert [item["id"] for item in everything] == ids
+        assert everything[0] == data
 
 
 @pytest.mark.parametrize(

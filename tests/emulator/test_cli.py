@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import signal
 import subprocess
@@ -127,6 +128,9 @@ def test_emulator_process_drives_the_admin_api() -> None:
         assert emu.record(ids[1]).state is TaskState.PENDING
         emu.advance_clock(200)
         assert emu.record(ids[1]).state is TaskState.ERROR
+        records = emu.records()
+        assert [r.id for r, _ in records] == ids
+        assert records[0][1] == hashlib.sha256(record.wav()).hexdigest()
         stats = emu.stats()
         assert stats.count("trial_fetch", 200) == 1
         assert stats.tasks_created == 3
