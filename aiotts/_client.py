@@ -48,7 +48,7 @@ from aiotts._errors import (
     TrialLimitError,
     UsageError,
 )
-from aiotts._files import OutputTarget, output_error
+from aiotts._files import OutputTarget, output_error, remove_stale_parts
 from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
@@ -515,6 +515,7 @@ class TTSClient:
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
         _prepare_folder(folder)
+        remove_stale_parts(folder)
         earlier = read_manifest(manifest) if (resume and manifest is not None) else {}
         open_manifest = Manifest(manifest) if manifest is not None else None
         assert self._download_slots is not None

@@ -35,6 +35,7 @@ __all__ = [
     "check_wav",
     "commit_all",
     "output_error",
+    "remove_stale_parts",
     "safe_stem",
 ]
 
@@ -149,7 +150,11 @@ class ResultFile:
         self.final = final
         self.task_id = task_id
         self.result_type = result_type
-        self.temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
+        # The writer's pid is in the name, so a later run can tell a crashed run's leftovers
+        # from the files of a process that is still writing (``remove_stale_parts``).
+        self.temp = final.with_name(
+            f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}"
+        )
         self.size = 0
         self._head = b""
         try:
@@ -213,6 +218,42 @@ class ResultFile:
             self.close()
         with contextlib.suppress(OSError):
             os.unlink(self.temp)
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Remove the temporary files that crashed processes left in ``folder``; return how many.
+
+    Only files named like ours whose writing process no longer runs are removed, so a batch
+    writing into the same folder at the same time keeps its files.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
+            continue
+        parts = name[: -len(PART_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _writer_alive(int(parts[1])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 async def commit_all(files: Sequence[ResultFile], *, durable: bool) -> None:

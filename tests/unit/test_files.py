@@ -154,3 +154,31 @@ def test_full_disk_is_an_output_error_and_leaves_nothing(
     assert caught.value.errno == errno.ENOSPC
     assert "TTSx" in str(caught.value) and "free some space" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from aiotts._files import remove_stale_parts
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".TTSa.wav.{dead_pid}.abcd1234.part"
+    stale.write_bytes(b"half")
+    live = ResultFile(tmp_path / "TTSb.wav", task_id="TTSb")  # this process still writes it
+    mine = tmp_path / "notes.part"  # not one of ours
+    mine.write_text("keep")
+    done = tmp_path / "TTSc.wav"
+    done.write_bytes(wav(10))
+    assert remove_stale_parts(tmp_path) == 1
+    assert not stale.exists()
+    assert live.temp.exists()
+    assert mine.exists()
+    assert done.exists()
+    live.discard()
