@@ -686,7 +686,7 @@ class EnvelopeScanner:
                 self._fields[self._key] = value  # a repeated key: the last wins, as in orjson
             else:
                 self._rfields[self._key] = value
-        elif value is not None:
+        elif value is not None:  # pragma: no cover - orjson reads "n..." as null or not at all
             what = (
                 "'results' must be an array"
                 if target == _T_RESULTS_NULL
