@@ -342,6 +342,17 @@ class VendorApi:
         # Cut and trickle are about result bodies; a status answer is never cut or slowed.
         cut = not status_only and chance(faults.cut_share)
         trickle = not status_only and chance(faults.trickle_share)
+        drawn = {
+            "reorder": style.reorder,
+            "pretty": style.pretty,
+            "escape": escape and with_audio,
+            "cut": cut,
+            "trickle": trickle,
+            str(bad): bad is not None,
+        }
+        for kind, happened in drawn.items():
+            if happened:
+                self.state.note_fault(kind)
         delivery = Delivery(
             chunk_bytes=self.state.config.chunk_bytes,
             truncate=bad == "truncated_json",

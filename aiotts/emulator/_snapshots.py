@@ -48,7 +48,9 @@ class Stats:
     under the status the fault sent. ``token_requests`` counts every request to the token
     endpoint (faulted ones too), ``tokens_issued`` the 200s among them, ``tasks_created``
     submits and ``create_tasks`` alike. ``audio_started``/``audio_finished`` count full
-    ``Completed`` result bodies begun and written to their last byte.
+    ``Completed`` result bodies begun and written to their last byte. ``faults`` counts the
+    body faults injected by kind (``cut``, ``trickle``, ``reorder``, ``pretty``, ``escape``
+    and each bad answer); 5xx and 429 faults show in ``requests`` under their status.
     """
 
     requests: Mapping[tuple[str, int], int] = field(default_factory=dict, hash=False)
@@ -57,12 +59,14 @@ class Stats:
     tasks_created: int = 0
     audio_started: int = 0
     audio_finished: int = 0
+    faults: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         # Plain str keys (an Endpoint is a str subclass): snapshots compare and print alike
         # whether they came from this process or from the admin API.
         plain = {(str(e), int(s)): n for (e, s), n in self.requests.items()}
         object.__setattr__(self, "requests", MappingProxyType(plain))
+        object.__setattr__(self, "faults", MappingProxyType(dict(self.faults)))
 
     def count(self, endpoint: str | None = None, status: int | None = None) -> int:
         """Requests to ``endpoint`` (any if None) answered ``status`` (any if None)."""
@@ -84,6 +88,7 @@ class Stats:
             "tasks_created": self.tasks_created,
             "audio_started": self.audio_started,
             "audio_finished": self.audio_finished,
+            "faults": dict(self.faults),
         }
 
     @classmethod
@@ -101,6 +106,7 @@ class Stats:
             tasks_created=int(data["tasks_created"]),
             audio_started=int(data["audio_started"]),
             audio_finished=int(data["audio_finished"]),
+            faults={str(k): int(v) for k, v in data.get("faults", {}).items()},
         )
 
 

@@ -68,6 +68,11 @@ class EmulatorState:
         self.tasks_created = 0
         self.audio_started = 0
         self.audio_finished = 0
+        self.faults_injected: dict[str, int] = {}
+
+    def note_fault(self, kind: str) -> None:
+        """Count one injected body fault (cut, trickle, an encoding, a bad answer)."""
+        self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
 
     def count(self, endpoint: str, status: int) -> None:
         key = (endpoint, status)
@@ -81,6 +86,7 @@ class EmulatorState:
             tasks_created=self.tasks_created,
             audio_started=self.audio_started,
             audio_finished=self.audio_finished,
+            faults=self.faults_injected,
         )
 
     # -- tasks -----------------------------------------------------------------------------

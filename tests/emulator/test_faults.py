@@ -175,6 +175,7 @@ async def test_cut_share_is_near_the_setting(http: aiohttp.ClientSession) -> Non
         record = emu.record(task_id)
         assert record.audio_started == 100
         assert record.audio_finished == 100 - cut
+        assert emu.stats().faults == {"cut": cut}
 
 
 async def test_trickled_body_arrives_whole_but_slowly(http: aiohttp.ClientSession) -> None:
