@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aiotts import Limits, PollPolicy, RetryPolicy, TTSClient
+from aiotts import Limits, TTSClient
 from aiotts.emulator import Emulator, EmulatorConfig
-
-FAST_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.05, max_attempts=8, max_time=30)
-FAST_POLL = PollPolicy(
-    first_delay=0.05, growth=1.5, max_delay=0.3, processing_delay=0.05, min_delay=0.01
-)
-
-
-def client_for(emu: Emulator, **options: Any) -> TTSClient:
-    options.setdefault("retry", FAST_RETRY)
-    options.setdefault("poll", FAST_POLL)
-    if options.get("trial"):
-        return TTSClient(base_url=emu.url, **options)
-    return TTSClient(emu.client_id, emu.client_secret, base_url=emu.url, **options)
-
-
-def temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+from tests.helpers import client_for
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 
 from aiotts import Batch, Limits, OutcomeState, PollPolicy, read_manifest
 from aiotts.emulator import Emulator, EmulatorConfig, Faults, TaskState
-
-from .conftest import client_for, temp_files
+from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
 

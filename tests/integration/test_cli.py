@@ -17,8 +17,7 @@ import pytest
 from aiotts import OutcomeState, read_manifest
 from aiotts.cli import ExitCode
 from aiotts.emulator import Emulator, EmulatorConfig
-
-from .conftest import temp_files
+from tests.helpers import temp_files
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,7 @@ import pytest
 
 from aiotts import RetryPolicy, ServerError, TaskStatus
 from aiotts.emulator import Emulator, EmulatorConfig
-
-from .conftest import client_for, temp_files
+from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,7 @@ import pytest
 
 from aiotts import ClientClosedError, Timeouts, TTSClient, UsageError
 from aiotts.emulator import Emulator
-
-from .conftest import client_for
+from tests.helpers import client_for
 
 pytestmark = pytest.mark.anyio
 

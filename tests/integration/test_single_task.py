@@ -19,8 +19,7 @@ from aiotts import (
     UsageError,
 )
 from aiotts.emulator import Emulator, EmulatorConfig
-
-from .conftest import client_for, temp_files
+from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
 
@@ -135,8 +134,7 @@ async def test_a_submit_that_reached_the_server_is_not_retried(emulator: Emulato
 
 async def test_a_submit_that_never_connected_is_retried() -> None:
     from aiotts import ConnectError
-
-    from .conftest import FAST_RETRY
+    from tests.helpers import FAST_RETRY
 
     async with client_for_port(FAST_RETRY) as client:
         with pytest.raises(ConnectError, match="cannot connect"):

@@ -9,8 +9,7 @@ import pytest
 
 from aiotts import CredentialsError, TokenRateLimitedError, TTSClient
 from aiotts.emulator import Emulator, EmulatorConfig
-
-from .conftest import FAST_RETRY, client_for
+from tests.helpers import FAST_RETRY, client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -16,8 +16,7 @@ import pytest
 
 from aiotts import Limits, OutcomeState, RetryPolicy, TaskStatus
 from aiotts.emulator import Emulator, EmulatorConfig, TaskState
-
-from ..integration.conftest import FAST_POLL, client_for, temp_files
+from tests.helpers import FAST_POLL, client_for, temp_files
 
 pytestmark = pytest.mark.anyio
 
