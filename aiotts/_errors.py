@@ -163,6 +163,7 @@ class DecodeError(ResponseError, ValueError):
 
     def __init__(self, message: str, *, offset: int, task_id: str | None = None) -> None:
         super().__init__(f"{message} (at byte {offset})", task_id=task_id)
+        self.reason = message
         self.offset = offset
 
 

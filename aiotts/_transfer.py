@@ -192,8 +192,12 @@ async def _stream_to_files(
                     file.write(piece.data)
             envelope = scanner.finish()
         except DecodeError as exc:
-            exc.task_id = task_id
-            raise _bad_body(exc) from None
+            error = DecodeError(
+                f"task {task_id}: the answer is not a valid result envelope: {exc.reason}",
+                offset=exc.offset,
+                task_id=task_id,
+            )
+            raise _bad_body(error) from exc
         result = _parse(envelope.fields, task_id)
         if result.status is not TaskStatus.COMPLETED:
             _discard(files)
