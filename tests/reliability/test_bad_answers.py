@@ -64,7 +64,7 @@ async def test_a_sometimes_bad_answer_is_retried_to_success(knob: str, tmp_path:
     async with Emulator(CONFIG) as emu:
         ids = emu.create_tasks(20)
         emu.set_faults(**{knob: 0.3})
-        async with client_for(emu, retry=RETRY.__class__(first_delay=0.01, max_attempts=10)) as c:
+        async with client_for(emu, retry=RetryPolicy(first_delay=0.01, max_attempts=10)) as c:
             with anyio.fail_after(30):
                 report = await c.fetch_all(ids, tmp_path)
         assert len(report.done) == 20
