@@ -25,7 +25,7 @@ from typing import IO
 import orjson
 
 from aiotts._files import check_wav, output_error
-from aiotts._models import Outcome, OutcomeState
+from aiotts._models import Outcome, OutcomeState, printable_id
 
 __all__ = ["Manifest", "ManifestEntry", "file_is_complete", "read_manifest"]
 
@@ -129,7 +129,7 @@ class Manifest:
     def append(self, outcome: Outcome) -> None:
         line = orjson.dumps(
             {
-                "id": outcome.task_id,
+                "id": printable_id(outcome.task_id),
                 "state": outcome.state.value,
                 "files": [str(p) for p in outcome.files],
                 "bytes": outcome.bytes_written,

@@ -21,7 +21,19 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "Token",
+    "printable_id",
 ]
+
+
+def printable_id(task_id: str) -> str:
+    """``task_id`` as text any JSON writer accepts: bytes that were not UTF-8 (kept as lone
+    surrogates when the id was read) are shown as ``\\xNN`` escapes."""
+    try:
+        task_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = task_id.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace")
+    return task_id
 
 
 class TaskStatus(enum.StrEnum):

@@ -114,6 +114,8 @@ def _id_problem(raw: object) -> str | None:
         return f"the task id is {len(raw)} characters long (ids are 36); check the input"
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):
         return "the task id contains control characters; check the input"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        return "the task id is not valid UTF-8 (was the ids file saved in another encoding?)"
     return None
 
 

@@ -16,7 +16,7 @@ from aiotts._batch import Batch
 from aiotts._client import TTSClient
 from aiotts._config import DEFAULT_BASE_URL, Limits
 from aiotts._errors import UsageError
-from aiotts._models import Outcome
+from aiotts._models import Outcome, printable_id
 from aiotts._scheduler import TaskIds
 from aiotts.cli._credentials import find_credentials
 from aiotts.cli._progress import BatchProgress, Summary, summary_table
@@ -110,7 +110,7 @@ def _ids_and_total(args: argparse.Namespace) -> tuple[TaskIds, int | None]:
 def outcome_json(outcome: Outcome) -> bytes:
     return orjson.dumps(
         {
-            "id": outcome.task_id,
+            "id": printable_id(outcome.task_id),
             "state": outcome.state.value,
             "files": [str(path) for path in outcome.files],
             "bytes": outcome.bytes_written,
@@ -150,7 +150,10 @@ def print_summary(summary: Summary, *, title: str, folder: str, manifest: str | 
     console.print(summary_table(summary, title=title, folder=folder, manifest=manifest))
     errors = stderr_console()
     for outcome in summary.failures[:10]:
-        errors.print(f"{outcome.task_id}: {outcome.state.value}: {outcome.error}", markup=False)
+        errors.print(
+            f"{printable_id(outcome.task_id)}: {outcome.state.value}: {outcome.error}",
+            markup=False,
+        )
     if len(summary.failures) > 10:
         errors.print(f"... and {len(summary.failures) - 10} more (see the manifest)")
 
