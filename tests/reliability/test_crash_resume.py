@@ -55,14 +55,12 @@ async def test_sigkill_at_a_random_moment_then_resume(seed: int, tmp_path: Path)
             str(out),
             "--json",
         ]
-        kills = 0
-        for _ in range(2):  # killed twice, at random moments, before the final resume
-            args = command + (["--resume"] if kills else [])
+        for kill in range(2):  # killed twice, at random moments, before the final resume
+            args = command + (["--resume"] if kill else [])
             async with await anyio.open_process(args, env=cli_env(emu)) as process:
                 await anyio.sleep(rng.uniform(0.5, 2.5))
                 process.send_signal(signal.SIGKILL)
                 await process.wait()
-            kills += 1
             whole = {p for p in out.glob("*.wav") if file_is_complete(p)}
             assert whole == set(out.glob("*.wav"))  # no partial file at a final name
             manifest = read_manifest(out / "manifest.jsonl")  # readable, torn line or not
