@@ -1,0 +1,463 @@
+"""aiotts against bare aiohttp, in one run: CPU per poll, download throughput, peak memory.
+
+The emulator runs in its own process (``EmulatorProcess``), and so does every measured
+client (this script re-run as ``--worker NAME``), which reports the CPU time (user +
+system, every thread) of its work alone and the peak RSS of its whole process.
+
+Pending (``--pending`` tasks that stay Pending for the run):
+
+* ``bare aiohttp``: one ``ClientSession`` (``TCPConnector(limit=64)``), 64 coroutines
+  that send ``GET /v5.0/ocr/ConvertTextToSpeech?id=...`` with a bearer token round-robin
+  over the ids for ``--duration`` seconds and parse each small JSON body with orjson;
+* ``aiotts``: ``TTSClient.fetch_many`` over the same ids for the same duration
+  (``batch_timeout``), with its default limits (64 polls in flight) and a poll policy of
+  a fixed 50 ms delay, so that every task is always due again and aiotts, like the bare
+  loop, sends as fast as 64 requests in flight allow. Its polls are
+  ``batch.statistics().requests["poll"]``.
+
+  The figure is CPU per poll over the whole run (start-up, admission of every id and the
+  expiry of every id at the deadline included); the "steady" column is the same ratio
+  between two samples taken inside the run, after a warm-up, for information.
+
+Completed (``--completed`` tasks of 1 MB of WAV each, already done):
+
+* ``bare aiohttp``: ``ClientSession(read_bufsize=256 KiB)``, ``--concurrency`` GETs in
+  flight, each body streamed with ``iter_chunked(256 KiB)`` into its own file with plain
+  writes: no JSON, no Base64, no fsync (the physical baseline: network and disk only);
+* ``aiotts``: ``fetch_many`` with default settings, so each file is fsync'd
+  (``durable=True``), and again with ``durable=False``.
+
+  Throughput is in tasks/s and in MB/s (10**6 bytes) of WAV landed; since every task is
+  the same, their ratio to the baseline is the same in either unit. The baseline writes
+  the Base64 body (1.33 MB a task), aiotts the decoded WAV (1 MB).
+
+Before the completed runs, one untimed pass reads every body once, so the emulator's
+cache is equally warm for every client. Between runs the files are removed and the
+page cache flushed (``os.sync``). Each client is run ``--repeat`` times, in rotation;
+the table shows the best run of each.
+
+Both clients run on uvloop (aiotts's command line uses it when installed), or both on
+asyncio's loop with ``--loop asyncio``.
+
+Run: ``python benchmarks/bench_poll.py`` (``--quick``: small sizes, seconds). Exits 1 if
+a target fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+
+from aiotts import Limits, PollPolicy, TTSClient
+from aiotts.emulator import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    EmulatorConfig,
+    EmulatorProcess,
+)
+
+from _common import (
+    KIB,
+    MB,
+    Check,
+    Result,
+    Spec,
+    Table,
+    checks_table,
+    count_files,
+    fmt,
+    machine,
+    process_cpu,
+    run_loop,
+    run_worker,
+    scratch_folder,
+    worker_main,
+)
+
+SCRIPT = Path(__file__).resolve()
+TTS_PATH = "/v5.0/ocr/ConvertTextToSpeech"
+CHUNK = 256 * KIB
+AUDIO_BYTES = 1_000_000
+CONCURRENCY = Limits().polls  # 64, aiotts's default
+FAST_POLL = PollPolicy(
+    first_delay=0.05, growth=1.0, max_delay=0.05, processing_delay=0.05, jitter="none"
+)
+
+# Targets.
+MAX_CPU_PER_POLL_RATIO = 1.5
+MIN_THROUGHPUT_RATIO = 0.8
+MAX_RSS_MB = 200
+
+
+# -- workers (each in its own process) ---------------------------------------------------------
+
+
+async def _token(session: aiohttp.ClientSession, url: str) -> str:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+    }
+    async with session.post(url + "/connect/token", data=form) as response:
+        token: str = orjson.loads(await response.read())["access_token"]
+    return token
+
+
+class Sampler:
+    """Two samples of (CPU, count) inside a run, for the steady-state ratio."""
+
+    def __init__(self, count: Callable[[], int], duration: float) -> None:
+        self._count = count
+        self._warm = min(2.0, duration * 0.2)
+        self._span = max(0.1, duration - self._warm - min(2.0, duration * 0.2))
+        self.cpu = float("nan")
+        self.polls = 0
+
+    async def run(self) -> None:
+        await anyio.sleep(self._warm)
+        cpu0, n0 = time.process_time(), self._count()
+        await anyio.sleep(self._span)
+        self.cpu, self.polls = time.process_time() - cpu0, self._count() - n0
+
+
+def bare_poll(spec: Spec) -> Result:
+    url, ids, duration = spec["url"], spec["ids"], spec["duration"]
+
+    async def main() -> Result:
+        polls = 0
+        statuses: dict[str, int] = {}
+        connector = aiohttp.TCPConnector(limit=spec["concurrency"])
+        async with aiohttp.ClientSession(connector=connector) as session:
+            headers = {"Authorization": "Bearer " + await _token(session, url)}
+            endpoint = url + TTS_PATH
+            next_id = itertools.cycle(ids).__next__
+            deadline = time.monotonic() + duration
+
+            async def loop() -> None:
+                nonlocal polls
+                while time.monotonic() < deadline:
+                    params = {"id": next_id()}
+                    async with session.get(endpoint, params=params, headers=headers) as resp:
+                        status = orjson.loads(await resp.read())["taskStatus"]
+                    statuses[status] = statuses.get(status, 0) + 1
+                    polls += 1
+
+            sampler = Sampler(lambda: polls, duration)
+            async with anyio.create_task_group() as group:
+                group.start_soon(sampler.run)
+                for _ in range(spec["concurrency"]):
+                    group.start_soon(loop)
+        return {
+            "polls": polls,
+            "statuses": statuses,
+            "steady_cpu": sampler.cpu,
+            "steady_polls": sampler.polls,
+        }
+
+    return run_loop(main(), spec["loop"])
+
+
+def aiotts_poll(spec: Spec) -> Result:
+    url, ids, duration = spec["url"], spec["ids"], spec["duration"]
+
+    async def main() -> Result:
+        outcomes: dict[str, int] = {}
+        with scratch_folder("bench-poll-") as out:
+            async with TTSClient(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url) as client:
+                batch = client.fetch_many(ids, out, batch_timeout=duration, poll=FAST_POLL)
+                sampler = Sampler(lambda: batch.statistics().requests.get("poll", 0), duration)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(sampler.run)
+                    async for outcome in batch:
+                        outcomes[outcome.state.value] = outcomes.get(outcome.state.value, 0) + 1
+                    group.cancel_scope.cancel()
+                stats = batch.statistics()
+        return {
+            "polls": stats.requests.get("poll", 0),
+            "requests": dict(stats.requests),
+            "outcomes": outcomes,
+            "steady_cpu": sampler.cpu,
+            "steady_polls": sampler.polls,
+        }
+
+    return run_loop(main(), spec["loop"])
+
+
+def bare_fetch(spec: Spec) -> Result:
+    url, ids = spec["url"], spec["ids"]
+    out = Path(spec["out"]) if spec.get("out") else None
+
+    async def main() -> Result:
+        body_bytes = 0
+        connector = aiohttp.TCPConnector(limit=spec["concurrency"])
+        async with aiohttp.ClientSession(connector=connector, read_bufsize=CHUNK) as session:
+            headers = {"Authorization": "Bearer " + await _token(session, url)}
+            endpoint = url + TTS_PATH
+            queue = iter(ids)
+
+            async def loop() -> None:
+                nonlocal body_bytes
+                for task_id in queue:
+                    params = {"id": task_id}
+                    async with session.get(endpoint, params=params, headers=headers) as resp:
+                        if out is None:  # the warm-up pass: read, keep nothing
+                            async for chunk in resp.content.iter_chunked(CHUNK):
+                                body_bytes += len(chunk)
+                            continue
+                        with open(out / f"{task_id}.wav", "wb", buffering=0) as file:
+                            async for chunk in resp.content.iter_chunked(CHUNK):
+                                file.write(chunk)
+                                body_bytes += len(chunk)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(spec["concurrency"]):
+                    group.start_soon(loop)
+        return {"done": len(ids), "body_bytes": body_bytes}
+
+    return run_loop(main(), spec["loop"])
+
+
+def aiotts_fetch(spec: Spec) -> Result:
+    url, ids, out = spec["url"], spec["ids"], spec["out"]
+
+    async def main() -> Result:
+        done = written = 0
+        async with TTSClient(
+            DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url, durable=spec["durable"]
+        ) as client:
+            async for outcome in client.fetch_many(ids, out):
+                if outcome.ok:
+                    done += 1
+                    written += outcome.bytes_written
+        return {"done": done, "wav_bytes": written}
+
+    return run_loop(main(), spec["loop"])
+
+
+WORKERS = {
+    "bare_poll": bare_poll,
+    "aiotts_poll": aiotts_poll,
+    "bare_fetch": bare_fetch,
+    "aiotts_fetch": aiotts_fetch,
+}
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    label: str
+    result: Result
+    server_cpu: float
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result[key]
+
+
+def measured(emulator: EmulatorProcess, label: str, worker: str, spec: Spec) -> Run:
+    holder: dict[str, float] = {}
+
+    def prepare() -> Spec:
+        holder["cpu"] = process_cpu(emulator.pid)
+        return spec
+
+    result = run_worker(SCRIPT, worker, prepare)
+    return Run(label, result, process_cpu(emulator.pid) - holder["cpu"])
+
+
+def pending_scenario(args: argparse.Namespace, checks: list[Check]) -> Table:
+    with EmulatorProcess(EmulatorConfig(seed=1)) as emulator:
+        ids = emulator.create_tasks(args.pending, ready_after=24 * 3600.0)
+        common = {"url": emulator.url, "ids": ids, "duration": args.duration, "loop": args.loop}
+        runs: dict[str, list[Run]] = {"bare": [], "aiotts": []}
+        for _ in range(args.repeat):
+            runs["bare"].append(
+                measured(
+                    emulator,
+                    "bare aiohttp",
+                    "bare_poll",
+                    {**common, "concurrency": CONCURRENCY},
+                )
+            )
+            runs["aiotts"].append(measured(emulator, "aiotts", "aiotts_poll", common))
+            if set(runs["bare"][-1]["statuses"]) != {"Pending"}:
+                raise RuntimeError(f"tasks left Pending: {runs['bare'][-1]['statuses']}")
+
+    def per_poll(run: Run) -> float:
+        return float(run["cpu"]) / max(1, run["polls"])
+
+    best = {name: min(rs, key=per_poll) for name, rs in runs.items()}
+    bare, ours = best["bare"], best["aiotts"]
+    rows = []
+    for run in (bare, ours):
+        steady = run["steady_cpu"] / max(1, run["steady_polls"])
+        rows.append(
+            (
+                run.label,
+                fmt(run["wall"], 1),
+                f"{run['polls']:,}",
+                fmt(run["polls"] / run["wall"], 0),
+                fmt(run["cpu"], 2),
+                fmt(per_poll(run) * 1e6, 0),
+                fmt(steady * 1e6, 0),
+                f"{per_poll(run) / per_poll(bare):.2f}x",
+                fmt(run["peak_rss_kib"] / 1024, 0),
+                fmt(run.server_cpu / max(1, run["polls"]) * 1e6, 0),
+            )
+        )
+    cpu_ratio = per_poll(ours) / per_poll(bare)
+    checks.append(
+        Check(
+            f"{args.pending:,} Pending tasks: aiotts CPU per poll / bare aiohttp's",
+            f"{cpu_ratio:.2f}x (target <= {MAX_CPU_PER_POLL_RATIO}x)",
+            cpu_ratio <= MAX_CPU_PER_POLL_RATIO,
+        )
+    )
+    rss_mb = max(r["peak_rss_kib"] for r in runs["aiotts"]) / 1024
+    checks.append(
+        Check(
+            f"{args.pending:,} tasks in flight: aiotts peak RSS",
+            f"{rss_mb:.0f} MB (target < {MAX_RSS_MB} MB)",
+            rss_mb < MAX_RSS_MB,
+        )
+    )
+    return Table(
+        [
+            "client",
+            "wall s",
+            "polls",
+            "polls/s",
+            "CPU s",
+            "CPU us/poll",
+            "steady us/poll",
+            "vs bare",
+            "peak RSS MB",
+            "server us/poll",
+        ],
+        rows,
+    )
+
+
+def completed_scenario(args: argparse.Namespace, checks: list[Check]) -> Table:
+    config = EmulatorConfig(seed=2, audio_bytes=AUDIO_BYTES)
+    with EmulatorProcess(config) as emulator:
+        ids = emulator.create_tasks(args.completed, ready_after=0)
+        wav_length = emulator.record(ids[0]).wav_length  # whole samples: 999,998 bytes
+        common = {"url": emulator.url, "ids": ids, "loop": args.loop}
+        warm = {**common, "concurrency": args.concurrency, "out": None}
+        run_worker(SCRIPT, "bare_fetch", lambda: warm)
+        clients: list[tuple[str, str, dict[str, Any]]] = [
+            ("bare aiohttp, no decode, no fsync", "bare_fetch", {"concurrency": args.concurrency}),
+            ("aiotts (default: durable=True)", "aiotts_fetch", {"durable": True}),
+            ("aiotts, durable=False", "aiotts_fetch", {"durable": False}),
+        ]
+        runs: dict[str, list[Run]] = {label: [] for label, _, _ in clients}
+        for _ in range(args.repeat):
+            for label, worker, extra in clients:
+                with scratch_folder("bench-fetch-") as out:
+                    run = measured(emulator, label, worker, {**common, **extra, "out": str(out)})
+                    files, whole = count_files(out, None if worker == "bare_fetch" else wav_length)
+                    if files != len(ids) or whole != len(ids):
+                        raise RuntimeError(f"{label}: {whole} whole files of {len(ids)}")
+                    runs[label].append(run)
+                os.sync()
+
+    def rate(run: Run) -> float:
+        return float(run["done"]) / float(run["wall"])
+
+    best = {label: max(rs, key=rate) for label, rs in runs.items()}
+    bare = best[clients[0][0]]
+    rows = []
+    for label, run in best.items():
+        tasks_per_s = rate(run)
+        rows.append(
+            (
+                label,
+                fmt(run["wall"], 2),
+                fmt(tasks_per_s, 0),
+                fmt(tasks_per_s * wav_length / MB, 0),
+                fmt(run["cpu"], 2),
+                fmt(run["cpu"] / run["done"] * 1000, 2),
+                f"{tasks_per_s / rate(bare):.2f}",
+                fmt(run["peak_rss_kib"] / 1024, 0),
+                fmt(run.server_cpu, 2),
+            )
+        )
+    for label, _, _ in clients[1:]:
+        ratio = rate(best[label]) / rate(bare)
+        checks.append(
+            Check(
+                f"{args.completed:,} x 1 MB: {label} MB/s / baseline's",
+                f"{ratio:.2f} (target >= {MIN_THROUGHPUT_RATIO})",
+                ratio >= MIN_THROUGHPUT_RATIO,
+            )
+        )
+    return Table(
+        [
+            "client",
+            "wall s",
+            "tasks/s",
+            "WAV MB/s",
+            "CPU s",
+            "CPU ms/task",
+            "vs baseline",
+            "peak RSS MB",
+            "server CPU s",
+        ],
+        rows,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
+    parser.add_argument("--pending", type=int, help="Pending tasks (default 10,000)")
+    parser.add_argument("--duration", type=float, help="seconds of each Pending run (10)")
+    parser.add_argument("--completed", type=int, help="completed 1 MB tasks (default 2,000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="baseline downloads (16)")
+    parser.add_argument("--repeat", type=int, help="runs of each client; the best counts (2)")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    args = parser.parse_args()
+    if args.worker:
+        return worker_main(WORKERS, args.worker)
+    quick = args.quick
+    args.pending = args.pending or (1_000 if quick else 10_000)
+    args.duration = args.duration or (2.0 if quick else 10.0)
+    args.completed = args.completed or (100 if quick else 2_000)
+    args.repeat = args.repeat or (1 if quick else 2)
+
+    started = time.monotonic()
+    checks: list[Check] = []
+    print(
+        f"Pending: {args.pending:,} tasks, {args.duration:g} s per run, {CONCURRENCY} in "
+        f"flight, event loop: {args.loop}, best of {args.repeat}",
+        flush=True,
+    )
+    print(pending_scenario(args, checks).text(), end="\n\n", flush=True)
+    print(
+        f"Completed: {args.completed:,} tasks of {AUDIO_BYTES / MB:g} MB WAV "
+        f"({AUDIO_BYTES * 4 // 3 / MB:.2f} MB body), baseline {args.concurrency} in flight, "
+        f"best of {args.repeat}",
+        flush=True,
+    )
+    print(completed_scenario(args, checks).text(), end="\n\n")
+    print(checks_table(checks).text())
+    print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
