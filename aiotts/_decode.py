@@ -440,9 +440,9 @@ class EnvelopeScanner:
                 c = buf[i]
             off = base + i
             if state == _S_VALUE:
-                if not self._value(c, off):
-                    i -= 1  # a scalar: its first byte is captured, not consumed here
-            elif state == _S_AFTER:
+                i = self._value(buf, i, off)
+                continue
+            if state == _S_AFTER:
                 self._after(c, off)
             elif state == _S_COLON:
                 if c != 0x3A:  # ":"
@@ -450,8 +450,9 @@ class EnvelopeScanner:
                 self._state = _S_VALUE
             elif state in (_S_OBJ_OPEN, _S_OBJ_KEY):
                 if c == _QUOTE:
-                    self._start_capture(_M_STRING, _T_KEY, off, c)
-                elif c == 0x7D and state == _S_OBJ_OPEN:  # "}"
+                    i = self._token(buf, i, off, _M_STRING, _T_KEY)
+                    continue
+                if c == 0x7D and state == _S_OBJ_OPEN:  # "}"
                     self._close_object()
                 else:
                     want = "a key or '}'" if state == _S_OBJ_OPEN else "a key after ','"
@@ -485,25 +486,20 @@ class EnvelopeScanner:
                 raise DecodeError("the scanner already failed", offset=off)
             i += 1
 
-    def _value(self, c: int, off: int) -> bool:
-        """The first byte of a value, at ``off``; the value's key is ``self._key``.
-
-        Returns False if the byte was not consumed (a scalar's capture starts with it).
-        """
+    def _value(self, buf: bytes, i: int, off: int) -> int:
+        """The value starting at ``buf[i]`` (absolute ``off``), for the key ``self._key``;
+        returns where the scan goes on."""
+        c = buf[i]
         level = self._level
         if level == _L_TOP and self._key == "results":
             if c == 0x5B:  # "["
                 self._results = []
                 self._level = _L_RESULTS
                 self._state = _S_ARR_OPEN
-            elif c == 0x6E:  # "n": must be null
-                self._start_capture(_M_SCALAR, _T_RESULTS_NULL, off, c)
-                return False
-            else:
-                raise DecodeError(
-                    f"'results' must be an array or null, found {_show(c)}", offset=off
-                )
-            return True
+                return i + 1
+            if c == 0x6E:  # "n": must be null
+                return self._token(buf, i, off, _M_SCALAR, _T_RESULTS_NULL)
+            raise DecodeError(f"'results' must be an array or null, found {_show(c)}", offset=off)
         if level == _L_RESULT and self._key == "data":
             if c == _QUOTE:
                 self._carry = b""
@@ -511,29 +507,47 @@ class EnvelopeScanner:
                 self._pending = b""
                 self._data_len = 0
                 self._state = _S_DATA
-            elif c == 0x6E:
-                self._start_capture(_M_SCALAR, _T_DATA_NULL, off, c)
-                return False
-            else:
-                raise DecodeError(
-                    f"{self._path('data')} must be a string or null, found {_show(c)}",
-                    offset=off,
-                )
-            return True
+                return i + 1
+            if c == 0x6E:
+                return self._token(buf, i, off, _M_SCALAR, _T_DATA_NULL)
+            raise DecodeError(
+                f"{self._path('data')} must be a string or null, found {_show(c)}", offset=off
+            )
         if c == _QUOTE:
-            self._start_capture(_M_STRING, _T_FIELD, off, c)
-        elif c in (0x7B, 0x5B):  # "{" or "["
+            return self._token(buf, i, off, _M_STRING, _T_FIELD)
+        if c in (0x7B, 0x5B):  # "{" or "["
             self._start_capture(_M_CONTAINER, _T_FIELD, off, c)
             self._cap_depth = 1
             self._check_depth(off)
-        elif c in b",:]}":
+            return i + 1
+        if c in b",:]}":
             raise DecodeError(
                 f"expected a value for {self._path(self._key)}, found {_show(c)}", offset=off
             )
-        else:
-            self._start_capture(_M_SCALAR, _T_FIELD, off, c)
-            return False
-        return True
+        return self._token(buf, i, off, _M_SCALAR, _T_FIELD)
+
+    def _token(self, buf: bytes, i: int, off: int, mode: int, target: int) -> int:
+        """A string or a scalar starting at ``buf[i]``; returns where the scan goes on.
+
+        The common case, a token that ends within this chunk (a string without escapes),
+        is parsed straight from the chunk; any other is captured across chunks.
+        """
+        if mode == _M_STRING:
+            m = _STRING_SPECIAL.search(buf, i + 1)
+            if m is not None and buf[m.start()] == _QUOTE:
+                end = m.start() + 1
+                self._store(buf[i:end], off, target)
+                return end
+            self._start_capture(mode, target, off, _QUOTE)
+            return i + 1
+        m = _SCALAR_END.search(buf, i)
+        if m is not None:
+            end = m.start()
+            self._store(buf[i:end], off, target)
+            return end
+        # A scalar's first byte is left for the capture loop: it may also be its last.
+        self._start_capture(mode, target, off, 0)
+        return i
 
     def _after(self, c: int, off: int) -> None:
         """The byte after a value: a comma or the closer of the current level."""
@@ -565,7 +579,7 @@ class EnvelopeScanner:
         """Begin capturing a token whose first byte, ``first``, is at ``off``.
 
         A string's quote and a container's bracket are consumed here; a scalar's first
-        byte is left for the capture loop, since it may also be the scalar's last.
+        byte is left for the capture loop.
         """
         self._cap.clear()
         if mode != _M_SCALAR:
@@ -666,9 +680,14 @@ class EnvelopeScanner:
     def _complete(self) -> None:
         """The captured token is complete: parse it and store it."""
         raw = bytes(self._cap)
-        start = self._cap_start
         self._cap.clear()
-        target = self._cap_target
+        self._store(raw, self._cap_start, self._cap_target)
+
+    def _store(self, raw: bytes, start: int, target: int) -> None:
+        """Parse the token ``raw``, found at ``start``, with orjson and store it."""
+        if len(raw) > self._max_value:
+            what = "a key" if target == _T_KEY else self._path(self._key)
+            raise DecodeError(f"{what} is longer than {self._max_value} bytes", offset=start)
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
