@@ -36,11 +36,13 @@ states (``_S_*``) are::
     FAILED      an error was raised; it is raised again on every later call
 
 Keys and every value other than ``results`` and ``results[i].data`` are small: their raw
-bytes are captured while the scanner tracks nesting and strings just enough to find where
-they end, and are then parsed with :func:`orjson.loads`, so exactly orjson's rules apply
-to them (numbers, literals, escapes, UTF-8, nesting depth). The structural part (the two
-objects, the array, keys, colons, commas and whitespace) is checked here, as strictly as
-orjson checks it.
+bytes are found (straight in the chunk when the token ends there, else captured across
+chunks while the scanner tracks nesting and strings just enough to find where it ends)
+and parsed with :func:`orjson.loads`, so exactly orjson's rules apply to them (numbers,
+literals, escapes, UTF-8, nesting depth). The structural part (the two objects, the
+array, keys, colons, commas and whitespace) is checked here, as strictly as orjson checks
+it. A repeated key keeps its last value, as in orjson, except that a second ``results``
+or a second ``data`` in one result is an error: its audio could not be taken back.
 
 The ``data`` string is never accumulated. Its content is unescaped (only ``\\/`` and
 ``\\uXXXX`` escapes can spell Base64 characters; anything else is an error), checked
@@ -60,8 +62,11 @@ Invariants
 * ``bytes_seen`` counts every byte fed; each error's offset is absolute in that stream.
 * Inside ``data``, ``_carry`` holds the 0 to 3 characters of the Base64 quad that is not
   complete yet (already checked one by one) and ``_pending`` an escape sequence cut by a
-  chunk or window boundary (at most 5 bytes, starting with a backslash). Together with the quad
-  position and ``_pad`` they are all the decoder keeps between chunks.
+  chunk or window boundary (at most 5 bytes, starting with a backslash). With ``_pad``
+  they are all the decoder keeps between chunks.
+* Audio leaves as soon as it is decoded, at most a few pieces per chunk, never an empty
+  one: a result whose ``data`` is ``""`` or ``null`` yields none (``data_length`` then
+  tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
   never more than ``max_value_bytes``; so the scanner's memory is O(1) plus the output
   of the chunk being fed, whatever the size of the body.
