@@ -223,7 +223,7 @@ class TTSClient:
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
         self._open = False
-        self._download_slots: anyio.CapacityLimiter | None = None
+        self._download_slots: asyncio.Semaphore | None = None
         self._batches: WeakSet[Batch] = WeakSet()
         self._batch_tasks: set[asyncio.Task[None]] = set()
 
@@ -236,7 +236,7 @@ class TTSClient:
 
     async def __aenter__(self) -> TTSClient:
         await self._session.open()
-        self._download_slots = anyio.CapacityLimiter(self._limits.downloads)
+        self._download_slots = asyncio.Semaphore(self._limits.downloads)
         self._open = True
         return self
 
@@ -413,7 +413,6 @@ class TTSClient:
                 response,
                 task_id=task_id,
                 target=target,
-                durable=self._durable,
                 download_slots=download_slots,
             )
 
@@ -427,6 +426,7 @@ class TTSClient:
         )
         if answer.result.status is not TaskStatus.COMPLETED:
             _raise_for_unfinished(answer.result)
+        await answer.settle(durable=self._durable)
         return SavedAudio(answer.result, answer.files, answer.bytes_written)
 
     async def wait(

@@ -25,9 +25,11 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import heapq
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import (
@@ -45,7 +47,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from aiotts._config import Limits, PollPolicy
 from aiotts._errors import AiottsError, CredentialsError, UnexpectedStatusError
@@ -104,6 +106,10 @@ class _Task:
         return f"<_Task {self.task_id} {self.machine.state.value}>"
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+"""Control characters, and the lone surrogates that stand for bytes that were not UTF-8."""
+
+
 def _id_problem(raw: object) -> str | None:
     """Why ``raw`` cannot be a task id, or None if it can be asked about."""
     if not isinstance(raw, str):
@@ -112,11 +118,12 @@ def _id_problem(raw: object) -> str | None:
         return "the task id is empty"
     if len(raw) > MAX_ID_LENGTH:
         return f"the task id is {len(raw)} characters long (ids are 36); check the input"
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        return "the task id contains control characters; check the input"
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
+    bad = _UNPRINTABLE.search(raw)
+    if bad is None:
+        return None
+    if bad.group() >= "\ud800":
         return "the task id is not valid UTF-8 (was the ids file saved in another encoding?)"
-    return None
+    return "the task id contains control characters; check the input"
 
 
 def _fingerprint(task_id: str) -> bytes:
@@ -145,7 +152,7 @@ class Scheduler:
         target_for: Callable[[str], OutputTarget],
         poll: PollPolicy,
         limits: Limits,
-        download_slots: anyio.CapacityLimiter,
+        download_slots: asyncio.Semaphore,
         durable: bool,
         task_timeout: float | None = None,
         batch_timeout: float | None = None,
@@ -188,9 +195,12 @@ class Scheduler:
         self._requests_before = Counter(session.counters.requests)
         self._retries_before = session.counters.retries
         self._throttled_before = session.counters.throttled
-        due_send, due_receive = anyio.create_memory_object_stream[_Task](0)
-        self._due_send: MemoryObjectSendStream[_Task] = due_send
-        self._due_receive: MemoryObjectReceiveStream[_Task] = due_receive
+        # The hand-off from the dispatcher to the workers. Plain asyncio primitives: taking a
+        # free worker or a queued task costs no trip through the event loop, which matters
+        # at thousands of polls a second. ``_idle`` counts workers waiting for a task, so
+        # the dispatcher takes a task off the heap only when a worker is free for it.
+        self._idle = asyncio.Semaphore(limits.polls)
+        self._due: asyncio.Queue[_Task] = asyncio.Queue()
 
     def __repr__(self) -> str:
         stats = self.statistics()
@@ -331,8 +341,8 @@ class Scheduler:
         while True:
             now = time.monotonic()
             while heap and heap[0][0] <= now:
-                task = heapq.heappop(heap)[2]
-                await self._due_send.send(task)  # waits while every worker is busy
+                await self._idle.acquire()  # waits while every worker is busy
+                self._due.put_nowait(heapq.heappop(heap)[2])
                 now = time.monotonic()
             self._wake = anyio.Event()
             wait = heap[0][0] - now if heap else math.inf
@@ -344,8 +354,12 @@ class Scheduler:
     # -- polling ---------------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        async for task in self._due_receive:
-            await self._poll_once(task)
+        while True:
+            task = await self._due.get()
+            try:
+                await self._poll_once(task)
+            finally:
+                self._idle.release()
 
     async def _poll_once(self, task: _Task) -> None:
         now = time.monotonic()
@@ -356,12 +370,14 @@ class Scheduler:
             read_answer,
             task_id=task.task_id,
             target=task.target,
-            durable=self._durable,
             download_slots=self._download_slots,
             on_download=partial(self._start_download, task),
         )
         answer: Answer | None = None
-        with anyio.move_on_after(task.deadline - now):
+        failure: tuple[Event, AiottsError] | None = None
+        # Only the request and the files' settling run under the task's deadline; the
+        # ending is recorded outside it, so a deadline can never cut a recording short.
+        with anyio.move_on_after(task.deadline - now) as deadline:
             try:
                 answer = await self._session.request(
                     "poll",
@@ -371,18 +387,26 @@ class Scheduler:
                     params={"id": task.task_id},
                     authorised=self._authorised,
                 )
+                await self._settle(answer)
             except CredentialsError:
                 raise  # nothing can succeed: the batch stops and says why
             except UnexpectedStatusError as exc:
-                await self._finish(task, Event.UNKNOWN_STATUS, error=str(exc), cause=exc)
-                return
+                failure = (Event.UNKNOWN_STATUS, exc)
             except AiottsError as exc:  # retries ran out, or the answer was unusable
-                await self._finish(task, Event.GAVE_UP, error=str(exc), cause=exc)
-                return
-        if answer is None:
+                failure = (Event.GAVE_UP, exc)
+        if failure is not None:
+            event, error = failure
+            await self._finish(task, event, error=str(error), cause=error)
+        elif deadline.cancelled_caught or answer is None:
             await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
-            return
-        await self._after(task, answer)
+        else:
+            await self._after(task, answer)
+
+    async def _settle(self, answer: Answer) -> None:
+        """Give a completed task's files their final names, or remove them (even when
+        cancelled on the way)."""
+        if answer.pending:
+            await answer.settle(durable=self._durable)
 
     async def _after(self, task: _Task, answer: Answer) -> None:
         result = answer.result

@@ -12,6 +12,7 @@ the request once with a fresh token; a second 401 is an ``AuthenticationError``.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
@@ -148,7 +149,7 @@ class HttpSession:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._slots = anyio.CapacityLimiter(settings.limits.polls)
+        self._slots = asyncio.Semaphore(settings.limits.polls)
         self.counters = RequestCounters()
         self.limiter = RateLimiter(
             settings.limits.rate,

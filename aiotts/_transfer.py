@@ -12,13 +12,13 @@ bounds how often.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anyio
 import orjson
 import pybase64
 
@@ -37,11 +37,31 @@ SMALL_BODY = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What one result request told: the envelope, and the files saved if it was Completed."""
+    """What one result request told: the envelope, and for a ``Completed`` task its audio,
+    written and verified but not yet at its final name.
+
+    ``settle`` gives the files their final names (after an fsync, if durable); it runs after
+    the request, so a slow disk holds neither a connection nor a download slot. Until then
+    the files are temporary: ``discard`` removes them.
+    """
 
     result: TaskResult
-    files: tuple[Path, ...] = ()
-    bytes_written: int = 0
+    pending: tuple[ResultFile, ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(file.final for file in self.pending)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(file.size for file in self.pending)
+
+    async def settle(self, *, durable: bool) -> None:
+        await commit_all(self.pending, durable=durable)
+
+    def discard(self) -> None:
+        for file in self.pending:
+            file.discard()
 
 
 def _bad_body(error: ResponseError) -> Retryable:
@@ -125,11 +145,11 @@ async def read_answer(
     *,
     task_id: str,
     target: OutputTarget,
-    durable: bool,
-    download_slots: anyio.CapacityLimiter,
+    download_slots: asyncio.Semaphore,
     on_download: Callable[[], None] | None = None,
 ) -> Answer:
-    """Read a result response; if the task is ``Completed``, save its audio under ``target``.
+    """Read a result response; if the task is ``Completed``, write its audio to temporary
+    files for ``target`` (the caller settles or discards them).
 
     ``on_download`` is called once a download slot is held and audio is about to be written.
     """
@@ -143,16 +163,14 @@ async def read_answer(
         async with download_slots:
             if on_download is not None:
                 on_download()
-            return await _save_decoded(result, items, target, durable)
+            return _save_decoded(result, items, target)
     async with download_slots:
         if on_download is not None:
             on_download()
-        return await _stream_to_files(response, task_id, target, durable)
+        return await _stream_to_files(response, task_id, target)
 
 
-async def _save_decoded(
-    result: TaskResult, items: list[tuple[str, str]], target: OutputTarget, durable: bool
-) -> Answer:
+def _save_decoded(result: TaskResult, items: list[tuple[str, str]], target: OutputTarget) -> Answer:
     files: list[ResultFile] = []
     try:
         for index, (kind, text) in enumerate(items):
@@ -160,23 +178,25 @@ async def _save_decoded(
             file = ResultFile(target.path(index, kind), task_id=result.task_id, result_type=kind)
             files.append(file)
             file.write(audio)
-        await _commit(files, durable, result.task_id)
+        _verify(files)
     except BaseException:
         for file in files:
             file.discard()
         raise
-    return Answer(result, tuple(f.final for f in files), sum(f.size for f in files))
+    return Answer(result, tuple(files))
 
 
-async def _commit(files: list[ResultFile], durable: bool, task_id: str) -> None:
+def _verify(files: list[ResultFile]) -> None:
+    """Every file is a whole WAV of the length written; a bad one is a bad answer."""
     try:
-        await commit_all(files, durable=durable)
+        for file in files:
+            file.verify()
     except DecodeError as exc:
         raise _bad_body(exc) from None
 
 
 async def _stream_to_files(
-    response: aiohttp.ClientResponse, task_id: str, target: OutputTarget, durable: bool
+    response: aiohttp.ClientResponse, task_id: str, target: OutputTarget
 ) -> Answer:
     scanner = EnvelopeScanner()
     files: dict[int, ResultFile] = {}
@@ -214,11 +234,11 @@ async def _stream_to_files(
             )
         for index, file in enumerate(saved):
             file.result_type = str(envelope.results[index].fields.get("type") or "WavFile")
-        await _commit(saved, durable, task_id)
+        _verify(saved)
     except BaseException:
         _discard(files)
         raise
-    return Answer(result, tuple(f.final for f in saved), sum(f.size for f in saved))
+    return Answer(result, tuple(saved))
 
 
 def _discard(files: dict[int, ResultFile]) -> None:

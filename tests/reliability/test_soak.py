@@ -117,7 +117,10 @@ async def test_twenty_thousand_tasks_with_every_fault(tmp_path: Path) -> None:
     middle, late = settled[: len(settled) // 2], settled[len(settled) // 2 :]
     peak_rss = max(s[1] for s in samples)
     assert max(s[1] for s in late) <= max(s[1] for s in middle) + 16, samples
-    assert max(s[2] for s in late) <= max(s[2] for s in middle) + 8, samples
+    # Descriptors go up and down with the connections and files in use at the moment (at
+    # most 64 connections, and one file per task being written or settled); a leak would
+    # show as a climb beyond that.
+    assert max(s[2] for s in late) <= max(s[2] for s in middle) + 32, samples
     assert max(s[2] for s in samples) < 200
     print(
         f"\nsoak: {TASKS} tasks in {elapsed:.1f}s, {statistics.requests}, retries "
