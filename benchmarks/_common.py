@@ -13,6 +13,9 @@ NAME``, so that its CPU time and peak RSS are its own and nobody else's:
    system seconds of the work, every thread included), ``wall``, and ``peak_rss_kib``
    (``ru_maxrss`` of the whole process, interpreter and imports included).
 
+Only the standard library is imported here, so a worker process holds only the modules
+its own client needs (its peak RSS is then its client's, not a neighbour's).
+
 Times are ``time.monotonic()``, which on Linux is one clock for every process of the
 machine; the emulator's task clock is the same clock, so a task's ``ready_at`` and the
 moment a client's file landed can be compared exactly.
@@ -21,6 +24,7 @@ moment a client's file landed can be compared exactly.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -38,8 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiotts.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-
 KB = 1000
 MB = 1_000_000
 KIB = 1024
@@ -54,9 +56,12 @@ WorkerFunction = Callable[[Spec], Result]
 # -- the worker side ---------------------------------------------------------------------------
 
 
-def worker_main(workers: dict[str, WorkerFunction], name: str) -> int:
-    """Run worker ``name``: say ready, read the spec, measure the work, print the result."""
+def worker_main(workers: dict[str, WorkerFunction], name: str, imports: Sequence[str] = ()) -> int:
+    """Run worker ``name``: import ``imports`` (not measured), say ready, read the spec,
+    measure the work, print the result."""
     function = workers[name]
+    for module in imports:
+        importlib.import_module(module)
     print(READY, flush=True)
     spec: Spec = json.loads(sys.stdin.readline())
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -91,15 +96,11 @@ def run_loop(coroutine: Coroutine[Any, Any, Result], loop: str) -> Result:
         return runner.run(coroutine)
 
 
-def get_token(base_url: str) -> str:
+def get_token(base_url: str, client_id: str, client_secret: str) -> str:
     """A token from a plain form POST to ``/connect/token`` (what users of the vendor SDK do:
     version 24.11.0 cannot get one itself)."""
     form = urllib.parse.urlencode(
-        {
-            "grant_type": "client_credentials",
-            "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET,
-        }
+        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
     ).encode()
     with urllib.request.urlopen(base_url + "/connect/token", data=form, timeout=30) as response:
         token: str = json.loads(response.read())["access_token"]
@@ -162,9 +163,9 @@ def process_cpu(pid: int) -> float:
 
 
 @contextmanager
-def scratch_folder(prefix: str) -> Iterator[Path]:
-    """A temporary folder for one client's files, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def scratch_folder(prefix: str, base: str | Path | None = None) -> Iterator[Path]:
+    """A temporary folder for one client's files (under ``base``), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     try:
         yield path
     finally:
@@ -183,6 +184,46 @@ def count_files(folder: Path, size: int | None = None) -> tuple[int, int]:
     return total, matching
 
 
+def file_cost(base: str | Path | None, count: int = 300) -> float:
+    """CPU seconds (user + system) to create, close and rename one empty file under
+    ``base``: the least any client pays per task for a file of its own."""
+    with scratch_folder("file-cost-", base) as folder:
+        before = time.process_time()
+        for i in range(count):
+            part = folder / f".{i}.part"
+            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.replace(part, folder / f"{i}.wav")
+        return (time.process_time() - before) / count
+
+
+def default_out_dir() -> str:
+    """tmpfs (``/dev/shm``) when there is one, else the system's temporary folder."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
+def revision() -> str:
+    """The project's commit, marked when the working tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "aiotts"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown revision"
+    if not commit:
+        return "unknown revision"
+    return f"commit {commit}" + (" with local changes to aiotts/" if dirty else "")
+
+
 def machine() -> str:
     """One line about this machine and the software measured."""
     import aiohttp
@@ -195,6 +236,7 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, aiotts {aiotts.__version__}, "
         f"aiohttp {aiohttp.__version__}, orjson {orjson.__version__}, uvloop {uvloop.__version__}"
+        f" ({revision()})"
     )
 
 
