@@ -49,6 +49,7 @@ import argparse
 import itertools
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ from _common import (
     Table,
     checks_table,
     count_files,
+    file_cost,
     fmt,
     machine,
     process_cpu,
@@ -277,23 +279,18 @@ def measured(emulator: EmulatorProcess, label: str, worker: str, spec: Spec) -> 
     return Run(label, result, process_cpu(emulator.pid) - holder["cpu"])
 
 
-def pending_scenario(args: argparse.Namespace, checks: list[Check]) -> Table:
-    with EmulatorProcess(EmulatorConfig(seed=1)) as emulator:
-        ids = emulator.create_tasks(args.pending, ready_after=24 * 3600.0)
-        common = {"url": emulator.url, "ids": ids, "duration": args.duration, "loop": args.loop}
-        runs: dict[str, list[Run]] = {"bare": [], "aiotts": []}
-        for _ in range(args.repeat):
-            runs["bare"].append(
-                measured(
-                    emulator,
-                    "bare aiohttp",
-                    "bare_poll",
-                    {**common, "concurrency": CONCURRENCY},
-                )
-            )
-            runs["aiotts"].append(measured(emulator, "aiotts", "aiotts_poll", common))
-            if set(runs["bare"][-1]["statuses"]) != {"Pending"}:
-                raise RuntimeError(f"tasks left Pending: {runs['bare'][-1]['statuses']}")
+def pending_scenario(
+    emulator: EmulatorProcess, args: argparse.Namespace, checks: list[Check]
+) -> Table:
+    ids = emulator.create_tasks(args.pending, ready_after=24 * 3600.0)
+    common = {"url": emulator.url, "ids": ids, "duration": args.duration, "loop": args.loop}
+    runs: dict[str, list[Run]] = {"bare": [], "aiotts": []}
+    for _ in range(args.repeat):
+        bare_spec = {**common, "concurrency": CONCURRENCY}
+        runs["bare"].append(measured(emulator, "bare aiohttp", "bare_poll", bare_spec))
+        runs["aiotts"].append(measured(emulator, "aiotts", "aiotts_poll", common))
+        if set(runs["bare"][-1]["statuses"]) != {"Pending"}:
+            raise RuntimeError(f"tasks left Pending: {runs['bare'][-1]['statuses']}")
 
     def per_poll(run: Run) -> float:
         return float(run["cpu"]) / max(1, run["polls"])
@@ -350,29 +347,30 @@ def pending_scenario(args: argparse.Namespace, checks: list[Check]) -> Table:
     )
 
 
-def completed_scenario(args: argparse.Namespace, checks: list[Check]) -> Table:
-    config = EmulatorConfig(seed=2, audio_bytes=AUDIO_BYTES)
-    with EmulatorProcess(config) as emulator:
-        ids = emulator.create_tasks(args.completed, ready_after=0)
-        wav_length = emulator.record(ids[0]).wav_length  # whole samples: 999,998 bytes
-        common = {"url": emulator.url, "ids": ids, "loop": args.loop}
+def completed_scenario(
+    emulator: EmulatorProcess, args: argparse.Namespace, checks: list[Check]
+) -> Table:
+    ids = emulator.create_tasks(args.completed, ready_after=0, audio_bytes=AUDIO_BYTES)
+    wav_length = emulator.record(ids[0]).wav_length  # whole samples: 999,998 bytes
+    common = {"url": emulator.url, "ids": ids, "loop": args.loop}
+    if not args.smoke:
         warm = {**common, "concurrency": args.concurrency, "out": None}
         run_worker(SCRIPT, "bare_fetch", lambda: warm)
-        clients: list[tuple[str, str, dict[str, Any]]] = [
-            ("bare aiohttp, no decode, no fsync", "bare_fetch", {"concurrency": args.concurrency}),
-            ("aiotts (default: durable=True)", "aiotts_fetch", {"durable": True}),
-            ("aiotts, durable=False", "aiotts_fetch", {"durable": False}),
-        ]
-        runs: dict[str, list[Run]] = {label: [] for label, _, _ in clients}
-        for _ in range(args.repeat):
-            for label, worker, extra in clients:
-                with scratch_folder("bench-fetch-") as out:
-                    run = measured(emulator, label, worker, {**common, **extra, "out": str(out)})
-                    files, whole = count_files(out, None if worker == "bare_fetch" else wav_length)
-                    if files != len(ids) or whole != len(ids):
-                        raise RuntimeError(f"{label}: {whole} whole files of {len(ids)}")
-                    runs[label].append(run)
-                os.sync()
+    clients: list[tuple[str, str, dict[str, Any]]] = [
+        ("bare aiohttp, no decode, no fsync", "bare_fetch", {"concurrency": args.concurrency}),
+        ("aiotts (default: durable=True)", "aiotts_fetch", {"durable": True}),
+        ("aiotts, durable=False", "aiotts_fetch", {"durable": False}),
+    ]
+    runs: dict[str, list[Run]] = {label: [] for label, _, _ in clients}
+    for _ in range(args.repeat):
+        for label, worker, extra in clients:
+            with scratch_folder("bench-fetch-", args.out_dir) as out:
+                run = measured(emulator, label, worker, {**common, **extra, "out": str(out)})
+                files, whole = count_files(out, None if worker == "bare_fetch" else wav_length)
+                if files != len(ids) or whole != len(ids):
+                    raise RuntimeError(f"{label}: {whole} whole files of {len(ids)}")
+                runs[label].append(run)
+            os.sync()  # nothing left to write back while the next client runs
 
     def rate(run: Run) -> float:
         return float(run["done"]) / float(run["wall"])
@@ -424,20 +422,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pending", type=int, help="Pending tasks (default 10,000)")
     parser.add_argument("--duration", type=float, help="seconds of each Pending run (10)")
     parser.add_argument("--completed", type=int, help="completed 1 MB tasks (default 2,000)")
     parser.add_argument("--concurrency", type=int, default=16, help="baseline downloads (16)")
     parser.add_argument("--repeat", type=int, help="runs of each client; the best counts (2)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--out-dir",
+        default=tempfile.gettempdir(),
+        help="where the completed scenario's files go (default: %(default)s, on disk)",
+    )
     args = parser.parse_args()
     if args.worker:
         return worker_main(WORKERS, args.worker)
-    quick = args.quick
-    args.pending = args.pending or (1_000 if quick else 10_000)
-    args.duration = args.duration or (2.0 if quick else 10.0)
-    args.completed = args.completed or (100 if quick else 2_000)
-    args.repeat = args.repeat or (1 if quick else 2)
+    # --smoke: tiny sizes for the test that checks this script runs (figures mean nothing).
+    size = 2 if args.smoke else 1 if args.quick else 0
+    args.pending = args.pending or (10_000, 1_000, 200)[size]
+    args.duration = args.duration or (10.0, 2.0, 0.5)[size]
+    args.completed = args.completed or (2_000, 100, 10)[size]
+    args.repeat = args.repeat or (2, 1, 1)[size]
 
     started = time.monotonic()
     checks: list[Check] = []
@@ -446,14 +451,16 @@ def main() -> int:
         f"flight, event loop: {args.loop}, best of {args.repeat}",
         flush=True,
     )
-    print(pending_scenario(args, checks).text(), end="\n\n", flush=True)
-    print(
-        f"Completed: {args.completed:,} tasks of {AUDIO_BYTES / MB:g} MB WAV "
-        f"({AUDIO_BYTES * 4 // 3 / MB:.2f} MB body), baseline {args.concurrency} in flight, "
-        f"best of {args.repeat}",
-        flush=True,
-    )
-    print(completed_scenario(args, checks).text(), end="\n\n")
+    with EmulatorProcess(EmulatorConfig(seed=1)) as emulator:
+        print(pending_scenario(emulator, args, checks).text(), end="\n\n", flush=True)
+        print(
+            f"Completed: {args.completed:,} tasks of {AUDIO_BYTES / MB:g} MB WAV "
+            f"({AUDIO_BYTES * 4 // 3 / MB:.2f} MB body), baseline {args.concurrency} in flight, "
+            f"best of {args.repeat}; files in {args.out_dir} (create + rename of an empty "
+            f"file: {file_cost(args.out_dir) * 1e6:.0f} us of CPU)",
+            flush=True,
+        )
+        print(completed_scenario(emulator, args, checks).text(), end="\n\n")
     print(checks_table(checks).text())
     print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
     return 0 if all(c.ok for c in checks) else 1

@@ -1,0 +1,45 @@
+"""The benchmark scripts run from start to end at tiny sizes and print their tables.
+
+No figure is checked: timings on a shared machine prove nothing in a test. Each script
+exits 0 when its targets pass and 1 when one fails; anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_bench_poll_runs() -> None:
+    out = run("bench_poll.py")
+    assert "bare aiohttp" in out
+    assert "aiotts, durable=False" in out
+    assert out.count("PASS") + out.count("FAIL") == 4
+
+
+@pytest.mark.slow
+def test_compare_runs_and_writes_markdown(tmp_path: Path) -> None:
+    markdown = tmp_path / "results.md"
+    out = run("compare.py", "--only", "a", "--markdown", str(markdown))
+    for client in ("aiotts", "vendor SDK", "script"):
+        assert client in out
+    text = markdown.read_text()
+    assert "## (a) bulk retrieval" in text
+    assert "| target | measured | verdict |" in text
