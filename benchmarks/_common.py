@@ -172,12 +172,12 @@ def scratch_folder(prefix: str, base: str | Path | None = None) -> Iterator[Path
         shutil.rmtree(path, ignore_errors=True)
 
 
-def count_files(folder: Path, size: int | None = None) -> tuple[int, int]:
-    """How many ``.wav`` files ``folder`` holds, and how many of them have ``size`` bytes."""
+def count_files(folder: Path, size: int | None = None, suffix: str = ".wav") -> tuple[int, int]:
+    """How many ``suffix`` files ``folder`` holds, and how many of them have ``size`` bytes."""
     total = matching = 0
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.endswith(".wav") and entry.is_file():
+            if entry.name.endswith(suffix) and entry.is_file():
                 total += 1
                 if size is None or entry.stat().st_size == size:
                     matching += 1
