@@ -658,8 +658,8 @@ def observations(
                 " What holds aiotts back is its default poll policy: near 3 s a task's "
                 "back-off step is 1.7-2.5 s, so the last tasks are found up to that long after "
                 "they become ready. Finishing within 0.5 s needs a step of at most 0.5 s at "
-                "that age, which costs more requests than the script's 1 s poll (the tuned "
-                "row shows both sides)."
+                "that age, which costs more requests than the script's 1 s poll"
+                + (" (the tuned row shows both sides)." if TUNED_B.key in runs else ".")
             )
             if "a" in results and scenario.ready is not None:
                 a_runs = results["a"][1]
@@ -709,17 +709,23 @@ def observations(
             "task together with its `done` column."
         )
         if "d" in failed:
-            ours = runs["aiotts"]
+            ours, script = runs["aiotts"], runs["script"]
             text += (
                 f" What holds aiotts back is how often its default policy asks about a task "
                 f"that stays Pending: steps capped at 5 s with full jitter average 2.5 s, so "
                 f"{scenario.tasks:,} pending tasks ask for about {scenario.tasks / 2.5:,.0f} "
-                f"requests a second once backed off, and more before; that is more than one "
-                f"core sends here (aiotts sent {ours.requests / ours.wall:,.0f} a second at "
-                f"{ours.cpu / max(1, ours.requests) * 1e6:.0f} us of CPU each), so it runs "
-                f"flat out like the script. Half the script's CPU needs both fewer polls of "
-                f"long-pending tasks (a longer cap, a jitter that does not halve the mean "
-                f"step) and a cheaper poll."
+                f"requests a second once backed off, and more before. aiotts sent "
+                f"{ours.requests / ours.wall:,.0f} a second at "
+                f"{ours.cpu / max(1, ours.requests) * 1e6:.0f} us of CPU each, the script "
+                f"{script.requests / script.wall:,.0f} at "
+                f"{script.cpu / max(1, script.requests) * 1e6:.0f} us"
+                + (
+                    "; both ran flat out, so their CPU is the window's length"
+                    if min(ours.cpu, script.cpu) > 0.85 * (scenario.window or math.inf)
+                    else ""
+                )
+                + ". Half the script's CPU needs both fewer polls of long-pending tasks (a "
+                "longer cap, a jitter that does not halve the mean step) and a cheaper poll."
             )
             if ours.done < len(ours.ready_at):
                 text += (
