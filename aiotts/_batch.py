@@ -124,7 +124,10 @@ class Batch:
     async def __anext__(self) -> Outcome:
         self._start()
         try:
-            return await self._receive.receive()
+            try:
+                return self._receive.receive_nowait()  # no trip through the loop if ready
+            except anyio.WouldBlock:
+                return await self._receive.receive()
         except anyio.EndOfStream:
             if self._error is not None:
                 raise self._error from None

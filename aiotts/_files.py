@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-
 from aiotts._errors import DecodeError, OutputError
+from aiotts._syncer import sync_and_close
 
 __all__ = [
     "PART_SUFFIX",
@@ -190,16 +189,14 @@ class ResultFile:
             check_wav(self._head, self.size, task_id=self.task_id)
 
     async def sync(self) -> None:
-        """Flush to disk (in a worker thread: fsync can take milliseconds) and close."""
-        fd, self._fd = self._fd, None
+        """Flush to disk and close, off the event loop (fsync can take milliseconds)."""
+        fd, self._fd = self._fd, None  # the syncer owns it now, and closes it in any case
         if fd is None:
             return
         try:
-            await anyio.to_thread.run_sync(os.fsync, fd)
+            await sync_and_close(fd)
         except OSError as exc:
-            os.close(fd)
             raise output_error(exc, self.final, self.task_id) from exc
-        os.close(fd)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -55,22 +55,26 @@ async def retrying(
     A non-idempotent request is retried only when it was provably not sent; otherwise
     ``UncertainDelivery`` is raised so the caller can say what it sent.
     """
-    delays = policy.delays()
+    try:
+        return await attempt()  # the common case: no retry, so no clock and no delays
+    except Retryable as first:
+        last: Retryable = first
     give_up_at = clock() + policy.max_time
+    delays = policy.delays()
     attempts = 1
     while True:
-        try:
-            return await attempt()
-        except Retryable as failure:
-            if failure.sent and not idempotent:
-                raise UncertainDelivery(failure.error) from failure.error
-            delay = next(delays)
-            if failure.retry_after is not None:
-                delay = max(delay, failure.retry_after)
-            if attempts >= policy.max_attempts or clock() + delay > give_up_at:
-                raise failure.error from failure.error.__cause__
-            if on_retry is not None:
-                on_retry(failure, delay)
-        # Outside the except block, so a cancellation during the sleep carries no context.
+        if last.sent and not idempotent:
+            raise UncertainDelivery(last.error) from last.error
+        delay = next(delays)
+        if last.retry_after is not None:
+            delay = max(delay, last.retry_after)
+        if attempts >= policy.max_attempts or clock() + delay > give_up_at:
+            raise last.error from last.error.__cause__
+        if on_retry is not None:
+            on_retry(last, delay)
         await sleep(delay)
         attempts += 1
+        try:
+            return await attempt()
+        except Retryable as again:
+            last = again

@@ -377,7 +377,13 @@ class Scheduler:
         failure: tuple[Event, AiottsError] | None = None
         # Only the request and the files' settling run under the task's deadline; the
         # ending is recorded outside it, so a deadline can never cut a recording short.
-        with anyio.move_on_after(task.deadline - now) as deadline:
+        # No deadline, no cancel scope: most batches have none, and a scope per poll costs.
+        deadline = (
+            anyio.CancelScope()
+            if task.deadline == math.inf
+            else anyio.move_on_after(task.deadline - now)
+        )
+        with deadline:
             try:
                 answer = await self._session.request(
                     "poll",
@@ -523,9 +529,14 @@ class Scheduler:
 
     async def _emit(self, outcome: Outcome) -> None:
         assert self._outcomes is not None
+        try:
+            self._outcomes.send_nowait(outcome)  # the common case: room in the buffer
+            return
+        except anyio.WouldBlock:
+            pass
         self._sending += 1
         try:
-            await self._outcomes.send(outcome)
+            await self._outcomes.send(outcome)  # the caller reads slowly: wait for room
         finally:
             self._sending -= 1
 

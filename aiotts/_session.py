@@ -272,13 +272,14 @@ class HttpSession:
                         headers=headers,
                     ) as response:
                         status = response.status
-                        log.debug(
-                            "%s %s -> %d in %.1f ms",
-                            method,
-                            response.url.path,
-                            status,
-                            (time.monotonic() - started) * 1000,
-                        )
+                        if log.isEnabledFor(logging.DEBUG):
+                            log.debug(
+                                "%s %s -> %d in %.1f ms",
+                                method,
+                                response.url.path,
+                                status,
+                                (time.monotonic() - started) * 1000,
+                            )
                         if status == 401 and token is not None:
                             self.tokens.invalidate(token)
                             if not replayed:
