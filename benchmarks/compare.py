@@ -727,13 +727,14 @@ def observations(
                 + ". Half the script's CPU needs both fewer polls of long-pending tasks (a "
                 "longer cap, a jitter that does not halve the mean step) and a cheaper poll."
             )
-            if ours.done < len(ours.ready_at):
+            delays = ours.delays()
+            if ours.done < len(ours.ready_at) or (delays and max(delays) > 10.0):
                 text += (
-                    f" It also saved only {ours.done:,} of the {len(ours.ready_at):,} ready "
-                    f"tasks: while the event loop is this busy, ids are taken in at about one "
-                    f"per trip through the loop (each admission waits on a semaphore that "
-                    f"yields even when free), so the last ids are first asked about late in "
-                    f"the window."
+                    f" Its slowest ready task waited {max(delays):.1f} s and it saved "
+                    f"{ours.done:,} of the {len(ours.ready_at):,} ready tasks: while the event "
+                    f"loop is this busy, ids are taken in at about one per trip through the "
+                    f"loop (each admission waits on a semaphore that yields even when free), "
+                    f"so the last ids are first asked about late in the window."
                 )
         out.append(text)
     return out
@@ -755,8 +756,9 @@ def markdown(
         "",
         f"Measured {today} with `{command}` ({seconds:.0f} s in all), on {machine()}.",
         "",
-        "Each client runs in its own process against a fresh emulator (same seed, so the "
-        "same task ids and schedule) in a process of its own. CPU is the client process's "
+        "Each client runs in a process of its own against a fresh emulator, itself in a "
+        "process of its own and started with the same seed (so every client sees the same "
+        "task ids and the same schedule). CPU is the client process's "
         "user + system time for the work alone (start-up and imports excluded), every "
         "thread included; peak RSS is the whole process's `ru_maxrss`. Requests are what "
         "the emulator counted (token requests included). The two asyncio clients run on "
