@@ -92,14 +92,20 @@ class PollPolicy:
     converted and ends soon: it is asked about every ``processing_delay``. With
     ``jitter="full"`` each delay is drawn uniformly from [``min_delay``, delay], so thousands
     of tasks started together do not poll in lockstep.
+
+    ``budget`` caps how many times a second a batch asks *again* about its tasks (first
+    polls are never held back; ``None``: no cap). A few pending tasks are each asked about
+    as the delays above say; when thousands are pending, the budget spreads the polls out,
+    so each is asked about every (pending tasks / budget) seconds instead.
     """
 
-    first_delay: float = 0.5
-    growth: float = 1.5
+    first_delay: float = 0.25
+    growth: float = 1.2
     max_delay: float = 5.0
     processing_delay: float = 0.4
     min_delay: float = 0.05
     jitter: Jitter = "full"
+    budget: float | None = 1500.0
 
     def __post_init__(self) -> None:
         _positive("PollPolicy.first_delay", self.first_delay)
@@ -111,6 +117,8 @@ class PollPolicy:
             "PollPolicy.min_delay must be between 0 and the smallest delay",
         )
         _require(self.jitter in ("full", "none"), "PollPolicy.jitter must be 'full' or 'none'")
+        if self.budget is not None:
+            _positive("PollPolicy.budget", self.budget)
 
     def pending_delays(self) -> Iterator[float]:
         """Delays between polls of a task that is still queued."""

@@ -12,9 +12,11 @@ Shape::
 
 Invariants:
 
-* A task is in exactly one place: on the heap, in the dispatch stream, or with one
+* A task is in exactly one place: on the heap, in the hand-off queue, or with one
   worker. So no task is ever polled twice at once, and sleeping tasks cost a heap entry
   and a small object, not a coroutine holding a request.
+* Asking again about tasks is paced by the poll budget (``PollPolicy.budget``), so a
+  batch of thousands of pending tasks does not ask about them as fast as it can.
 * Ids are taken from the caller's iterable only while fewer than
   ``Limits.tasks_in_flight`` tasks are unfinished, and each distinct id is admitted once.
 * Every admitted id ends exactly once: its final transition writes one manifest line and
@@ -91,7 +93,7 @@ class BatchStatistics:
 class _Task:
     """One admitted task. Only the scheduler touches it."""
 
-    __slots__ = ("deadline", "delays", "error", "machine", "processing", "target", "task_id")
+    __slots__ = ("deadline", "delays", "machine", "polled", "processing", "target", "task_id")
 
     def __init__(self, task_id: str, target: OutputTarget, deadline: float, policy: PollPolicy):
         self.task_id = task_id
@@ -99,8 +101,8 @@ class _Task:
         self.deadline = deadline
         self.machine = TaskMachine()
         self.delays: Iterator[float] = policy.pending_delays()
+        self.polled = False  # asked about at least once: the next poll asks *again*
         self.processing = False
-        self.error: str | None = None
 
     def __repr__(self) -> str:
         return f"<_Task {self.task_id} {self.machine.state.value}>"
@@ -186,6 +188,7 @@ class Scheduler:
         self._capacity = anyio.Semaphore(limits.tasks_in_flight)
         self._wake = anyio.Event()
         self._sleeping_until = math.inf
+        self._next_repoll = 0.0
         self._feeding_done = False
         self._sending = 0
         self._admitting: str | None = None
@@ -337,15 +340,38 @@ class Scheduler:
             self._wake.set()
 
     async def _dispatch(self) -> None:
+        """Hand due tasks to free workers, in due order.
+
+        Asking *again* about a task spends the poll budget (``PollPolicy.budget`` a second
+        across the batch): with thousands of tasks pending, each is asked about less often,
+        instead of the batch asking as fast as it can. A first poll is never held back.
+        """
         heap = self._heap
+        budget = self._poll.budget
+        spacing = 1.0 / budget if budget else 0.0
         while True:
             now = time.monotonic()
-            while heap and heap[0][0] <= now:
+            wait = math.inf
+            while heap:
+                due, _, task = heap[0]
+                if due > now:
+                    wait = due - now
+                    break
+                if spacing and task.polled and now < self._next_repoll:
+                    wait = self._next_repoll - now
+                    break
                 await self._idle.acquire()  # waits while every worker is busy
-                self._due.put_nowait(heapq.heappop(heap)[2])
+                if heap[0][2] is not task:  # the heap changed while waiting: look again
+                    self._idle.release()
+                    now = time.monotonic()
+                    continue
+                heapq.heappop(heap)
+                if spacing and task.polled:
+                    self._next_repoll = max(self._next_repoll, now) + spacing
+                task.polled = True
+                self._due.put_nowait(task)
                 now = time.monotonic()
             self._wake = anyio.Event()
-            wait = heap[0][0] - now if heap else math.inf
             self._sleeping_until = now + wait
             with anyio.move_on_after(wait):
                 await self._wake.wait()
