@@ -584,6 +584,41 @@ def targets(key: str, runs: dict[str, Run], tasks: int) -> list[Check]:
     return checks
 
 
+def describe_policy() -> tuple[str, Any]:
+    """aiotts's default poll policy in words, and the policy."""
+    from aiotts import DEFAULT_POLL as policy
+
+    jitter = (
+        f"each delay drawn uniformly between {policy.min_delay:g} s and the step (full "
+        "jitter) so that thousands of tasks do not poll in lockstep"
+        if policy.jitter == "full"
+        else "without jitter"
+    )
+    text = (
+        f"asks after {policy.first_delay:g} s, then backs off by {policy.growth:g}x up to "
+        f"{policy.max_delay:g} s, {jitter}"
+    )
+    budget = getattr(policy, "budget", None)
+    if budget:
+        text += f", and asks again about at most {budget:,.0f} tasks a second in all"
+    return text, policy
+
+
+def mean_step(policy: Any, step: float) -> float:
+    """The mean delay the policy draws for a back-off step of ``step`` seconds."""
+    return (policy.min_delay + step) / 2 if policy.jitter == "full" else step
+
+
+def steps_around(policy: Any, age: float) -> tuple[float, float]:
+    """The back-off steps in force around ``age`` seconds after the first poll, on mean
+    draws: the step at that age and the next one."""
+    step, elapsed = policy.first_delay, 0.0
+    while elapsed + mean_step(policy, step) < age and step < policy.max_delay:
+        elapsed += mean_step(policy, step)
+        step = min(policy.max_delay, step * policy.growth)
+    return step, min(policy.max_delay, step * policy.growth)
+
+
 def observations(
     results: dict[str, tuple[Scenario, dict[str, Run]]],
     checks: list[Check],
@@ -593,6 +628,7 @@ def observations(
     """What the figures of this run say, in sentences made from them; for each scenario
     whose target failed, what holds aiotts back."""
     failed = {c.what[1] for c in checks if not c.ok}
+    policy_text, policy = describe_policy()
     out = []
     if "a" in results:
         scenario, runs = results["a"]
@@ -622,7 +658,7 @@ def observations(
                 + "Decoding the Base64 of a 100 KB result with aiotts's scanner costs about "
                 "0.08 ms (`benchmarks/bench_decode.py`); what holds aiotts back is the rest of "
                 "its work per task above the floor: the layers every request goes through "
-                "(retry wrapper, rate limiter, token, deadline scope), the scheduler's "
+                "(retry wrapper, rate limiter, token, cancel scope), the scheduler's "
                 "bookkeeping and the hand-off of each outcome to the caller, and by default "
                 "an fsync handed to a worker thread for every file."
             )
@@ -642,9 +678,7 @@ def observations(
             "costs about one request per task per *T* and delays each result by *T*/2 on "
             "average (*T* at worst), and for a given number of requests no schedule does "
             "better on average, which is why a fixed interval is on that frontier. aiotts's "
-            "default poll policy asks after 0.5 s, then backs off by 1.5x up to 5 s, each "
-            "delay drawn uniformly between 0.05 s and the step (full jitter) so that "
-            "thousands of tasks do not poll in lockstep. It spends its requests early, when "
+            f"default poll policy {policy_text}. It spends its requests early, when "
             "short jobs end, and few once a task has been Pending a while (what a long queue "
             "needs), but a uniform draw asks more often and has a longer tail than a fixed "
             "interval of the same mean step: a task that ends a few seconds in waits up to a "
@@ -654,11 +688,14 @@ def observations(
             + "."
         )
         if "b" in failed:
+            last = scenario.ready[1] if scenario.ready else 0.0
+            low, high = steps_around(policy, last)
             text += (
-                " What holds aiotts back is its default poll policy: near 3 s a task's "
-                "back-off step is 1.7-2.5 s, so the last tasks are found up to that long after "
-                "they become ready. Finishing within 0.5 s needs a step of at most 0.5 s at "
-                "that age, which costs more requests than the script's 1 s poll"
+                f" What holds aiotts back is its default poll policy: near {last:g} s a "
+                f"task's back-off step is {low:.1f}-{high:.1f} s, so the last tasks are found "
+                f"up to that long after they become ready. Finishing within "
+                f"{B_FINISH_LAG:g} s needs a step of at most {B_FINISH_LAG:g} s at that age, "
+                f"which costs more requests than the script's {SCRIPT_SLEEP:g} s poll"
                 + (" (the tuned row shows both sides)." if TUNED_B.key in runs else ".")
             )
             if "a" in results and scenario.ready is not None:
@@ -710,11 +747,16 @@ def observations(
         )
         if "d" in failed:
             ours, script = runs["aiotts"], runs["script"]
+            settled = mean_step(policy, policy.max_delay)
+            demand = scenario.tasks / settled
+            budget = getattr(policy, "budget", None)
             text += (
                 f" What holds aiotts back is how often its default policy asks about a task "
-                f"that stays Pending: steps capped at 5 s with full jitter average 2.5 s, so "
-                f"{scenario.tasks:,} pending tasks ask for about {scenario.tasks / 2.5:,.0f} "
-                f"requests a second once backed off, and more before. aiotts sent "
+                f"that stays Pending: steps capped at {policy.max_delay:g} s average "
+                f"{settled:.2g} s, so {scenario.tasks:,} pending tasks ask for about "
+                f"{demand:,.0f} requests a second once backed off, and more before"
+                + (f" (its budget caps that at {budget:,.0f})" if budget else "")
+                + ". aiotts sent "
                 f"{ours.requests / ours.wall:,.0f} a second at "
                 f"{ours.cpu / max(1, ours.requests) * 1e6:.0f} us of CPU each, the script "
                 f"{script.requests / script.wall:,.0f} at "
