@@ -700,6 +700,13 @@ def observations(
                 f"which costs more requests than the script's {SCRIPT_SLEEP:g} s poll"
                 + (" (the tuned row shows both sides)." if TUNED_B.key in runs else ".")
             )
+            budget = getattr(policy, "budget", None)
+            if budget:
+                text += (
+                    f" Its poll budget ({budget:,.0f} polls a second beyond each task's first) "
+                    f"also spaces the polls of {scenario.tasks:,} waiting tasks to one every "
+                    f"{scenario.tasks / budget:.1f} s each at best."
+                )
             if "a" in results and scenario.ready is not None:
                 a_runs = results["a"][1]
                 best = max(r.done / r.wall for r in a_runs.values())
@@ -754,36 +761,43 @@ def observations(
         )
         if "d" in failed:
             ours, script = runs["aiotts"], runs["script"]
-            settled = mean_step(policy, policy.max_delay)
-            demand = scenario.tasks / settled
-            budget = getattr(policy, "budget", None)
+            ours_each = ours.cpu / max(1, ours.requests) * 1e6
+            script_each = script.cpu / max(1, script.requests) * 1e6
             text += (
-                f" What holds aiotts back is how often its default policy asks about a task "
-                f"that stays Pending: steps capped at {policy.max_delay:g} s average "
-                f"{settled:.2g} s, so {scenario.tasks:,} pending tasks ask for about "
-                f"{demand:,.0f} requests a second once backed off, and more before"
-                + (f" (its budget caps that at {budget:,.0f})" if budget else "")
-                + ". aiotts sent "
-                f"{ours.requests / ours.wall:,.0f} a second at "
-                f"{ours.cpu / max(1, ours.requests) * 1e6:.0f} us of CPU each, the script "
-                f"{script.requests / script.wall:,.0f} at "
-                f"{script.cpu / max(1, script.requests) * 1e6:.0f} us"
+                f" aiotts sent {ours.requests / ours.wall:,.0f} requests a second at "
+                f"{ours_each:.0f} us of CPU each (admitting and expiring every id, and the "
+                f"downloads, included), the script {script.requests / script.wall:,.0f} at "
+                f"{script_each:.0f} us"
                 + (
                     "; both ran flat out, so their CPU is the window's length"
                     if min(ours.cpu, script.cpu) > 0.85 * (scenario.window or math.inf)
                     else ""
                 )
-                + ". Half the script's CPU needs both fewer polls of long-pending tasks (a "
-                "longer cap, a jitter that does not halve the mean step) and a cheaper poll."
+                + "."
             )
-            delays = ours.delays()
-            if ours.done < len(ours.ready_at) or (delays and max(delays) > 10.0):
+            budget = getattr(policy, "budget", None)
+            pending = scenario.tasks - len(ours.ready_at)
+            repolls = max(1.0, (ours.requests - scenario.tasks) / ours.wall)
+            if budget:
                 text += (
-                    f" Its slowest ready task waited {max(delays):.1f} s and it saved "
-                    f"{ours.done:,} of the {len(ours.ready_at):,} ready tasks: while the event "
-                    f"loop is this busy, ids are taken in at about one per trip through the "
-                    f"loop (each admission waits on a semaphore that yields even when free), "
-                    f"so the last ids are first asked about late in the window."
+                    f" Its poll budget allows {budget:,.0f} polls a second beyond each task's "
+                    f"first; it sent about {repolls:,.0f}, so each of the {pending:,} pending "
+                    f"tasks was asked about again only every {pending / repolls:.0f} s or so, "
+                    f"which is where its delays come from. What holds its CPU above half the "
+                    f"script's is the cost of each paced request: spaced out one by one, "
+                    f"requests cost more CPU each than back to back, for any client, and "
+                    f"aiotts's pacing adds its own wake-up per request "
+                    f"(`benchmarks/bench_poll.py` measures both)."
+                )
+            else:
+                settled = mean_step(policy, policy.max_delay)
+                text += (
+                    f" What holds aiotts back is how often its default policy asks about a "
+                    f"task that stays Pending: steps capped at {policy.max_delay:g} s average "
+                    f"{settled:.2g} s, so {pending:,} pending tasks ask for about "
+                    f"{pending / settled:,.0f} requests a second once backed off, and more "
+                    f"before. Half the script's CPU needs both fewer polls of long-pending "
+                    f"tasks and a cheaper poll."
                 )
         out.append(text)
     return out
