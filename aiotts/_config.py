@@ -137,14 +137,17 @@ class Limits:
 
     ``polls`` bounds requests in flight for task results and is also the size of the
     connection pool, so requests queue in aiotts (before any timeout starts), never inside
-    the pool. ``downloads`` bounds result bodies being written to disk at once.
+    the pool. ``downloads`` bounds result bodies being written to disk at once; an answer
+    that arrives while every download slot is busy waits with up to 512 KiB of its body
+    read, so ``polls`` is kept at twice ``downloads``: raise both together for a distant
+    server (each request in flight then waits longer for its answer).
     ``tasks_in_flight`` bounds ids taken from the caller's iterable and not yet finished,
     so an iterable of a million ids never sits in memory. ``rate`` caps requests per second
     across the whole client (tokens included); ``None`` means no cap until the server
     answers 429.
     """
 
-    polls: int = 64
+    polls: int = 32
     downloads: int = 16
     tasks_in_flight: int = 10_000
     rate: float | None = None

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--out", required=True, metavar="DIR", help="folder for the WAV files")
     fetch.add_argument(
-        "--concurrency", type=_positive_int, default=64, help="requests in flight (default 64)"
+        "--concurrency", type=_positive_int, default=32, help="requests in flight (default 32)"
     )
     fetch.add_argument("--rate", type=_positive_float, help="at most this many requests/s")
     fetch.add_argument(

@@ -19,7 +19,7 @@ async def test_one_session_with_explicit_timeouts_closed_once(emulator: Emulator
         assert http.timeout.total is None
         assert http.timeout.connect == 3
         assert http.timeout.sock_read == 7
-        assert http.connector is not None and http.connector.limit == 64
+        assert http.connector is not None and http.connector.limit == 32
         await client.status(emulator.create_tasks(["hello"])[0])
     assert http.closed
     assert client._session._session is None
