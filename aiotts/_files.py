@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import re
-import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +45,8 @@ _MAX_STEM = 100
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 WAV_HEADER_SIZE = 44
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_temp_numbers = itertools.count()
 
 
 def safe_stem(task_id: str) -> str:
@@ -143,25 +145,31 @@ class ResultFile:
     microseconds, far less than handing it to a thread.
     """
 
-    __slots__ = ("_fd", "_head", "final", "result_type", "size", "task_id", "temp")
+    __slots__ = ("_fd", "_final", "_head", "_temp", "final", "result_type", "size", "task_id")
 
     def __init__(self, final: Path, *, task_id: str, result_type: str = "WavFile") -> None:
         self.final = final
         self.task_id = task_id
         self.result_type = result_type
         # The writer's pid is in the name, so a later run can tell a crashed run's leftovers
-        # from the files of a process that is still writing (``remove_stale_parts``).
-        self.temp = final.with_name(
-            f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}"
+        # from the files of a process that is still writing (``remove_stale_parts``); the
+        # counter keeps the names of one process apart. Kept as strings: this runs per file.
+        folder, name = os.path.split(os.fspath(final))
+        self._final = os.fspath(final)
+        self._temp = os.path.join(
+            folder, f".{name}.{os.getpid()}.{next(_temp_numbers)}{PART_SUFFIX}"
         )
         self.size = 0
         self._head = b""
         try:
-            self._fd: int | None = os.open(
-                self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644
-            )
+            self._fd: int | None = os.open(self._temp, _CREATE_NEW, 0o644)
         except OSError as exc:
             raise output_error(exc, final, task_id) from exc
+
+    @property
+    def temp(self) -> Path:
+        """The temporary file the bytes go to until ``rename``."""
+        return Path(self._temp)
 
     def __repr__(self) -> str:
         state = "open" if self._fd is not None else "closed"
@@ -205,7 +213,7 @@ class ResultFile:
 
     def rename(self) -> None:
         try:
-            os.replace(self.temp, self.final)
+            os.replace(self._temp, self._final)
         except OSError as exc:
             raise output_error(exc, self.final, self.task_id) from exc
 
@@ -214,7 +222,7 @@ class ResultFile:
         with contextlib.suppress(OSError):
             self.close()
         with contextlib.suppress(OSError):
-            os.unlink(self.temp)
+            os.unlink(self._temp)
 
 
 def _writer_alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from typing import TypeVar
 from aiotts._config import RetryPolicy
 from aiotts._errors import AiottsError
 
-__all__ = ["Retryable", "UncertainDelivery", "retrying"]
+__all__ = ["Retryable", "UncertainDelivery", "retry_after", "retrying"]
 
 T = TypeVar("T")
 
@@ -58,10 +58,34 @@ async def retrying(
     try:
         return await attempt()  # the common case: no retry, so no clock and no delays
     except Retryable as first:
-        last: Retryable = first
+        failure = first
+    return await retry_after(
+        failure,
+        attempt,
+        policy,
+        idempotent=idempotent,
+        clock=clock,
+        sleep=sleep,
+        on_retry=on_retry,
+    )
+
+
+async def retry_after(
+    failure: Retryable,
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    idempotent: bool,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    on_retry: Callable[[Retryable, float], None] | None = None,
+) -> T:
+    """Go on after the first attempt failed with ``failure``: ``retrying`` without its
+    first attempt, for callers that made that one themselves."""
     give_up_at = clock() + policy.max_time
     delays = policy.delays()
     attempts = 1
+    last = failure
     while True:
         if last.sent and not idempotent:
             raise UncertainDelivery(last.error) from last.error

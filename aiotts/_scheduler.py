@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import math
@@ -38,6 +39,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -48,6 +50,7 @@ from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
+import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -93,16 +96,35 @@ class BatchStatistics:
 class _Task:
     """One admitted task. Only the scheduler touches it."""
 
-    __slots__ = ("deadline", "delays", "machine", "polled", "processing", "target", "task_id")
+    __slots__ = (
+        "deadline",
+        "delays",
+        "machine",
+        "params",
+        "polled",
+        "processing",
+        "read_answer",
+        "target",
+        "task_id",
+    )
 
-    def __init__(self, task_id: str, target: OutputTarget, deadline: float, policy: PollPolicy):
+    def __init__(
+        self,
+        task_id: str,
+        target: OutputTarget,
+        deadline: float,
+        policy: PollPolicy,
+        reader: Callable[[_Task], Callable[[aiohttp.ClientResponse], Awaitable[Answer]]],
+    ) -> None:
         self.task_id = task_id
+        self.params = {"id": task_id}  # built once: every poll of the task sends the same
         self.target = target
         self.deadline = deadline
         self.machine = TaskMachine()
         self.delays: Iterator[float] = policy.pending_delays()
         self.polled = False  # asked about at least once: the next poll asks *again*
         self.processing = False
+        self.read_answer = reader(self)  # reads one answer about this task
 
     def __repr__(self) -> str:
         return f"<_Task {self.task_id} {self.machine.state.value}>"
@@ -126,6 +148,15 @@ def _id_problem(raw: object) -> str | None:
     if bad.group() >= "\ud800":
         return "the task id is not valid UTF-8 (was the ids file saved in another encoding?)"
     return "the task id contains control characters; check the input"
+
+
+_MIN_BUDGET_WAIT = 0.01
+"""Seconds the dispatcher sleeps at least when the poll budget is spent."""
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def _fingerprint(task_id: str) -> bytes:
@@ -185,10 +216,9 @@ class Scheduler:
         self._counts: Counter[State] = Counter()
         self._bytes_written = 0
         self._resumed = 0
-        self._capacity = anyio.Semaphore(limits.tasks_in_flight)
-        self._wake = anyio.Event()
+        self._capacity = asyncio.Semaphore(limits.tasks_in_flight)
+        self._woken: asyncio.Future[None] | None = None
         self._sleeping_until = math.inf
-        self._next_repoll = 0.0
         self._feeding_done = False
         self._sending = 0
         self._admitting: str | None = None
@@ -288,7 +318,7 @@ class Scheduler:
             return
         await self._capacity.acquire()
         deadline = time.monotonic() + self._task_timeout
-        task = _Task(task_id, self._target_for(task_id), deadline, self._poll)
+        task = _Task(task_id, self._target_for(task_id), deadline, self._poll, self._reader)
         self._counts[State.QUEUED] += 1
         self._active[task_id] = task
         self._admitting = None
@@ -336,46 +366,65 @@ class Scheduler:
         due = min(due, task.deadline)
         self._sequence += 1
         heapq.heappush(self._heap, (due, self._sequence, task))
-        if due < self._sleeping_until:
-            self._wake.set()
+        if due < self._sleeping_until and self._woken is not None:
+            _wake(self._woken)
 
     async def _dispatch(self) -> None:
         """Hand due tasks to free workers, in due order.
 
-        Asking *again* about a task spends the poll budget (``PollPolicy.budget`` a second
-        across the batch): with thousands of tasks pending, each is asked about less often,
-        instead of the batch asking as fast as it can. A first poll is never held back.
+        Asking *again* about a task spends one token of the poll budget, a bucket that
+        refills at ``PollPolicy.budget`` tokens a second and holds a twentieth of that: with
+        thousands of tasks pending, each is asked about less often, instead of the batch
+        asking as fast as it can. A first poll is never held back.
         """
         heap = self._heap
-        budget = self._poll.budget
-        spacing = 1.0 / budget if budget else 0.0
+        budget = self._poll.budget  # tokens a second; None: asking again is never held back
+        capacity = max(1.0, budget / 20) if budget else math.inf
+        tokens = capacity
+        refilled = time.monotonic()
         while True:
             now = time.monotonic()
-            wait = math.inf
+            if budget:
+                tokens = min(capacity, tokens + (now - refilled) * budget)
+                refilled = now
+            wake_at = math.inf
             while heap:
                 due, _, task = heap[0]
                 if due > now:
-                    wait = due - now
+                    wake_at = due
                     break
-                if spacing and task.polled and now < self._next_repoll:
-                    wait = self._next_repoll - now
+                if budget and task.polled and tokens < 1:
+                    # Not before a few tokens are back: one wake-up releases several polls.
+                    wake_at = now + max((1 - tokens) / budget, _MIN_BUDGET_WAIT)
                     break
                 await self._idle.acquire()  # waits while every worker is busy
                 if heap[0][2] is not task:  # the heap changed while waiting: look again
                     self._idle.release()
-                    now = time.monotonic()
                     continue
                 heapq.heappop(heap)
-                if spacing and task.polled:
-                    self._next_repoll = max(self._next_repoll, now) + spacing
+                if task.polled:
+                    tokens -= 1
                 task.polled = True
                 self._due.put_nowait(task)
-                now = time.monotonic()
-            self._wake = anyio.Event()
-            self._sleeping_until = now + wait
-            with anyio.move_on_after(wait):
-                await self._wake.wait()
+            await self._sleep_until(wake_at)
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when``, or until ``_schedule`` puts an earlier task on the heap."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        self._woken = woken
+        self._sleeping_until = when
+        timer = None
+        if when < math.inf:
+            delay = max(when - time.monotonic(), 0.0)
+            timer = loop.call_later(delay, _wake, woken)
+        try:
+            await woken
+        finally:
             self._sleeping_until = -math.inf
+            self._woken = None
+            if timer is not None:
+                timer.cancel()
 
     # -- polling ---------------------------------------------------------------------------------
 
@@ -392,31 +441,20 @@ class Scheduler:
         if now >= task.deadline:
             await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
             return
-        handle = partial(
-            read_answer,
-            task_id=task.task_id,
-            target=task.target,
-            download_slots=self._download_slots,
-            on_download=partial(self._start_download, task),
-        )
         answer: Answer | None = None
         failure: tuple[Event, AiottsError] | None = None
         # Only the request and the files' settling run under the task's deadline; the
         # ending is recorded outside it, so a deadline can never cut a recording short.
         # No deadline, no cancel scope: most batches have none, and a scope per poll costs.
-        deadline = (
-            anyio.CancelScope()
-            if task.deadline == math.inf
-            else anyio.move_on_after(task.deadline - now)
-        )
-        with deadline:
+        deadline = None if task.deadline == math.inf else anyio.move_on_after(task.deadline - now)
+        with deadline or contextlib.nullcontext():
             try:
                 answer = await self._session.request(
                     "poll",
                     "GET",
                     self._fetch_url,
-                    handle,
-                    params={"id": task.task_id},
+                    task.read_answer,
+                    params=task.params,
                     authorised=self._authorised,
                 )
                 await self._settle(answer)
@@ -429,7 +467,7 @@ class Scheduler:
         if failure is not None:
             event, error = failure
             await self._finish(task, event, error=str(error), cause=error)
-        elif deadline.cancelled_caught or answer is None:
+        elif answer is None or (deadline is not None and deadline.cancelled_caught):
             await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
         else:
             await self._after(task, answer)
@@ -478,6 +516,15 @@ class Scheduler:
             self._schedule(task, time.monotonic() + next(task.delays))
 
     # -- endings -----------------------------------------------------------------------------------
+
+    def _reader(self, task: _Task) -> Callable[[aiohttp.ClientResponse], Awaitable[Answer]]:
+        return partial(
+            read_answer,
+            task_id=task.task_id,
+            target=task.target,
+            download_slots=self._download_slots,
+            on_download=partial(self._start_download, task),
+        )
 
     def _start_download(self, task: _Task) -> None:
         self._transition(task, Event.DOWNLOAD)

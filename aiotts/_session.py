@@ -43,7 +43,7 @@ from aiotts._errors import (
     UsageError,
 )
 from aiotts._ratelimit import RateLimiter
-from aiotts._retry import Retryable, retrying
+from aiotts._retry import Retryable, retry_after
 
 __all__ = ["READ_CHUNK", "HttpSession", "RequestCounters", "SessionSettings"]
 
@@ -228,6 +228,10 @@ class HttpSession:
         reads is retried like any other failure of an idempotent request."""
 
         request = _Request(kind, method, url, params, body, content_type, authorised, idempotent)
+        try:
+            return await self._send(request, handle)  # the common case: nothing to retry
+        except Retryable as first:
+            failure = first
 
         async def attempt() -> T:
             return await self._send(request, handle)
@@ -236,7 +240,8 @@ class HttpSession:
             self.counters.retries += 1
             log.debug("retrying %s %s in %.2fs after: %s", method, kind, delay, failure.error)
 
-        return await retrying(
+        return await retry_after(
+            failure,
             attempt,
             self._settings.retry,
             idempotent=idempotent,
