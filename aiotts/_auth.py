@@ -70,6 +70,13 @@ class TokenManager:
     def current(self) -> Token | None:
         return self._token
 
+    def fresh(self) -> Token | None:
+        """The current token if it needs no refresh yet: the common case, without an await."""
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token
+        return None
+
     async def get(self) -> Token:
         """A token that is valid now; fetches or refreshes one when needed."""
         token = self._token

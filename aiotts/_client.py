@@ -160,6 +160,11 @@ class TTSClient:
     Credentials come from the arguments or from ``ASPOSE_CLIENT_ID`` and
     ``ASPOSE_CLIENT_SECRET``; with ``trial=True`` no credentials are used and the trial
     endpoints are called instead (at most 500 characters, a few calls a day).
+
+    Files are always written to a temporary name and renamed when whole, so a crash of the
+    process never leaves a partial file at a final name. ``durable=True`` also fsyncs each
+    file before the rename, so that a power cut cannot either; it costs throughput, and a
+    resumed batch checks every file it skips (size and WAV header) in any case.
     """
 
     def __init__(
@@ -177,7 +182,7 @@ class TTSClient:
         ca_file: str | os.PathLike[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure_http: bool = False,
-        durable: bool = True,
+        durable: bool = False,
     ) -> None:
         if trial:
             if client_id or client_secret:

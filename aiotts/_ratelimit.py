@@ -96,6 +96,15 @@ class RateLimiter:
             self._free_again_above = 2.0 * sending
         self._next_free = max(self._next_free, now)
 
+    @property
+    def limited(self) -> bool:
+        """False while requests may go at once (``acquire`` would never wait)."""
+        return self._rate != math.inf
+
+    def sent(self) -> None:
+        """Count a request that went without ``acquire`` (allowed only while not limited)."""
+        self._current(self._clock()).sent += 1
+
     async def acquire(self) -> None:
         """Wait for the next free slot."""
         now = self._clock()

@@ -262,10 +262,13 @@ class HttpSession:
             if request.authorised:
                 # Before taking a slot: the token request needs a slot of its own, and a
                 # thousand callers holding every slot while they wait for it would deadlock.
-                token = await self.tokens.get()
+                token = self.tokens.fresh() or await self.tokens.get()
                 headers["Authorization"] = "Bearer " + token.value
             async with self._slots:
-                await self.limiter.acquire()
+                if self.limiter.limited:
+                    await self.limiter.acquire()
+                else:
+                    self.limiter.sent()
                 self.counters.requests[kind] += 1
                 started = time.monotonic()
                 try:

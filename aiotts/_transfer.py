@@ -68,10 +68,11 @@ def _bad_body(error: ResponseError) -> Retryable:
     return Retryable(error, sent=True)
 
 
-def _loads(body: bytes, task_id: str, content_type: str) -> dict[str, Any]:
+def _loads(body: bytes, task_id: str, response: aiohttp.ClientResponse) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        content_type = response.content_type  # parsed only when it helps explain an error
         raise _bad_body(
             DecodeError(
                 f"task {task_id}: the answer is not JSON ({content_type or 'no content type'})",
@@ -116,7 +117,7 @@ def _b64decode(text: str, task_id: str) -> bytes:
 
 async def read_envelope(response: aiohttp.ClientResponse, task_id: str) -> TaskResult:
     """The whole envelope in memory, audio decoded (``fetch``) or absent (``status``)."""
-    data = _loads(await response.read(), task_id, response.content_type)
+    data = _loads(await response.read(), task_id, response)
     result = _parse(data, task_id)
     if result.status is not TaskStatus.COMPLETED or data.get("results") is None:
         return result
@@ -155,7 +156,7 @@ async def read_answer(
     """
     length = response.content_length
     if length is not None and length <= SMALL_BODY:
-        data = _loads(await response.read(), task_id, response.content_type)
+        data = _loads(await response.read(), task_id, response)
         result = _parse(data, task_id)
         if result.status is not TaskStatus.COMPLETED:
             return Answer(result)

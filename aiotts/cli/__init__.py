@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--json", action="store_true", help="one JSON line per outcome on stdout, nothing else"
     )
+    fetch.add_argument(
+        "--durable", action="store_true", help="fsync each file before it takes its name"
+    )
     fetch.set_defaults(run=_commands.fetch)
 
     submit = verbs.add_parser("submit", parents=[connection], help="submit a text; print its id")

@@ -30,7 +30,9 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def make_client(args: argparse.Namespace, *, limits: Limits | None = None) -> TTSClient:
+def make_client(
+    args: argparse.Namespace, *, limits: Limits | None = None, durable: bool = False
+) -> TTSClient:
     """A client configured from the connection options and the credentials' sources."""
     base_url = args.base_url or os.environ.get("AIOTTS_BASE_URL") or DEFAULT_BASE_URL
     options = {
@@ -38,6 +40,7 @@ def make_client(args: argparse.Namespace, *, limits: Limits | None = None) -> TT
         "token_url": args.token_url,
         "ca_file": args.ca_file,
         "allow_insecure_http": args.allow_insecure_http,
+        "durable": durable,
     }
     if limits is not None:
         options["limits"] = limits
@@ -164,7 +167,7 @@ async def fetch(args: argparse.Namespace) -> int:
     ids, total = _ids_and_total(args)
     manifest = args.manifest or os.path.join(args.out, DEFAULT_MANIFEST)
     limits = Limits(polls=args.concurrency, rate=args.rate)
-    async with make_client(args, limits=limits) as client:
+    async with make_client(args, limits=limits, durable=args.durable) as client:
         batch = client.fetch_many(
             ids,
             args.out,
