@@ -30,7 +30,7 @@ def run(script: str, *args: str) -> str:
 def test_bench_poll_runs() -> None:
     out = run("bench_poll.py")
     assert "bare aiohttp" in out
-    assert "aiotts, durable=False" in out
+    assert "aiotts, durable=True" in out
     assert out.count("PASS") + out.count("FAIL") == 4
 
 
