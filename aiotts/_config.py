@@ -105,7 +105,7 @@ class PollPolicy:
     processing_delay: float = 0.4
     min_delay: float = 0.05
     jitter: Jitter = "full"
-    budget: float | None = 1500.0
+    budget: float | None = 1300.0
 
     def __post_init__(self) -> None:
         _positive("PollPolicy.first_delay", self.first_delay)

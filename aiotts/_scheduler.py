@@ -150,7 +150,7 @@ def _id_problem(raw: object) -> str | None:
     return "the task id contains control characters; check the input"
 
 
-_MIN_BUDGET_WAIT = 0.01
+_MIN_BUDGET_WAIT = 0.02
 """Seconds the dispatcher sleeps at least when the poll budget is spent."""
 
 
