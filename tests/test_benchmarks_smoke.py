@@ -31,7 +31,7 @@ def test_bench_poll_runs() -> None:
     out = run("bench_poll.py")
     assert "bare aiohttp" in out
     assert "aiotts, durable=True" in out
-    assert out.count("PASS") + out.count("FAIL") == 4
+    assert out.count("PASS") + out.count("FAIL") == 3
 
 
 @pytest.mark.slow
