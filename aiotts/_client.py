@@ -10,6 +10,7 @@ client is used once: reopening a closed one is refused.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import ssl
@@ -17,7 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from weakref import WeakSet
 
 import aiohttp
@@ -53,10 +54,12 @@ from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, TaskIds
-from aiotts._session import HttpSession, SessionSettings
+from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
+
+T = TypeVar("T")
 
 TRIAL_MAX_CHARS = 500
 _MAX_ID_ANSWER = 200
@@ -348,57 +351,38 @@ class TTSClient:
                 ) from exc
             raise
 
+    async def _about(self, kind: str, method: str, url: str, task_id: str, read: Handler[T]) -> T:
+        """One request about one task (``?id=``), read by ``read``."""
+        self._require_open()
+        return await self._session.request(
+            kind, method, url, read, params={"id": task_id}, authorised=not self._trial
+        )
+
     async def fetch(self, task_id: str) -> TaskResult:
         """The task's whole result envelope, with any audio decoded in memory.
 
         For large audio prefer ``download``, which streams to disk."""
-        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
             return await read_envelope(response, task_id)
 
-        return await self._session.request(
-            "fetch", "GET", self._tts_url, read, params={"id": task_id}, authorised=not self._trial
-        )
+        return await self._about("fetch", "GET", self._tts_url, task_id, read)
 
     async def status(self, task_id: str) -> TaskResult:
         """The task's status without its audio (``Utilities/GetTaskStatus``)."""
-        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            result = await read_envelope(response, task_id)
-            return TaskResult(
-                task_id=result.task_id,
-                status=result.status,
-                response_code=result.response_code,
-                messages=result.messages,
-                warnings=result.warnings,
-            )
+            return dataclasses.replace(await read_envelope(response, task_id), results=None)
 
-        return await self._session.request(
-            "status",
-            "GET",
-            self._status_url,
-            read,
-            params={"id": task_id},
-            authorised=not self._trial,
-        )
+        return await self._about("status", "GET", self._status_url, task_id, read)
 
     async def cancel(self, task_id: str) -> None:
         """Ask the server to drop the task; it becomes ``NotExist``."""
-        self._require_open()
 
         async def read(response: aiohttp.ClientResponse) -> None:
             await response.read()
 
-        await self._session.request(
-            "cancel",
-            "DELETE",
-            self._tts_url,
-            read,
-            params={"id": task_id},
-            authorised=not self._trial,
-        )
+        await self._about("cancel", "DELETE", self._tts_url, task_id, read)
 
     async def download(self, task_id: str, to: str | os.PathLike[str]) -> SavedAudio:
         """Stream a completed task's audio to disk, decoding as the bytes arrive.
@@ -415,20 +399,10 @@ class TTSClient:
 
         async def read(response: aiohttp.ClientResponse) -> Answer:
             return await read_answer(
-                response,
-                task_id=task_id,
-                target=target,
-                download_slots=download_slots,
+                response, task_id=task_id, target=target, download_slots=download_slots
             )
 
-        answer = await self._session.request(
-            "download",
-            "GET",
-            self._tts_url,
-            read,
-            params={"id": task_id},
-            authorised=not self._trial,
-        )
+        answer = await self._about("download", "GET", self._tts_url, task_id, read)
         if answer.result.status is not TaskStatus.COMPLETED:
             _raise_for_unfinished(answer.result)
         await answer.settle(durable=self._durable)

@@ -150,6 +150,8 @@ def _id_problem(raw: object) -> str | None:
     return "the task id contains control characters; check the input"
 
 
+_DEADLINE_PASSED = "the task's deadline passed"
+
 _MIN_BUDGET_WAIT = 0.25
 """Seconds the dispatcher sleeps at least when the poll budget is spent."""
 
@@ -445,7 +447,7 @@ class Scheduler:
     async def _poll_once(self, task: _Task) -> None:
         now = time.monotonic()
         if now >= task.deadline:
-            await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
+            await self._finish(self._conclude(task, Event.DEADLINE, error=_DEADLINE_PASSED))
             return
         answer: Answer | None = None
         failure: tuple[Event, AiottsError] | None = None
@@ -472,9 +474,9 @@ class Scheduler:
                 failure = (Event.GAVE_UP, exc)
         if failure is not None:
             event, error = failure
-            await self._finish(task, event, error=str(error), cause=error)
+            await self._finish(self._conclude(task, event, error=str(error), cause=error))
         elif answer is None or (deadline is not None and deadline.cancelled_caught):
-            await self._finish(task, Event.DEADLINE, error="the task's deadline passed")
+            await self._finish(self._conclude(task, Event.DEADLINE, error=_DEADLINE_PASSED))
         else:
             await self._after(task, answer)
 
@@ -492,27 +494,33 @@ class Scheduler:
                 self._transition(task, Event.DOWNLOAD)
             self._bytes_written += answer.bytes_written
             await self._finish(
-                task,
-                Event.SAVED,
-                files=answer.files,
-                bytes_written=answer.bytes_written,
-                messages=result.warnings,
+                self._conclude(
+                    task,
+                    Event.SAVED,
+                    files=answer.files,
+                    bytes_written=answer.bytes_written,
+                    messages=result.warnings,
+                )
             )
         elif status is TaskStatus.ERROR:
+            detail = f": {'; '.join(result.messages)}" if result.messages else ""
             await self._finish(
-                task,
-                Event.SERVER_ERROR,
-                messages=result.messages,
-                error="the server could not convert this task"
-                + (f": {'; '.join(result.messages)}" if result.messages else ""),
+                self._conclude(
+                    task,
+                    Event.SERVER_ERROR,
+                    messages=result.messages,
+                    error=f"the server could not convert this task{detail}",
+                )
             )
         elif status is TaskStatus.NOT_EXIST:
             await self._finish(
-                task,
-                Event.NOT_FOUND,
-                messages=result.messages,
-                error="the server does not know this task (unknown, cancelled "
-                "or older than its retention); resubmit the text if needed",
+                self._conclude(
+                    task,
+                    Event.NOT_FOUND,
+                    messages=result.messages,
+                    error="the server does not know this task (unknown, cancelled "
+                    "or older than its retention); resubmit the text if needed",
+                )
             )
         else:
             self._transition(task, Event.NOT_READY)
@@ -583,26 +591,8 @@ class Scheduler:
         if self._manifest is not None:
             self._manifest.append(outcome)
 
-    async def _finish(
-        self,
-        task: _Task,
-        event: Event,
-        *,
-        files: tuple[Path, ...] = (),
-        bytes_written: int = 0,
-        error: str | None = None,
-        messages: tuple[str, ...] = (),
-        cause: AiottsError | None = None,
-    ) -> None:
-        outcome = self._conclude(
-            task,
-            event,
-            files=files,
-            bytes_written=bytes_written,
-            error=error,
-            messages=messages,
-            cause=cause,
-        )
+    async def _finish(self, outcome: Outcome) -> None:
+        """Hand over the outcome that ``_conclude`` recorded; stop when it was the last."""
         await self._emit(outcome)
         self._stop_if_finished()
 

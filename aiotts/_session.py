@@ -45,7 +45,7 @@ from aiotts._errors import (
 from aiotts._ratelimit import RateLimiter
 from aiotts._retry import Retryable, retry_after
 
-__all__ = ["READ_CHUNK", "HttpSession", "RequestCounters", "SessionSettings"]
+__all__ = ["READ_CHUNK", "Handler", "HttpSession", "RequestCounters", "SessionSettings"]
 
 log = logging.getLogger("aiotts")
 

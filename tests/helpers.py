@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from pathlib import Path
 from typing import Any
+
+import trustme
 
 from aiotts import PollPolicy, RetryPolicy, TTSClient
 from aiotts.emulator import Emulator
@@ -26,3 +30,23 @@ def client_for(emu: Emulator, **options: Any) -> TTSClient:
 def temp_files(folder: Path) -> list[Path]:
     """Temporary files left anywhere below ``folder``."""
     return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+def cli_env(emu: Emulator | None, **extra: str) -> dict[str, str]:
+    """The environment of an ``aiotts`` subprocess: this one without credentials or base
+    URL, then those of ``emu`` (if given), then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
+    env["COLUMNS"] = "120"
+    if emu is not None:
+        env["ASPOSE_CLIENT_ID"] = emu.client_id
+        env["ASPOSE_CLIENT_SECRET"] = emu.client_secret
+        env["AIOTTS_BASE_URL"] = emu.url
+    env.update(extra)
+    return env
+
+
+def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 signed by ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context

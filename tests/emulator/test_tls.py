@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from aiotts.emulator import Emulator, EmulatorProcess
+from tests.helpers import tls_server_context
 
 from .conftest import TRIAL
 
@@ -21,12 +22,6 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
 def client_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -34,7 +29,7 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
 
 
 async def test_https_emulator_is_trusted_only_with_its_ca(ca: trustme.CA) -> None:
-    async with Emulator(ssl_context=server_context(ca)) as emu:
+    async with Emulator(ssl_context=tls_server_context(ca)) as emu:
         assert emu.url.startswith("https://127.0.0.1:")
         async with aiohttp.ClientSession() as http:
             with pytest.raises(aiohttp.ClientConnectorCertificateError):

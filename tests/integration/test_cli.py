@@ -17,22 +17,11 @@ import pytest
 from aiotts import OutcomeState, read_manifest
 from aiotts.cli import ExitCode
 from aiotts.emulator import Emulator, EmulatorConfig
-from tests.helpers import temp_files
+from tests.helpers import cli_env, temp_files
 
 pytestmark = pytest.mark.anyio
 
 AIOTTS = [sys.executable, "-m", "aiotts"]
-
-
-def cli_env(emu: Emulator | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
-    env["COLUMNS"] = "120"
-    if emu is not None:
-        env["ASPOSE_CLIENT_ID"] = emu.client_id
-        env["ASPOSE_CLIENT_SECRET"] = emu.client_secret
-        env["AIOTTS_BASE_URL"] = emu.url
-    env.update(extra)
-    return env
 
 
 async def run(

@@ -15,18 +15,9 @@ import pytest
 from aiotts import OutcomeState, OutputError, read_manifest
 from aiotts.cli import ExitCode
 from aiotts.emulator import Emulator
-from tests.helpers import client_for, temp_files
+from tests.helpers import cli_env, client_for, temp_files
 
 pytestmark = pytest.mark.anyio
-
-
-def cli_env(emu: Emulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
-    return env | {
-        "ASPOSE_CLIENT_ID": emu.client_id,
-        "ASPOSE_CLIENT_SECRET": emu.client_secret,
-        "AIOTTS_BASE_URL": emu.url,
-    }
 
 
 async def test_an_ids_file_full_of_trouble(emulator: Emulator, tmp_path: Path) -> None:

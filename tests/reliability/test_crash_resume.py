@@ -6,7 +6,6 @@ resume: every task done, and nothing that was whole on disk before was asked for
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sys
@@ -19,17 +18,9 @@ import pytest
 from aiotts import OutcomeState, read_manifest
 from aiotts._manifest import file_is_complete
 from aiotts.emulator import Emulator, EmulatorConfig
+from tests.helpers import cli_env
 
 pytestmark = pytest.mark.anyio
-
-
-def cli_env(emu: Emulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
-    return env | {
-        "ASPOSE_CLIENT_ID": emu.client_id,
-        "ASPOSE_CLIENT_SECRET": emu.client_secret,
-        "AIOTTS_BASE_URL": emu.url,
-    }
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

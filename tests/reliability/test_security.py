@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import trustme
 
 from aiotts import ConnectError, TaskStatus, TTSClient
 from aiotts.emulator import Emulator, EmulatorConfig
+from tests.helpers import tls_server_context
 
 pytestmark = pytest.mark.anyio
 
@@ -22,19 +22,13 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
 async def test_a_self_signed_server_is_refused_unless_its_ca_is_given(
     ca: trustme.CA, tmp_path: Path
 ) -> None:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     config = EmulatorConfig(pending_seconds=0, processing_seconds=0)
-    async with Emulator(config, ssl_context=server_context(ca)) as emu:
+    async with Emulator(config, ssl_context=tls_server_context(ca)) as emu:
         task_id = emu.create_tasks(1)[0]
         async with TTSClient(emu.client_id, emu.client_secret, base_url=emu.url) as client:
             with pytest.raises(ConnectError, match="TLS verification") as caught:
