@@ -129,6 +129,7 @@ class Batch:
             except anyio.WouldBlock:
                 return await self._receive.receive()
         except anyio.EndOfStream:
+            self._receive.close()
             if self._error is not None:
                 raise self._error from None
             raise StopAsyncIteration from None
@@ -151,8 +152,15 @@ class Batch:
         self._receive.close()
 
     def __del__(self) -> None:
-        if self._started and not self._finished.is_set():
+        if not self._started:  # made, never iterated: release what __init__ took
+            self._send.close()
+            self._receive.close()
+            if self._on_close is not None:
+                self._on_close()
+        elif not self._finished.is_set():
             self._scope.cancel()
+        else:
+            self._receive.close()
 
     async def collect(self) -> BatchReport:
         """Run to the end; every outcome, the done ones apart from the rest."""
