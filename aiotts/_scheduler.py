@@ -52,6 +52,7 @@ from types import MappingProxyType
 
 import aiohttp
 import anyio
+import yarl
 from anyio.streams.memory import MemoryObjectSendStream
 
 from aiotts._config import Limits, PollPolicy
@@ -100,12 +101,12 @@ class _Task:
         "deadline",
         "delays",
         "machine",
-        "params",
         "polled",
         "processing",
         "read_answer",
         "target",
         "task_id",
+        "url",
     )
 
     def __init__(
@@ -115,9 +116,12 @@ class _Task:
         deadline: float,
         policy: PollPolicy,
         reader: Callable[[_Task], Callable[[aiohttp.ClientResponse], Awaitable[Answer]]],
+        base_url: yarl.URL,
     ) -> None:
         self.task_id = task_id
-        self.params = {"id": task_id}  # built once: every poll of the task sends the same
+        # Built once: every poll of the task asks for the same URL, and parsing and encoding
+        # it again for each request would cost more than the rest of a poll's own work.
+        self.url = base_url.with_query(id=task_id)
         self.target = target
         self.deadline = deadline
         self.machine = TaskMachine()
@@ -202,7 +206,7 @@ class Scheduler:
         resume_files: bool = False,
     ) -> None:
         self._session = session
-        self._fetch_url = fetch_url
+        self._fetch_url = yarl.URL(fetch_url)
         self._authorised = authorised
         self._target_for = target_for
         self._poll = poll
@@ -325,7 +329,9 @@ class Scheduler:
             return
         await self._capacity.acquire()
         deadline = time.monotonic() + self._task_timeout
-        task = _Task(task_id, self._target_for(task_id), deadline, self._poll, self._reader)
+        task = _Task(
+            task_id, self._target_for(task_id), deadline, self._poll, self._reader, self._fetch_url
+        )
         self._counts[State.QUEUED] += 1
         self._active[task_id] = task
         self._admitting = None
@@ -460,9 +466,8 @@ class Scheduler:
                 answer = await self._session.request(
                     "poll",
                     "GET",
-                    self._fetch_url,
+                    task.url,
                     task.read_answer,
-                    params=task.params,
                     authorised=self._authorised,
                 )
                 await self._settle(answer)

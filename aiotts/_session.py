@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 import orjson
+import yarl
 
 from aiotts._auth import TokenManager
 from aiotts._config import Limits, RetryPolicy, Timeouts
@@ -76,7 +77,7 @@ class _Request:
     kind: str
     """What the request is for, as counted: ``token``, ``submit``, ``poll``, ``status``..."""
     method: str
-    url: str
+    url: str | yarl.URL
     params: Mapping[str, str] | None
     body: bytes | None
     content_type: str
@@ -214,7 +215,7 @@ class HttpSession:
         self,
         kind: str,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         handle: Handler[T],
         *,
         params: Mapping[str, str] | None = None,
@@ -338,7 +339,9 @@ class HttpSession:
             messages=messages,
         )
 
-    def _map_client_error(self, kind: str, url: str, exc: aiohttp.ClientError) -> AiottsError:
+    def _map_client_error(
+        self, kind: str, url: str | yarl.URL, exc: aiohttp.ClientError
+    ) -> AiottsError:
         """Every aiohttp failure as an aiotts error; transient ones wrapped in ``Retryable``."""
         error: AiottsError
         if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
