@@ -138,23 +138,12 @@ class SavedAudio:
 def _raise_for_unfinished(result: TaskResult) -> None:
     """Raise the error that says why ``result`` holds no audio to save."""
     task_id = result.task_id
+    message = f"task {task_id}: {result.why_no_audio}"
     if result.status is TaskStatus.ERROR:
-        detail = f": {'; '.join(result.messages)}" if result.messages else ""
-        raise TaskFailedError(
-            f"task {task_id}: the server could not convert it{detail}",
-            task_id=task_id,
-            messages=result.messages,
-        )
+        raise TaskFailedError(message, task_id=task_id, messages=result.messages)
     if result.status is TaskStatus.NOT_EXIST:
-        raise TaskNotFoundError(
-            f"task {task_id}: the server does not know it (unknown, cancelled, or older than "
-            "its retention); resubmit the text if needed",
-            task_id=task_id,
-        )
-    raise TaskNotReadyError(
-        f"task {task_id} is {result.status.value}; wait for it (TTSClient.wait) first",
-        task_id=task_id,
-    )
+        raise TaskNotFoundError(message, task_id=task_id)
+    raise TaskNotReadyError(message, task_id=task_id)
 
 
 class TTSClient:

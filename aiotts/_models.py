@@ -127,6 +127,19 @@ class TaskResult:
             results=results,
         )
 
+    @property
+    def why_no_audio(self) -> str:
+        """Why this result holds no audio to save, for an error or an outcome."""
+        if self.status is TaskStatus.ERROR:
+            detail = f": {'; '.join(self.messages)}" if self.messages else ""
+            return f"the server could not convert this task{detail}"
+        if self.status is TaskStatus.NOT_EXIST:
+            return (
+                "the server does not know this task (unknown, cancelled or older than its "
+                "retention); resubmit the text if needed"
+            )
+        return f"the task is {self.status.value}; wait for it (TTSClient.wait) first"
+
 
 @dataclass(frozen=True, slots=True)
 class Token:

@@ -311,12 +311,20 @@ class Scheduler:
         self._feeding_done = True
         self._stop_if_finished()
 
-    async def _admit(self, raw: object) -> None:
+    def _first_sighting(self, raw: object) -> str | None:
+        """The id ``raw`` stands for, or None if it was seen before (a duplicate is
+        fetched once and reported once)."""
         task_id = raw if isinstance(raw, str) else repr(raw)
         fingerprint = _fingerprint(task_id)
         if fingerprint in self._seen:
-            return  # a duplicate: fetched once, reported once
+            return None
         self._seen.add(fingerprint)
+        return task_id
+
+    async def _admit(self, raw: object) -> None:
+        task_id = self._first_sighting(raw)
+        if task_id is None:
+            return
         # From here until the task is active or concluded, a cancellation or the batch
         # deadline concludes this id through ``_admitting``, so it is never dropped.
         self._admitting = task_id
@@ -507,25 +515,10 @@ class Scheduler:
                     messages=result.warnings,
                 )
             )
-        elif status is TaskStatus.ERROR:
-            detail = f": {'; '.join(result.messages)}" if result.messages else ""
+        elif status is TaskStatus.ERROR or status is TaskStatus.NOT_EXIST:
+            event = Event.SERVER_ERROR if status is TaskStatus.ERROR else Event.NOT_FOUND
             await self._finish(
-                self._conclude(
-                    task,
-                    Event.SERVER_ERROR,
-                    messages=result.messages,
-                    error=f"the server could not convert this task{detail}",
-                )
-            )
-        elif status is TaskStatus.NOT_EXIST:
-            await self._finish(
-                self._conclude(
-                    task,
-                    Event.NOT_FOUND,
-                    messages=result.messages,
-                    error="the server does not know this task (unknown, cancelled "
-                    "or older than its retention); resubmit the text if needed",
-                )
+                self._conclude(task, event, messages=result.messages, error=result.why_no_audio)
             )
         else:
             self._transition(task, Event.NOT_READY)
@@ -630,8 +623,6 @@ class Scheduler:
         if self._admitting is not None:
             await self._emit(self._conclude_unadmitted(self._admitting, State.EXPIRED, error))
         async for raw in source:
-            task_id = raw if isinstance(raw, str) else repr(raw)
-            fingerprint = _fingerprint(task_id)
-            if fingerprint not in self._seen:
-                self._seen.add(fingerprint)
+            task_id = self._first_sighting(raw)
+            if task_id is not None:
                 await self._emit(self._conclude_unadmitted(task_id, State.EXPIRED, error))

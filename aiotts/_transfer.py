@@ -13,6 +13,7 @@ bounds how often.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,14 +125,7 @@ async def read_envelope(response: aiohttp.ClientResponse, task_id: str) -> TaskR
     audio = tuple(
         AudioResult(kind, _b64decode(text, task_id)) for kind, text in _result_items(data, task_id)
     )
-    return TaskResult(
-        task_id=result.task_id,
-        status=result.status,
-        response_code=result.response_code,
-        messages=result.messages,
-        warnings=result.warnings,
-        results=audio,
-    )
+    return dataclasses.replace(result, results=audio)
 
 
 def _parse(fields: dict[str, Any], task_id: str) -> TaskResult:
