@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import struct
 import sys
 import time
 import tracemalloc
@@ -39,6 +38,7 @@ import orjson
 import pybase64
 
 from aiotts._decode import EnvelopeScanner
+from aiotts.emulator._audio import wav_header
 
 KIB = 1024
 MB = 1_000_000
@@ -52,22 +52,7 @@ MAX_EXTRA_MEMORY = 1024 * 1024
 def wav(size: int) -> bytes:
     """A canonical mono 22,050 Hz 24-bit PCM WAV of ``size`` bytes, random samples."""
     data = size - 44
-    header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF",
-        size - 8,
-        b"WAVE",
-        b"fmt ",
-        16,
-        1,
-        1,
-        22050,
-        66150,
-        3,
-        24,
-        b"data",
-        data,
-    )
+    header = wav_header(data)
     return header + os.urandom(data)
 
 
