@@ -82,6 +82,7 @@ def test_a_recorded_path_outside_the_output_folder_is_not_done(tmp_path: Path) -
     out.mkdir()
     outside = tmp_path / "a.wav"
     outside.write_bytes(wav())
+    (out / "a.wav").write_bytes(wav())  # the same name inside does not make it count
     manifest = Manifest(out / "m.jsonl")
     manifest.append(done(outside, len(wav())))
     manifest.close()
