@@ -141,3 +141,19 @@ async def test_id_a_with_two_results_and_id_a_1_keep_their_own_files(tmp_path: P
         assert [p.read_bytes() for p in outcomes[task_id].files] == expected
     assert len({p for o in outcomes.values() for p in o.files}) == 3
     assert len(list(tmp_path.glob("*.wav"))) == 3
+
+
+async def test_a_folder_at_a_final_name_ends_that_task_with_an_error_naming_it(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    ids = emu.create_tasks(2)
+    out = tmp_path / "out"
+    (out / f"{ids[0]}.wav").mkdir(parents=True)
+    async with client_for(emu) as client:
+        outcomes = {o.task_id: o async for o in client.fetch_many(ids, out)}
+    blocked = outcomes[ids[0]]
+    assert blocked.state is OutcomeState.ABORTED
+    assert isinstance(blocked.cause, OutputError)
+    assert blocked.error is not None and f"{ids[0]}.wav" in blocked.error
+    assert outcomes[ids[1]].state is OutcomeState.DONE
+    assert (out / f"{ids[0]}.wav").is_dir()
