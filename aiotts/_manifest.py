@@ -50,6 +50,7 @@ __all__ = [
     "MANIFEST_VERSION",
     "Manifest",
     "ManifestEntry",
+    "complete_size",
     "file_is_complete",
     "read_manifest",
     "whole_files",
@@ -176,28 +177,33 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
     return entries
 
 
-def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
-    """True if ``path`` is a regular file (not a link) holding a whole WAV (of
-    ``expected_size`` bytes, when given). Never blocks: ``lstat`` first, then a
-    non-blocking, non-following open of what ``lstat`` saw."""
+def complete_size(path: Path) -> int | None:
+    """The size of ``path`` if it is a regular file (not a link) holding a whole WAV, else
+    None. Never blocks: ``lstat`` first, then a non-blocking, non-following open of what
+    ``lstat`` saw, so a FIFO or device is never opened and a link never followed."""
     try:
         seen = os.lstat(path)
         if not stat.S_ISREG(seen.st_mode):
-            return False
-        if expected_size is not None and seen.st_size != expected_size:
-            return False
+            return None
         fd = os.open(path, _READ_FLAGS)
         try:
             opened = os.fstat(fd)
             if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
-                return False  # replaced between the lstat and the open
+                return None  # replaced between the lstat and the open
             head = os.pread(fd, WAV_HEADER_SIZE, 0)
         finally:
             os.close(fd)
         check_wav(head, opened.st_size)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
+    return opened.st_size
+
+
+def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
+    """True if ``path`` is a whole WAV in a regular file (of ``expected_size`` bytes, when
+    given); see ``complete_size``."""
+    size = complete_size(path)
+    return size is not None and (expected_size is None or size == expected_size)
 
 
 def _in_folder(path: Path, folder_real: str) -> bool:
@@ -225,10 +231,10 @@ def whole_files(entry: ManifestEntry, folder: Path) -> tuple[Path, ...] | None:
     total = 0
     for recorded in entry.files:
         path = _located(entry, recorded, folder, folder_real)
-        if path is None or not file_is_complete(path):
+        size = None if path is None else complete_size(path)
+        if path is None or size is None:
             return None
-        with contextlib.suppress(OSError):
-            total += os.lstat(path).st_size
+        total += size
         found.append(path)
     if total != entry.bytes_written:
         return None
