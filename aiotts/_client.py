@@ -524,7 +524,13 @@ def _prepare_folder(folder: Path) -> None:
 def _saved_or_raise(outcome: Outcome) -> SavedAudio:
     task_id = outcome.task_id
     if outcome.state is OutcomeState.DONE:
-        result = TaskResult(task_id=task_id, status=TaskStatus.COMPLETED, warnings=outcome.messages)
+        result = TaskResult(
+            task_id=task_id,
+            status=TaskStatus.COMPLETED,
+            response_code=outcome.response_code,
+            messages=outcome.messages,
+            warnings=outcome.warnings,
+        )
         return SavedAudio(result, outcome.files, outcome.bytes_written)
     if outcome.cause is not None:
         raise outcome.cause

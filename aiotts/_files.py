@@ -7,7 +7,10 @@ Invariants:
   only after the body ended, the task was ``Completed`` and the WAV header agrees with the
   number of bytes written. Every other path out of a write removes the temporary file.
 * Whatever a task id contains (``../``, separators, NUL, control characters, thousands of
-  characters), the name built from it is one plain file name inside the output folder.
+  characters), the name built from it is one plain file name inside the output folder,
+  and no two (id, result index) pairs share a name (``safe_stem``).
+* Nothing already at a final name is followed or opened: a link or FIFO there is replaced
+  by the new file's directory entry (``os.replace``), never written through.
 * Every ``OSError`` leaves as an ``OutputError`` naming the path and what to do.
 """
 
@@ -42,7 +45,8 @@ PART_SUFFIX = ".part"
 """Temporary files end with this; they start with a dot, so listings of ``*.wav`` skip them."""
 
 _MAX_STEM = 100
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+_MAX_CLEANED = 80
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 WAV_HEADER_SIZE = 44
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -52,15 +56,22 @@ _temp_numbers = itertools.count()
 def safe_stem(task_id: str) -> str:
     """A file name stem for ``task_id`` that cannot leave the output folder.
 
-    Ids of the observed form (letters, digits, ``-``) are used as they are. Any other id is
-    reduced to its safe characters and suffixed with a hash of the whole id, so two unsafe
-    ids never share a name.
+    Names map back to exactly one (id, result index), so no two results ever share a file:
+
+    * Ids of the observed form (a letter or digit, then letters, digits, ``_`` and ``-``,
+      at most 100 characters) are used as they are: ``TTSb4705-...-b49fb7921aa1.wav``.
+    * Any other id becomes ``_`` + its safe characters + ``-`` + a 128-bit hash of the whole
+      id. The leading ``_`` keeps these apart from the ids used as they are, and the hash
+      keeps them apart from each other.
+    * No stem ever contains ``.``, so the ``.N`` that numbers a task's further results
+      (``OutputTarget.path``) cannot be mistaken for part of another id: id ``a`` with two
+      results writes ``a.wav`` and ``a.1.wav``, while id ``a.1`` writes ``_a_1-<hash>.wav``.
     """
     if len(task_id) <= _MAX_STEM and _SAFE_ID.fullmatch(task_id):
         return task_id
-    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    cleaned = _UNSAFE_CHARS.sub("_", task_id).strip("_")[:_MAX_STEM]
-    return f"{cleaned}-{digest}" if cleaned else f"task-{digest}"
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    cleaned = _UNSAFE_CHARS.sub("_", task_id).strip("_")[:_MAX_CLEANED]
+    return f"_{cleaned}-{digest}" if cleaned else f"_{digest}"
 
 
 _SUFFIXES = {"WavFile": ".wav"}
@@ -68,7 +79,14 @@ _SUFFIXES = {"WavFile": ".wav"}
 
 @dataclass(frozen=True, slots=True)
 class OutputTarget:
-    """Where the results of one task go: ``folder/stem.wav``, ``folder/stem.1.wav``, ..."""
+    """Where the results of one task go: ``folder/stem.wav``, ``folder/stem.1.wav``, ...
+
+    Writing there never follows what is already at a final name: the temporary file is
+    created with ``O_EXCL`` (which refuses any existing entry, a link included) and takes
+    its final name with ``os.replace``, which swaps the directory entry itself. So a link
+    planted at a final name is replaced by the file, and whatever it pointed to (inside the
+    folder or outside) is left untouched; a FIFO there is replaced without being opened.
+    """
 
     folder: Path
     stem: str

@@ -10,13 +10,31 @@ Invariants:
 * The last line about an id wins: a resumed run that retries a failed task appends its new
   outcome below the old one.
 * No secret or token is ever written: a line holds the id, the state, files, byte count,
-  error text, server messages and the time.
+  error text, the server's messages, warnings and ``responseStatusCode``, and the time.
+* The manifest is opened only as a regular file and never through a symbolic link
+  (``O_NOFOLLOW``; ``O_NONBLOCK`` so a FIFO planted at its name cannot block the open):
+  anything else is an ``OutputError`` naming the path, raised before any request.
+
+Paths. A line carries ``"v": 2`` and its ``files`` relative to the folder the manifest is
+in, so a resume works from any working directory, and a manifest moved together with its
+output folder stays valid. Lines without ``"v"`` (older versions) hold paths relative to
+the working directory of the run that wrote them: such a path is taken as it is when it
+names a file in the output folder from here, and otherwise looked up by its name in the
+output folder (where every file of a batch is written).
+
+On resume a ``done`` entry counts only if each recorded file is a regular file directly in
+the output folder, whole (its WAV header agrees with its size), and the sizes add up to the
+recorded ``bytes``; a path outside the folder, a link, a FIFO or a short file makes the id
+be fetched again. Files are checked with ``lstat`` and a non-blocking, non-following open,
+so no check can block the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +42,27 @@ from typing import IO
 
 import orjson
 
-from aiotts._files import check_wav, output_error
+from aiotts._errors import OutputError
+from aiotts._files import WAV_HEADER_SIZE, check_wav, output_error
 from aiotts._models import Outcome, OutcomeState, printable_id
 
-__all__ = ["Manifest", "ManifestEntry", "file_is_complete", "read_manifest"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "Manifest",
+    "ManifestEntry",
+    "complete_size",
+    "file_is_complete",
+    "read_manifest",
+    "whole_files",
+]
+
+MANIFEST_VERSION = 2
+"""Lines of this version record paths relative to the manifest's own folder."""
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+# Read and write: opening checks the last byte for a torn line.
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,72 +70,175 @@ class ManifestEntry:
     task_id: str
     state: OutcomeState
     files: tuple[Path, ...]
+    """Where the files were recorded: joined to the manifest's folder (version 2 lines), or
+    as written (older lines, relative to their run's working directory)."""
     bytes_written: int
     error: str | None
     messages: tuple[str, ...]
     time: float
+    warnings: tuple[str, ...] = ()
+    response_code: str | None = None
+    legacy_paths: bool = False
+    """True for a line of an older version, whose paths are relative to another cwd."""
 
-    def as_outcome(self) -> Outcome:
+    def as_outcome(self, files: tuple[Path, ...] | None = None) -> Outcome:
         return Outcome(
             task_id=self.task_id,
             state=self.state,
-            files=self.files,
+            files=self.files if files is None else files,
             bytes_written=self.bytes_written,
             error=self.error,
             messages=self.messages,
+            warnings=self.warnings,
+            response_code=self.response_code,
             finished_at=self.time,
             resumed=True,
         )
 
 
-def _entry(line: bytes) -> ManifestEntry | None:
+def _texts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(item) for item in value)
+
+
+def _entry(line: bytes, base: Path) -> ManifestEntry | None:
     try:
         data = orjson.loads(line)
+        legacy = data.get("v") is None
+        files = tuple(Path(p) for p in data.get("files") or ())
+        code = data.get("code")
         return ManifestEntry(
             task_id=str(data["id"]),
             state=OutcomeState(data["state"]),
-            files=tuple(Path(p) for p in data.get("files") or ()),
+            files=files if legacy else tuple(base / p for p in files),
             bytes_written=int(data.get("bytes") or 0),
             error=data.get("error"),
-            messages=tuple(str(m) for m in data.get("messages") or ()),
+            messages=_texts(data.get("messages")),
             time=float(data.get("time") or 0.0),
+            warnings=_texts(data.get("warnings")),
+            response_code=code if isinstance(code, str) else None,
+            legacy_paths=legacy,
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as file:
-        for line in file:
-            if line.endswith(b"\n"):  # a line without its newline is a torn write
-                yield line
+def _not_regular(path: Path, what: str) -> OutputError:
+    return OutputError(
+        f"the manifest {path} is {what}; aiotts reads and writes a manifest only as a "
+        "regular file, never through a link: remove it, or pass another manifest path",
+        path=str(path),
+    )
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """A descriptor on ``path`` if it is a regular file (not a link, FIFO or device)."""
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_regular(path, "a symbolic link") from exc
+        raise output_error(exc, path, None) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(path, "not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _lines(file: IO[bytes]) -> Iterator[bytes]:
+    for line in file:
+        if line.endswith(b"\n"):  # a line without its newline is a torn write
+            yield line
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
-    """The last entry for each id; a missing file is an empty manifest."""
+    """The last entry for each id; a missing file is an empty manifest.
+
+    Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
     entries: dict[str, ManifestEntry] = {}
     target = Path(path)
-    if not target.exists():
-        return entries
-    for line in _lines(target):
-        entry = _entry(line)
-        if entry is not None:
-            entries[entry.task_id] = entry
+    try:
+        fd = _open_regular(target, _READ_FLAGS)
+    except OutputError as exc:
+        if exc.errno == errno.ENOENT:
+            return entries
+        raise
+    base = target.parent
+    with os.fdopen(fd, "rb") as file:
+        for line in _lines(file):
+            entry = _entry(line, base)
+            if entry is not None:
+                entries[entry.task_id] = entry
     return entries
 
 
-def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
-    """True if ``path`` is a whole WAV file (and of ``expected_size`` bytes, when given)."""
+def complete_size(path: Path) -> int | None:
+    """The size of ``path`` if it is a regular file (not a link) holding a whole WAV, else
+    None. Never blocks: ``lstat`` first, then a non-blocking, non-following open of what
+    ``lstat`` saw, so a FIFO or device is never opened and a link never followed."""
     try:
-        size = path.stat().st_size
-        if expected_size is not None and size != expected_size:
-            return False
-        with path.open("rb") as file:
-            head = file.read(44)
-        check_wav(head, size)
+        seen = os.lstat(path)
+        if not stat.S_ISREG(seen.st_mode):
+            return None
+        fd = os.open(path, _READ_FLAGS)
+        try:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
+                return None  # replaced between the lstat and the open
+            head = os.pread(fd, WAV_HEADER_SIZE, 0)
+        finally:
+            os.close(fd)
+        check_wav(head, opened.st_size)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
+    return opened.st_size
+
+
+def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
+    """True if ``path`` is a whole WAV in a regular file (of ``expected_size`` bytes, when
+    given); see ``complete_size``."""
+    size = complete_size(path)
+    return size is not None and (expected_size is None or size == expected_size)
+
+
+def _in_folder(path: Path, folder_real: str) -> bool:
+    return os.path.realpath(path.parent) == folder_real
+
+
+def _located(entry: ManifestEntry, recorded: Path, folder: Path, folder_real: str) -> Path | None:
+    """Where ``recorded`` is now, if it names a file directly in ``folder``."""
+    if _in_folder(recorded, folder_real):
+        return folder / recorded.name
+    if entry.legacy_paths and not recorded.is_absolute() and ".." not in recorded.parts:
+        # Written relative to another working directory: every file of a batch is written
+        # directly in its output folder, so look for it there by name.
+        return folder / recorded.name
+    return None
+
+
+def whole_files(entry: ManifestEntry, folder: Path) -> tuple[Path, ...] | None:
+    """The files of a ``done`` entry as paths in ``folder``, if every one is a whole regular
+    file directly in ``folder`` and their sizes add up to the recorded bytes; else None."""
+    if entry.state is not OutcomeState.DONE or not entry.files:
+        return None
+    folder_real = os.path.realpath(folder)
+    found: list[Path] = []
+    total = 0
+    for recorded in entry.files:
+        path = _located(entry, recorded, folder, folder_real)
+        size = None if path is None else complete_size(path)
+        if path is None or size is None:
+            return None
+        total += size
+        found.append(path)
+    if total != entry.bytes_written:
+        return None
+    return tuple(found)
 
 
 class Manifest:
@@ -110,31 +248,39 @@ class Manifest:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[bytes] = self.path.open("ab")
-            if self._file.tell() > 0 and not self._ends_with_newline():
-                self._file.write(b"\n")
-                self._file.flush()
         except OSError as exc:
             raise output_error(exc, self.path, None) from exc
+        fd = _open_regular(self.path, _APPEND_FLAGS)
+        try:
+            size = os.fstat(fd).st_size
+            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        except OSError as exc:
+            os.close(fd)
+            raise output_error(exc, self.path, None) from exc
+        self._file: IO[bytes] = os.fdopen(fd, "ab")
+        # Recorded paths are relative to this folder (see the module docstring).
+        self._base = os.path.abspath(self.path.parent)
         self.lines_written = 0
 
     def __repr__(self) -> str:
         return f"<Manifest {self.path} lines_written={self.lines_written}>"
 
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as file:
-            file.seek(-1, os.SEEK_END)
-            return file.read(1) == b"\n"
+    def _recorded(self, path: Path) -> str:
+        return os.path.relpath(os.path.abspath(path), self._base)
 
     def append(self, outcome: Outcome) -> None:
         line = orjson.dumps(
             {
+                "v": MANIFEST_VERSION,
                 "id": printable_id(outcome.task_id),
                 "state": outcome.state.value,
-                "files": [str(p) for p in outcome.files],
+                "files": [self._recorded(p) for p in outcome.files],
                 "bytes": outcome.bytes_written,
                 "error": outcome.error,
                 "messages": list(outcome.messages),
+                "warnings": list(outcome.warnings),
+                "code": outcome.response_code,
                 "time": round(outcome.finished_at, 3),
             }
         )

@@ -177,8 +177,13 @@ class Outcome:
     bytes_written: int = 0
     error: str | None = None
     messages: tuple[str, ...] = ()
+    """The server's ``error.messages``: why it failed, or notes sent with a success."""
     finished_at: float = 0.0
     """Wall-clock time (``time.time()``) when the outcome was decided."""
+    warnings: tuple[str, ...] = ()
+    """The server's ``error.warnings`` (they may come with a ``Completed`` task too)."""
+    response_code: str | None = None
+    """The server's ``responseStatusCode`` in the answer that ended the task, if one did."""
     resumed: bool = False
     """True when the outcome comes from the manifest of an earlier run (nothing was sent)."""
     cause: AiottsError | None = field(default=None, repr=False, compare=False)

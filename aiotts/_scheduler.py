@@ -58,8 +58,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 from aiotts._config import Limits, PollPolicy
 from aiotts._errors import AiottsError, CredentialsError, UnexpectedStatusError
 from aiotts._files import OutputTarget
-from aiotts._manifest import Manifest, ManifestEntry, file_is_complete
-from aiotts._models import Outcome, OutcomeState, TaskStatus
+from aiotts._manifest import Manifest, ManifestEntry, complete_size, whole_files
+from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._session import HttpSession
 from aiotts._states import Event, State, TaskMachine
 from aiotts._transfer import Answer, read_answer
@@ -347,30 +347,32 @@ class Scheduler:
         self._schedule(task, time.monotonic())
 
     async def _skip_done(self, task_id: str) -> bool:
-        """Report and skip an id an earlier run finished, if its files are still whole."""
+        """Report and skip an id an earlier run finished, if its files are still whole.
+
+        Every check here is ``lstat`` plus a non-blocking, non-following open of a regular
+        file (``_manifest.complete_size``): a FIFO or a link at a final name is never
+        opened, so it can neither block the loop nor pass for a result; its task is fetched
+        again and the new file replaces the entry (``os.replace`` does not follow it)."""
         entry = self._earlier.get(task_id)
         if entry is not None:
-            finished = (
-                entry.state is OutcomeState.DONE
-                and bool(entry.files)
-                and all(file_is_complete(p) for p in entry.files)
-            )
+            files = whole_files(entry, self._target_for(task_id).folder)
             refused = entry.state in (OutcomeState.FAILED, OutcomeState.MISSING)
-            if finished or (refused and not self._retry_failed):
+            if files is not None or (refused and not self._retry_failed):
                 self._counts[State(entry.state.value)] += 1
                 self._resumed += 1
-                await self._emit(entry.as_outcome())
+                await self._emit(entry.as_outcome(files))
                 return True
         elif self._resume_files:
             # Finished after its file was renamed but before its manifest line: a file at
             # its final name is whole by construction, so the task is done.
             path = self._target_for(task_id).path(0)
-            if file_is_complete(path):
+            size = complete_size(path)
+            if size is not None:
                 outcome = Outcome(
                     task_id,
                     OutcomeState.DONE,
                     files=(path,),
-                    bytes_written=path.stat().st_size,
+                    bytes_written=size,
                     finished_at=time.time(),
                     resumed=True,
                 )
@@ -512,13 +514,13 @@ class Scheduler:
                     Event.SAVED,
                     files=answer.files,
                     bytes_written=answer.bytes_written,
-                    messages=result.warnings,
+                    result=result,
                 )
             )
         elif status is TaskStatus.ERROR or status is TaskStatus.NOT_EXIST:
             event = Event.SERVER_ERROR if status is TaskStatus.ERROR else Event.NOT_FOUND
             await self._finish(
-                self._conclude(task, event, messages=result.messages, error=result.why_no_audio)
+                self._conclude(task, event, error=result.why_no_audio, result=result)
             )
         else:
             self._transition(task, Event.NOT_READY)
@@ -556,11 +558,14 @@ class Scheduler:
         files: tuple[Path, ...] = (),
         bytes_written: int = 0,
         error: str | None = None,
-        messages: tuple[str, ...] = (),
+        result: TaskResult | None = None,
         cause: AiottsError | None = None,
     ) -> Outcome:
         """Apply the final event and record it. Synchronous: nothing can come between the
-        transition and the manifest line."""
+        transition and the manifest line.
+
+        ``result`` is the server's answer that ended the task: its messages, warnings and
+        ``responseStatusCode`` go into the outcome whatever the state, success included."""
         state = self._transition(task, event)
         outcome = Outcome(
             task.task_id,
@@ -568,7 +573,9 @@ class Scheduler:
             files=files,
             bytes_written=bytes_written,
             error=error,
-            messages=messages,
+            messages=result.messages if result is not None else (),
+            warnings=result.warnings if result is not None else (),
+            response_code=result.response_code if result is not None else None,
             finished_at=time.time(),
             cause=cause,
         )

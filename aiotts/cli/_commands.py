@@ -119,6 +119,7 @@ def outcome_json(outcome: Outcome) -> bytes:
             "bytes": outcome.bytes_written,
             "error": outcome.error,
             "messages": list(outcome.messages),
+            "warnings": list(outcome.warnings),
             "resumed": outcome.resumed,
         }
     )

@@ -62,6 +62,8 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 _MAX_REQUEST_BYTES = 64 * 1024 * 1024  # authorised texts have no documented length limit
 _JSON_HEADERS = {"Content-Type": JSON}
 _BAD_AUDIO = frozenset({"bad_base64", "bad_wav_header"})
+_NO_AUDIO = frozenset({"missing_results", "result_data_lost"})
+"""Bad answers that say ``Completed`` without the audio."""
 
 
 def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -335,19 +337,31 @@ class VendorApi:
             return share > 0 and rng.random() < share
 
         bad = self._draw_bad_answer(faults)
-        if bad in _BAD_AUDIO or bad == "missing_results":
+        if bad in _BAD_AUDIO or bad in _NO_AUDIO:
             bad = bad if with_audio else None
         style = Style(reorder=chance(faults.reorder_keys_share), pretty=chance(faults.pretty_share))
         escape = chance(faults.escape_share)
         # Cut and trickle are about result bodies; a status answer is never cut or slowed.
         cut = not status_only and chance(faults.cut_share)
         trickle = not status_only and chance(faults.trickle_share)
+        # Drawn last, and only when asked for, so the draws above stay as they were.
+        notes = status is TaskState.COMPLETED and chance(faults.notes_share)
+        shown_id: str | None = task_id
+        null_id = status is TaskState.NOT_EXIST and chance(faults.null_id_share)
+        if null_id:
+            shown_id = None if rng.random() < 0.5 else ""
+        if notes:
+            messages, warnings = faults.note_messages, faults.note_warnings
+        else:
+            warnings = ()
         drawn = {
             "reorder": style.reorder,
             "pretty": style.pretty,
             "escape": escape and with_audio,
             "cut": cut,
             "trickle": trickle,
+            "notes": notes,
+            "null_id": null_id,
             str(bad): bad is not None,
         }
         for kind, happened in drawn.items():
@@ -364,7 +378,7 @@ class VendorApi:
             body = NON_JSON_BODY
         elif bad == "html":
             body, content_type = HTML_PAGE, HTML
-        elif with_audio and bad not in ("missing_results", "unknown_status"):
+        elif with_audio and bad not in _NO_AUDIO and bad != "unknown_status":
             assert task is not None
             return await self._send_audio(
                 request,
@@ -375,17 +389,27 @@ class VendorApi:
                 escape,
                 content_type=content_type,
                 good=bad is None,
+                notes=(messages, warnings),
             )
         else:
             results: Results = "null"
             shown_status: str = status
+            code: str | None = None
             if bad == "missing_results":
                 shown_status = TaskState.COMPLETED
                 results = "empty" if rng.random() < 0.5 else "null"
+            elif bad == "result_data_lost":
+                shown_status, code = TaskState.COMPLETED, "ResultDataLost"
             elif bad == "unknown_status":
                 shown_status = UNKNOWN_STATUS
             body, _ = envelope(
-                task_id, shown_status, results=results, messages=messages, style=style
+                shown_id,
+                shown_status,
+                results=results,
+                messages=messages,
+                warnings=warnings,
+                response_code=code,
+                style=style,
             )
         if delivery == self._plain:
             return web.Response(body=body, headers={"Content-Type": content_type})
@@ -417,11 +441,13 @@ class VendorApi:
         *,
         content_type: str = JSON,
         good: bool = True,
+        notes: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
     ) -> web.StreamResponse:
         """A ``Completed`` envelope around the task's Base64, written in chunks.
 
         ``good`` bodies (plain or merely re-encoded, possibly cut or trickled) count as audio
-        started, and as finished once their last byte is written.
+        started, and as finished once their last byte is written. ``notes`` are the
+        ``(messages, warnings)`` its ``error`` object carries.
         """
         state = self.state
         data = state.encoded(task)
@@ -431,7 +457,15 @@ class VendorApi:
             data = misstate_runs(data)
         if escape:
             data = escape_runs(data)
-        head, tail = envelope(task.id, TaskState.COMPLETED, results="data", style=style)
+        messages, warnings = notes
+        head, tail = envelope(
+            task.id,
+            TaskState.COMPLETED,
+            results="data",
+            messages=messages,
+            warnings=warnings,
+            style=style,
+        )
         if good:
             task.audio_started += 1
             state.audio_started += 1

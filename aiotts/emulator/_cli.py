@@ -61,6 +61,8 @@ def _statuses(text: str) -> tuple[int, ...]:
 _SPECIAL: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "credentials": ("--client", _credential, "append", "ID:SECRET"),
     "error_messages": ("--error-message", str, "append", "TEXT"),
+    "note_messages": ("--note-message", str, "append", "TEXT"),
+    "note_warnings": ("--note-warning", str, "append", "TEXT"),
     "pending_seconds": ("--pending-seconds", _duration, "store", "S|LOW:HIGH"),
     "processing_seconds": ("--processing-seconds", _duration, "store", "S|LOW:HIGH"),
     "server_error_statuses": ("--server-error-statuses", _statuses, "store", "CODES"),

@@ -162,7 +162,11 @@ class Faults:
     vendor endpoint, token included, and are decided before the request is processed: a
     submit answered 503 created no task. Body faults (cut, trickle, encodings) and bad answers
     apply to result fetches; the envelope-level bad answers (non-JSON, HTML, truncated JSON,
-    unknown status, wrong content type) also apply to ``GetTaskStatus``. At most one bad
+    unknown status, wrong content type) also apply to ``GetTaskStatus``. ``result_data_lost``
+    is a bad answer of a ``Completed`` fetch (``Completed``, ``ResultDataLost``, results
+    null). Notes (``notes_share``: ``error.messages`` and ``error.warnings`` on a
+    ``Completed`` answer, fetch or status) and null or empty ids (``null_id_share``, on
+    ``NotExist`` answers) are drawn on their own, on top of any other fault. At most one bad
     answer is chosen per response, so the bad-answer shares must sum to at most 1; so must
     ``server_error_share + rate_limit_share``.
     """
@@ -232,6 +236,31 @@ class Faults:
     always_401: bool = field(
         default=False, metadata={"help": "answer 401 to every authorised call, valid or not"}
     )
+    result_data_lost_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of Completed fetches answered Completed + ResultDataLost, results null"
+        },
+    )
+    notes_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of Completed answers whose error object carries the note messages "
+            "and warnings (the conversion still succeeded)"
+        },
+    )
+    note_messages: tuple[str, ...] = field(
+        default=("Emulated note: the text was normalised before conversion.",),
+        metadata={"help": "error.messages of an answer with notes"},
+    )
+    note_warnings: tuple[str, ...] = field(
+        default=("Emulated warning: some characters were not spoken.",),
+        metadata={"help": "error.warnings of an answer with notes"},
+    )
+    null_id_share: float = field(
+        default=0.0,
+        metadata={"help": "share of NotExist answers whose id is null or empty (half each)"},
+    )
 
     def __post_init__(self) -> None:
         for name in ("retry_after_http_date", "always_401"):
@@ -249,6 +278,11 @@ class Faults:
         ):
             raise ValueError(f"server_error_statuses must be 5xx codes, got {statuses!r}")
         object.__setattr__(self, "server_error_statuses", statuses)
+        for name in ("note_messages", "note_warnings"):
+            texts = tuple(getattr(self, name))
+            if not all(isinstance(text, str) for text in texts):
+                raise ValueError(f"{name} must be a sequence of strings, got {texts!r}")
+            object.__setattr__(self, name, texts)
         for f in fields(self):
             if f.name.endswith("_share"):
                 _check_share(f.name, getattr(self, f.name))
@@ -268,6 +302,7 @@ class Faults:
             ("missing_results", self.missing_results_share),
             ("unknown_status", self.unknown_status_share),
             ("wrong_content_type", self.wrong_content_type_share),
+            ("result_data_lost", self.result_data_lost_share),
         )
 
     @property
@@ -301,8 +336,9 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault knobs: {', '.join(unknown)}")
         kwargs = dict(data)
-        if "server_error_statuses" in kwargs:
-            kwargs["server_error_statuses"] = tuple(kwargs["server_error_statuses"])
+        for name in ("server_error_statuses", "note_messages", "note_warnings"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
 
 

@@ -52,13 +52,16 @@ def envelope(
     *,
     results: Results = "null",
     messages: tuple[str, ...] = (),
+    warnings: tuple[str, ...] = (),
+    response_code: str | None = None,
     style: Style = PLAIN,
 ) -> tuple[bytes, bytes]:
     """``(head, tail)`` of the envelope for ``task_id`` in ``status``.
 
     With ``results="data"`` the body is ``head + base64 + tail``; otherwise ``head`` is the
-    whole body and ``tail`` is empty. ``messages`` fill ``error.messages`` (``error`` is
-    null without them).
+    whole body and ``tail`` is empty. ``messages`` and ``warnings`` fill ``error`` (null
+    without either). ``response_code`` replaces the ``responseStatusCode`` that goes with
+    ``status`` (:data:`RESPONSE_STATUS`).
     """
     result_list: list[dict[str, str]] | None
     if results == "data":
@@ -68,10 +71,13 @@ def envelope(
         result_list = [item]
     else:
         result_list = [] if results == "empty" else None
-    error = {"messages": list(messages), "warnings": []} if messages else None
+    error = (
+        {"messages": list(messages), "warnings": list(warnings)} if messages or warnings else None
+    )
+    code = response_code if response_code is not None else RESPONSE_STATUS.get(status, "NotReady")
     pairs: list[tuple[str, Any]] = [
         ("id", task_id),
-        ("responseStatusCode", RESPONSE_STATUS.get(status, "NotReady")),
+        ("responseStatusCode", code),
         ("taskStatus", status),
         ("results", result_list),
         ("error", error),

@@ -14,7 +14,16 @@ def test_round_trip_and_last_line_wins(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     manifest = Manifest(path)
     manifest.append(Outcome("a", OutcomeState.ABORTED, error="503", finished_at=1.0))
-    manifest.append(Outcome("b", OutcomeState.FAILED, messages=("bad text",), finished_at=2.0))
+    manifest.append(
+        Outcome(
+            "b",
+            OutcomeState.FAILED,
+            messages=("bad text",),
+            warnings=("a note",),
+            response_code="Error",
+            finished_at=2.0,
+        )
+    )
     manifest.append(
         Outcome(
             "a", OutcomeState.DONE, files=(tmp_path / "a.wav",), bytes_written=10, finished_at=3.0
@@ -25,6 +34,9 @@ def test_round_trip_and_last_line_wins(tmp_path: Path) -> None:
     assert entries["a"].state is OutcomeState.DONE
     assert entries["a"].files == (tmp_path / "a.wav",)
     assert entries["b"].messages == ("bad text",)
+    assert entries["b"].warnings == ("a note",)
+    assert entries["b"].response_code == "Error"
+    assert entries["b"].as_outcome().warnings == ("a note",)
     for line in path.read_bytes().splitlines():
         assert set(orjson.loads(line)) == {
             "id",
@@ -33,7 +45,10 @@ def test_round_trip_and_last_line_wins(tmp_path: Path) -> None:
             "bytes",
             "error",
             "messages",
+            "warnings",
+            "code",
             "time",
+            "v",
         }
 
 
