@@ -10,9 +10,9 @@ characters): a tone whose pitch and timbre come from the character's code point,
 harmonics and a raised-cosine envelope so segments join without clicks. Whitespace is a
 quiet hum rather than silence, so no text renders as silence.
 
-Speed is the point of the tones: a segment is computed once per distinct character (cached), a text is a
-``bytes.join`` of segments, and a size target is met by repeating or cutting the joined
-audio. 30 MB takes a few milliseconds, not seconds.
+Speed is the point of the tones: a segment is computed once per distinct character
+(cached), a text is a ``bytes.join`` of segments, and a size target is met by repeating or
+cutting the joined audio. 30 MB takes a few milliseconds, not seconds.
 """
 
 from __future__ import annotations

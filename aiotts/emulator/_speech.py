@@ -110,9 +110,7 @@ def _load() -> _Engine | None:
             ctypes.c_void_p,
         ]
         data_path = loader.get_data_path().encode(sys.getfilesystemencoding())
-        rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT
-        )
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize returned {rate}")
         if lib.espeak_SetVoiceByName(b"en") != _EE_OK:
@@ -153,7 +151,7 @@ def speak(text: str) -> bytes | None:
     samples.frombytes(pcm16[: len(pcm16) // 2 * 2])
     if sys.byteorder == "big":
         samples.byteswap()
-    if not samples or max(samples) < _SILENT_PEAK and -min(samples) < _SILENT_PEAK:
+    if not samples or (max(samples) < _SILENT_PEAK and -min(samples) < _SILENT_PEAK):
         return None
     if rate != SAMPLE_RATE:
         samples = _resample(samples, rate, SAMPLE_RATE)
