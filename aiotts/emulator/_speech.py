@@ -13,8 +13,8 @@ Invariants:
 * The engine is loaded once; if the extra is missing or fails to load or initialise, that
   is remembered and :func:`speak` answers ``None`` from then on (the caller falls back to
   tones), without trying again for every text.
-* The same text always gives the same bytes (eSpeak is deterministic), and each text is
-  synthesised once while its audio fits the cache.
+* The same text always gives the same bytes (the voice keeps no state between calls, see
+  ``_VOICE``), and each text is synthesised once while its audio fits the cache.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
+# English with a variant whose flutter, roughness and echo are 0: eSpeak's default voice
+# carries pitch flutter and echo from one call to the next, so the same text would not
+# give the same samples twice; with these off it does, in any order and in any process.
+_VOICE = b"en+michel"
 _SILENT_PEAK = 64  # 16-bit: a result quieter than this everywhere is no speech at all
 
 _Callback = ctypes.CFUNCTYPE(
@@ -113,8 +117,8 @@ def _load() -> _Engine | None:
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize returned {rate}")
-        if lib.espeak_SetVoiceByName(b"en") != _EE_OK:
-            raise RuntimeError("eSpeak has no English voice")
+        if lib.espeak_SetVoiceByName(_VOICE) != _EE_OK:
+            raise RuntimeError(f"eSpeak has no voice {_VOICE.decode()}")
         _engine = _Engine(lib, rate)
     except Exception as exc:  # any failure of an optional extra means: use tones
         _load_failed = True
