@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,speed]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,speed,speech]'
 	touch $@
 
 demo: $(BIN)/.installed

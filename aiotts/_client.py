@@ -153,6 +153,10 @@ class TTSClient:
     ``ASPOSE_CLIENT_SECRET``; with ``trial=True`` no credentials are used and the trial
     endpoints are called instead (at most 500 characters, a few calls a day).
 
+    The service's address comes from ``base_url``, else ``AIOTTS_BASE_URL``, else
+    ``https://api.aspose.cloud``; the token's from ``token_url``, else ``AIOTTS_TOKEN_URL``
+    (only when ``base_url`` is not passed either), else the base URL + ``/connect/token``.
+
     Files are always written to a temporary name and renamed when whole, so a crash of the
     process never leaves a partial file at a final name. ``durable=True`` also fsyncs each
     file before the rename, so that a power cut cannot either; it costs throughput, and a
@@ -165,7 +169,7 @@ class TTSClient:
         client_secret: str | None = None,
         *,
         trial: bool = False,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         token_url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -187,15 +191,28 @@ class TTSClient:
                     "no credentials: pass client_id and client_secret, set ASPOSE_CLIENT_ID "
                     "and ASPOSE_CLIENT_SECRET, or use trial=True"
                 )
+        # Where to connect: the argument, else the environment, else the default. The two
+        # variables describe one deployment, so AIOTTS_TOKEN_URL is not paired with a
+        # base_url argument: the token then comes from that base URL unless token_url is
+        # passed too (credentials never go where the caller did not point them).
+        base_url_name, token_url_name = "base_url", "token_url"
+        if base_url is None:
+            from_env = os.environ.get("AIOTTS_BASE_URL") or None
+            if from_env is not None:
+                base_url, base_url_name = from_env, "AIOTTS_BASE_URL"
+            if token_url is None:
+                from_env = os.environ.get("AIOTTS_TOKEN_URL") or None
+                if from_env is not None:
+                    token_url, token_url_name = from_env, "AIOTTS_TOKEN_URL"
         sends_secrets = not trial
         self._base_url = _check_url(
-            "base_url",
-            base_url,
+            base_url_name,
+            base_url or DEFAULT_BASE_URL,
             sends_secrets=sends_secrets,
             allow_insecure_http=allow_insecure_http,
         )
         self._token_url = _check_url(
-            "token_url",
+            token_url_name,
             token_url or self._base_url + _TOKEN_PATH,
             sends_secrets=sends_secrets,
             allow_insecure_http=allow_insecure_http,

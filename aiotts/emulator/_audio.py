@@ -1,14 +1,18 @@
-"""Deterministic, audible WAV synthesis: one short tone per character.
+"""Deterministic, audible WAV synthesis: speech when it can, one short tone per character else.
 
-The format is the service's: canonical 44-byte header, PCM, mono, 22,050 Hz, 24-bit. Each
+The format is the service's: canonical 44-byte header, PCM, mono, 22,050 Hz, 24-bit.
+
+A result of natural length speaks its text with eSpeak NG when the ``speech`` extra is
+installed (:mod:`aiotts.emulator._speech`; cached per text). A sized result (the size knob,
+``audio_bytes``), or any result without the extra, is made of tones: each
 character of the spoken text becomes a 1/15-second segment (so one second per 15
 characters): a tone whose pitch and timbre come from the character's code point, with a few
 harmonics and a raised-cosine envelope so segments join without clicks. Whitespace is a
 quiet hum rather than silence, so no text renders as silence.
 
-Speed is the point: a segment is computed once per distinct character (cached), a text is a
-``bytes.join`` of segments, and a size target is met by repeating or cutting the joined
-audio. 30 MB takes a few milliseconds, not seconds.
+Speed is the point of the tones: a segment is computed once per distinct character
+(cached), a text is a ``bytes.join`` of segments, and a size target is met by repeating or
+cutting the joined audio. 30 MB takes a few milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import struct
 from typing import TypeAlias
 
 import pybase64
+
+from aiotts.emulator import _speech
 
 __all__ = [
     "BYTES_PER_SECOND",
@@ -32,6 +38,7 @@ __all__ = [
     "runs_length",
     "spoken_text",
     "synthesize",
+    "tones",
     "wav_header",
     "wav_length",
 ]
@@ -111,27 +118,51 @@ def _data_bytes(size: int) -> int:
     return (size - HEADER_BYTES) // SAMPLE_WIDTH * SAMPLE_WIDTH
 
 
-def wav_length(text: str, *, size: int | None = None, watermark: bool = False) -> int:
-    """The length of ``synthesize(text, size=size, watermark=watermark)`` without making it."""
+def tones(text: str) -> bytes:
+    """``text`` as 24-bit PCM tones (no header): 1/15 s per character, never silent."""
+    return b"".join([_segment(c) for c in text])
+
+
+def _natural(spoken: str, speech: bool) -> bytes:
+    """The PCM of ``spoken`` at its natural length: speech if asked and possible, else tones."""
+    if speech:
+        pcm = _speech.speak(spoken)
+        if pcm is not None:
+            return pcm
+    return tones(spoken)
+
+
+def wav_length(
+    text: str, *, size: int | None = None, watermark: bool = False, speech: bool = True
+) -> int:
+    """The length of ``synthesize(text, ...)`` with the same arguments.
+
+    Cheap for a sized result or tones; speech is synthesised (once: it is cached per text).
+    """
     if size is not None:
         return HEADER_BYTES + _data_bytes(size)
+    if speech:
+        return HEADER_BYTES + len(_natural(spoken_text(text, watermark=watermark), speech))
     return HEADER_BYTES + len(spoken_text(text, watermark=watermark)) * SEGMENT_BYTES
 
 
-def synthesize(text: str, *, size: int | None = None, watermark: bool = False) -> bytes:
+def synthesize(
+    text: str, *, size: int | None = None, watermark: bool = False, speech: bool = True
+) -> bytes:
     """A complete WAV file speaking ``text``; the same arguments always give the same bytes.
 
-    Without ``size`` the audio lasts ``len(text) / 15`` seconds (plus the watermark phrase
-    when ``watermark``). With ``size`` the file is exactly ``size`` bytes rounded down to
-    whole samples: the audio is repeated, or cut, to fit. Raises ``ValueError`` if ``size``
-    cannot hold the header and one sample.
+    Without ``size`` the file speaks the text (after the watermark phrase when
+    ``watermark``) with eSpeak NG if the ``speech`` extra is installed and ``speech`` is
+    true, or else renders it as tones lasting ``len(text) / 15`` seconds. With ``size`` it
+    is tones, exactly ``size`` bytes rounded down to whole samples: the audio is repeated,
+    or cut, to fit. Raises ``ValueError`` if ``size`` cannot hold the header and one sample.
     """
     spoken = spoken_text(text, watermark=watermark)
-    segments = [_segment(c) for c in spoken]
     if size is None:
-        return wav_header(len(segments) * SEGMENT_BYTES) + b"".join(segments)
+        data = _natural(spoken, speech)
+        return wav_header(len(data)) + data
     want = _data_bytes(size)
-    data = b"".join(segments) or bytes(SAMPLE_WIDTH)
+    data = tones(spoken) or bytes(SAMPLE_WIDTH)
     whole, rest = divmod(want, len(data))
     # One join of whole repeats and a partial tail: two passes over the bytes, not four.
     return b"".join([wav_header(want), data * whole, data[:rest]])
@@ -146,8 +177,10 @@ def runs_length(runs: Runs) -> int:
     return sum(len(piece) * times for piece, times in runs)
 
 
-def base64_runs(text: str, *, size: int | None = None, watermark: bool = False) -> Runs:
-    """Standard Base64 of ``synthesize(text, size=size, watermark=watermark)``, as runs.
+def base64_runs(
+    text: str, *, size: int | None = None, watermark: bool = False, speech: bool = True
+) -> Runs:
+    """Standard Base64 of ``synthesize(text, ...)`` with the same arguments, as runs.
 
     Without ``size`` that is one piece. With ``size`` the audio is periodic, and so is its
     Base64: a 30 MB file is three pieces, the middle one (one period, a few hundred KB of
@@ -160,10 +193,9 @@ def base64_runs(text: str, *, size: int | None = None, watermark: bool = False) 
     the same text. The remainder, the last piece, carries the ``=`` padding if any.
     """
     if size is None:
-        return ((pybase64.b64encode(synthesize(text, watermark=watermark)), 1),)
+        return ((pybase64.b64encode(synthesize(text, watermark=watermark, speech=speech)), 1),)
     want = _data_bytes(size)
-    spoken = spoken_text(text, watermark=watermark)
-    data = b"".join([_segment(c) for c in spoken]) or bytes(SAMPLE_WIDTH)
+    data = tones(spoken_text(text, watermark=watermark)) or bytes(SAMPLE_WIDTH)
     unit = data[1:] + data[:1]  # the period as seen from data byte 1
     whole, rest = divmod(want - 1, len(unit))
     runs = [(pybase64.b64encode(wav_header(want) + data[:1]), 1)]

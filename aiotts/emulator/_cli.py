@@ -4,7 +4,8 @@ Every :class:`EmulatorConfig` and :class:`Faults` field is a flag of the same na
 kebab case (``--pending-seconds 0.5:3``, ``--server-error-share 0.1``), generated from the
 dataclasses so the two cannot drift apart. The first line on stdout is exactly
 ``aiotts emulator listening on URL`` (flushed), so a parent that passed ``--port 0`` can
-read where to connect.
+read where to connect; the next lines give the credentials and a ready-to-paste
+``export`` line for the library and the command line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import shlex
 import signal
 import ssl
 import sys
@@ -30,7 +32,7 @@ from aiotts.emulator._config import (
 )
 from aiotts.emulator._server import Emulator
 
-__all__ = ["add_arguments", "config_from_args", "faults_from_args", "main", "run"]
+__all__ = ["add_arguments", "config_from_args", "faults_from_args", "main", "run", "startup_lines"]
 
 LISTENING = "aiotts emulator listening on"
 
@@ -190,15 +192,40 @@ async def _serve(
     async with Emulator(
         config, faults=faults, host=host, port=port, ssl_context=ssl_context
     ) as emu:
-        print(f"{LISTENING} {emu.url}", flush=True)
-        print(f"client id: {emu.client_id}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             # Not available on every platform; Ctrl-C still ends asyncio.run there.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
+        # Printed only now, so that a parent that read these lines may stop us cleanly.
+        print("\n".join(startup_lines(emu.url, emu.client_id, emu.client_secret)), flush=True)
         await stop.wait()
+
+
+def startup_lines(url: str, client_id: str, client_secret: str) -> list[str]:
+    """What the emulator prints when it starts: where it is and how to use it.
+
+    The first line is exactly ``aiotts emulator listening on URL`` (parents read it), the
+    second ``client id: ID``; the ``export`` line pastes into a POSIX shell as it is.
+    """
+    exports = " ".join(
+        f"{name}={shlex.quote(value)}"
+        for name, value in (
+            ("ASPOSE_CLIENT_ID", client_id),
+            ("ASPOSE_CLIENT_SECRET", client_secret),
+            ("AIOTTS_BASE_URL", url),
+        )
+    )
+    return [
+        f"{LISTENING} {url}",
+        f"client id: {client_id}",
+        f"client secret: {client_secret}",
+        "These are the emulator's own throwaway credentials, not an Aspose account's.",
+        "Point aiotts (the library and the command line) at it with:",
+        f"  export {exports}",
+        f"Admin API: {url}/_emulator/stats, /tasks, /faults ... (see the README). Ctrl-C stops.",
+    ]
 
 
 def _loop_factory(want: bool | None) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -1,4 +1,8 @@
-"""The synthesised WAV: format, duration, audibility, determinism, size knob, watermark."""
+"""The synthesised WAV: format, duration, audibility, determinism, size knob, watermark.
+
+The tones' own properties are tested with ``speech=False``; speech is tested in
+``test_speech.py``. Sized results are always tones.
+"""
 
 from __future__ import annotations
 
@@ -53,15 +57,16 @@ def test_canonical_header_mono_22050_24bit() -> None:
 
 @pytest.mark.parametrize("length", [1, 15, 30, 151, 500])
 def test_one_second_per_fifteen_characters(length: int) -> None:
-    wav = synthesize("a" * length)
+    wav = synthesize("a" * length, speech=False)
     seconds = (len(wav) - 44) / 66150
     assert seconds == pytest.approx(length / 15)
-    assert wav_length("a" * length) == len(wav)
+    assert wav_length("a" * length, speech=False) == len(wav)
+    assert wav_length("a" * length) == len(synthesize("a" * length))
 
 
 def test_audible_and_deterministic() -> None:
-    first = synthesize("Hello, world.")
-    assert first == synthesize("Hello, world.")
+    first = synthesize("Hello, world.", speech=False)
+    assert first == synthesize("Hello, world.", speech=False)
     values = samples(first)
     assert rms(values) > 0.05 * 2**23  # far from silence
     assert max(values) < 2**23
@@ -69,24 +74,24 @@ def test_audible_and_deterministic() -> None:
 
 
 def test_whitespace_alone_is_not_silence() -> None:
-    assert rms(samples(synthesize("   "))) > 0
+    assert rms(samples(synthesize("   ", speech=False))) > 0
 
 
 def test_different_texts_sound_different() -> None:
     texts = ["abc", "abd", "cba", "ABC", "hello", "world"]
-    audio = {synthesize(t) for t in texts}
+    audio = {synthesize(t, speech=False) for t in texts}
     assert len(audio) == len(texts)
     # Not just different bytes: a different letter changes that segment's pitch.
-    a, b = samples(synthesize("a")), samples(synthesize("b"))
+    a, b = samples(synthesize("a", speech=False)), samples(synthesize("b", speech=False))
     crossings_a = sum(1 for x, y in itertools.pairwise(a) if x < 0 <= y)
     crossings_b = sum(1 for x, y in itertools.pairwise(b) if x < 0 <= y)
     assert crossings_a != crossings_b
 
 
 def test_watermark_is_spoken_in_trial_audio() -> None:
-    plain = synthesize("Some text")
-    trial = synthesize("Some text", watermark=True)
-    spoken_mark = synthesize(WATERMARK)[44:]
+    plain = synthesize("Some text", speech=False)
+    trial = synthesize("Some text", watermark=True, speech=False)
+    spoken_mark = synthesize(WATERMARK, speech=False)[44:]
     assert spoken_mark in trial
     assert spoken_mark not in plain
     assert plain[44:] in trial
@@ -101,7 +106,7 @@ def test_size_knob_gives_that_many_bytes_in_whole_samples(size: int) -> None:
     with wave.open(io.BytesIO(wav)) as reader:
         assert reader.getnframes() == (len(wav) - 44) // 3
     # Longer than the text: the text's audio repeats; shorter: it is cut.
-    natural = synthesize("Sized")[44:]
+    natural = synthesize("Sized", speech=False)[44:]
     assert wav[44:] == (natural * (len(wav) // len(natural) + 1))[: len(wav) - 44]
 
 
