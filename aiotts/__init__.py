@@ -10,7 +10,7 @@ straight to a WAV file on disk::
 ``aiotts.emulator`` is a local emulator of the API, for tests and demos.
 """
 
-from aiotts._batch import Batch, BatchReport
+from aiotts._batch import Batch, BatchReport, BatchStatistics
 from aiotts._client import TRIAL_MAX_CHARS, SavedAudio, TTSClient
 from aiotts._config import (
     DEFAULT_BASE_URL,
@@ -49,7 +49,6 @@ from aiotts._errors import (
 )
 from aiotts._manifest import ManifestEntry, read_manifest
 from aiotts._models import AudioResult, Outcome, OutcomeState, TaskResult, TaskStatus
-from aiotts._scheduler import BatchStatistics
 
 __all__ = [
     "DEFAULT_BASE_URL",

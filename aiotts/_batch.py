@@ -1,33 +1,77 @@
 """``Batch``: what ``fetch_many`` returns, an async iterator of outcomes.
 
-The scheduler runs in a task of its own that the client keeps, not in the caller's frame,
-so leaving an ``async for`` early (``break``, an exception, a cancellation) can never tear
-down a task group from the wrong task. Instead:
+A batch takes ids in (validating them, dropping duplicates, skipping what an earlier run
+finished), subscribes each to the client's scheduler, records every ending in the
+manifest, and hands the outcomes to its caller. It runs in a task of its own that the
+client keeps, not in the caller's frame, so leaving an ``async for`` early (``break``, an
+exception, a cancellation) can never tear down a task group from the wrong task. Instead:
 
 * a cancellation while the caller waits for the next outcome cancels the batch;
 * ``break`` drops the last reference to the batch, and ``__del__`` cancels it;
 * ``async with client.fetch_many(...) as batch`` cancels on exit *and waits* until every
-  temporary file is gone and every id in flight is recorded;
+  id in flight is recorded;
 * closing the client cancels and waits for every batch still running.
 
-The outcome stream is bounded, so a caller that stops reading slows the batch down instead
-of letting outcomes pile up in memory.
+Invariants:
+
+* Every distinct id taken in ends exactly once: its manifest line is written, then its
+  outcome is queued for the caller. On cancellation the ids in flight are recorded as
+  ``cancelled`` (synchronously, so the record is whole even then); at the batch deadline
+  they and every id not yet taken in end as ``expired``.
+* Ids are taken in only while fewer than ``tasks_in_flight`` are in flight *or* waiting to
+  be read, so a caller that stops reading slows the batch down instead of letting
+  outcomes pile up, and an iterable of a million ids never sits in memory. The batch ends
+  only once every outcome was queued: a slow reader loses none.
+* An error that no task can get past (the credentials refused, the manifest unwritable)
+  stops the batch: every id in flight is recorded with that error as its cause, and the
+  caller gets the error itself after the outcomes already queued.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from types import TracebackType
+import asyncio
+import math
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
 
-from aiotts._errors import AiottsError
+from aiotts._admission import ResumeRules, SeenIds, TaskIds, each, id_problem
+from aiotts._config import PollPolicy
+from aiotts._errors import AiottsError, AuthenticationError, OutputError
+from aiotts._files import OutputTarget
+from aiotts._manifest import Manifest
 from aiotts._models import Outcome
-from aiotts._scheduler import BatchStatistics, Scheduler, TaskIds
+from aiotts._scheduler import Scheduler, Subscription
+from aiotts._session import HttpSession
+from aiotts._states import State
 
-__all__ = ["Batch", "BatchReport"]
+__all__ = ["Batch", "BatchReport", "BatchStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatistics:
+    """A snapshot of a batch: tasks per state, requests sent, retries, bytes written."""
+
+    states: Mapping[str, int]
+    requests: Mapping[str, int]
+    retries: int
+    throttled: int
+    bytes_written: int
+    resumed: int
+    elapsed: float
+    rate_limit: float = field(default=math.inf)
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.states.items() if State(s).is_final)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.states.get(s.value, 0) for s in (State.POLLING, State.DOWNLOADING))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,22 +87,21 @@ class BatchReport:
         return not self.failed
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to show for a task group that failed: ours if there is one."""
-    leaves: list[BaseException] = []
+def stops_a_batch(error: BaseException | None) -> bool:
+    """Whether ``error``, met by one task, means no other task can succeed either."""
+    return isinstance(error, AuthenticationError)
 
-    def collect(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                collect(inner)
-        else:
-            leaves.append(error)
 
-    collect(group)
-    for error in leaves:
-        if isinstance(error, AiottsError):
-            return error
-    return leaves[0] if leaves else group
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """What ``fetch_many`` was asked for."""
+
+    target_for: Callable[[str], OutputTarget]
+    capacity: int
+    task_timeout: float = math.inf
+    batch_timeout: float = math.inf
+    poll: PollPolicy | None = None
+    resume: ResumeRules | None = None
 
 
 class Batch:
@@ -67,46 +110,243 @@ class Batch:
     def __init__(
         self,
         scheduler: Scheduler,
+        session: HttpSession,
         ids: TaskIds,
         spawn: Callable[[Coroutine[Any, Any, None]], object],
+        options: BatchOptions,
         *,
-        on_close: Callable[[], None] | None = None,
+        manifest: Manifest | None = None,
     ) -> None:
         self._scheduler = scheduler
-        self._on_close = on_close
+        self._session = session
         self._ids = ids
         self._spawn = spawn
-        self._send, self._receive = anyio.create_memory_object_stream[Outcome](256)
+        self._options = options
+        self._manifest = manifest
+        self._seen = SeenIds()
+        self._active: dict[str, Subscription] = {}
+        self._admitting: str | None = None
+        self._ready: deque[Outcome] = deque()
+        self._held = 0  # ids in flight plus outcomes not yet read: bounded by capacity
+        self._room: asyncio.Future[None] | None = None
+        self._news: asyncio.Future[None] | None = None
+        self._all_ended: asyncio.Future[None] | None = None
+        self._counts: Counter[State] = Counter()
+        self._resumed = 0
+        self._bytes_written = 0
         self._scope = anyio.CancelScope()
+        self._feeding = anyio.CancelScope()
         self._finished = anyio.Event()
         self._started = False
-        self._error: BaseException | None = None
+        self._done = False  # every outcome queued (or the batch stopped)
+        self._error: AiottsError | None = None
+        self._clock = scheduler.clock
+        self._started_at = self._clock()
+        counters = session.counters
+        self._requests_before = Counter(counters.requests)
+        self._retries_before = counters.retries
+        self._throttled_before = counters.throttled
 
     def __repr__(self) -> str:
         state = "finished" if self._finished.is_set() else "running" if self._started else "new"
-        return f"<Batch {state} {self._scheduler!r}>"
+        stats = self.statistics()
+        states = " ".join(f"{name}={n}" for name, n in stats.states.items() if n)
+        return f"<Batch {state} {states or 'empty'} requests={sum(stats.requests.values())}>"
 
     def statistics(self) -> BatchStatistics:
-        return self._scheduler.statistics()
+        counters = self._session.counters
+        requests = Counter(counters.requests)
+        requests.subtract(self._requests_before)
+        return BatchStatistics(
+            states=MappingProxyType({s.value: self._counts[s] for s in State}),
+            requests=MappingProxyType({k: v for k, v in requests.items() if v}),
+            retries=counters.retries - self._retries_before,
+            throttled=counters.throttled - self._throttled_before,
+            bytes_written=self._bytes_written,
+            resumed=self._resumed,
+            elapsed=self._clock() - self._started_at,
+            rate_limit=self._session.limiter.rate,
+        )
+
+    # -- the listener of its subscriptions --------------------------------------------------
+
+    def moved(self, before: State | None, after: State) -> None:
+        if before is not None:
+            self._counts[before] -= 1
+        self._counts[after] += 1
+
+    def ended(self, subscription: Subscription, outcome: Outcome) -> None:
+        del self._active[subscription.task_id]
+        self._held -= 1  # the id's hold passes to its outcome, until the caller reads it
+        self._bytes_written += outcome.bytes_written
+        self._record(outcome)
+        if stops_a_batch(outcome.cause):
+            assert outcome.cause is not None
+            self._stop(outcome.cause)
+        self._check_all_ended()
+
+    # -- running -------------------------------------------------------------------------------
 
     def _start(self) -> None:
         if not self._started:
             self._started = True
+            self._started_at = self._clock()
             self._spawn(self._run())
 
     async def _run(self) -> None:
+        source = each(self._ids)
         try:
-            with self._scope:
-                async with self._send:
-                    await self._scheduler.run(self._ids, self._send)
-        except BaseExceptionGroup as group:
-            self._error = _first_error(group)
-        except Exception as exc:
-            self._error = exc
+            with self._scope:  # catches its own cancellation: the ending is recorded inside
+                try:
+                    with anyio.move_on_after(self._options.batch_timeout) as batch_deadline:
+                        with self._feeding:
+                            async for raw in source:
+                                await self._admit(raw)
+                        await self._until_all_ended()
+                    if batch_deadline.cancelled_caught:
+                        await self._expire_everything(source)
+                except BaseException:
+                    self._end_active(State.CANCELLED, "the batch was cancelled")
+                    raise
         finally:
-            if self._on_close is not None:
-                self._on_close()
-            self._finished.set()
+            try:
+                with anyio.CancelScope(shield=True):
+                    await source.aclose()
+            finally:
+                if self._manifest is not None:
+                    self._manifest.close()
+                self._done = True
+                self._finished.set()
+                self._tell_reader()
+
+    async def _admit(self, raw: object) -> None:
+        task_id = self._seen.first_sighting(raw)
+        if task_id is None:
+            return  # a duplicate is fetched once and reported once
+        # From here until the id is subscribed or concluded, a cancellation or the batch
+        # deadline concludes it through ``_admitting``, so it is never dropped.
+        self._admitting = task_id
+        await self._wait_for_room()
+        problem = id_problem(raw)
+        if problem is not None:
+            self._conclude_unadmitted(task_id, State.ABORTED, problem)
+            return
+        resume = self._options.resume
+        resumed = resume.finished_before(task_id) if resume is not None else None
+        if resumed is not None:
+            self._admitting = None
+            self._counts[State(resumed.outcome.state.value)] += 1
+            self._resumed += 1
+            if resumed.new_line:
+                self._record(resumed.outcome)
+            else:
+                self._queue(resumed.outcome)
+            return
+        options = self._options
+        self._held += 1
+        self._active[task_id] = self._scheduler.subscribe(
+            task_id,
+            options.target_for(task_id),
+            self,
+            deadline=self._clock() + options.task_timeout,
+            poll=options.poll,
+        )
+        self._admitting = None
+
+    async def _wait_for_room(self) -> None:
+        while self._held >= self._options.capacity:
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+    async def _until_all_ended(self) -> None:
+        if self._active:
+            self._all_ended = asyncio.get_running_loop().create_future()
+            try:
+                await self._all_ended
+            finally:
+                self._all_ended = None
+
+    def _check_all_ended(self) -> None:
+        if not self._active and self._all_ended is not None and not self._all_ended.done():
+            self._all_ended.set_result(None)
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _record(self, outcome: Outcome) -> None:
+        """Write the outcome's manifest line, then queue it for the caller."""
+        if self._manifest is not None:
+            try:
+                self._manifest.append(outcome)
+            except OutputError as exc:
+                self._stop(exc)
+        self._queue(outcome)
+
+    def _queue(self, outcome: Outcome) -> None:
+        self._ready.append(outcome)
+        self._held += 1
+        self._tell_reader()
+
+    def _conclude_unadmitted(self, task_id: str, state: State, error: str) -> None:
+        """Record the end of an id that never became a subscription."""
+        self._admitting = None
+        self._counts[state] += 1
+        self._record(
+            Outcome(task_id, state.outcome, error=error, finished_at=self._scheduler_wall())
+        )
+
+    def _scheduler_wall(self) -> float:
+        import time
+
+        return time.time()
+
+    def _end_active(self, state: State, error: str, cause: AiottsError | None = None) -> None:
+        """End every id in flight (and the one being taken in) as ``state``; synchronous,
+        so the record is whole even when cancelled."""
+        for task_id, subscription in list(self._active.items()):
+            if self._scheduler.unsubscribe(subscription):
+                del self._active[task_id]
+                self._held -= 1
+                self.moved(subscription.state, state)
+                self._record(
+                    Outcome(
+                        task_id,
+                        state.outcome,
+                        error=error,
+                        finished_at=self._scheduler_wall(),
+                        cause=cause,
+                    )
+                )
+        if self._admitting is not None:
+            self._conclude_unadmitted(self._admitting, state, error)
+        self._check_all_ended()
+
+    def _stop(self, error: AiottsError) -> None:
+        """No other task can succeed: record the rest with this cause and stop taking ids."""
+        if self._error is not None:
+            return
+        self._error = error
+        self._feeding.cancel()
+        self._end_active(State.ABORTED, str(error), error)
+
+    async def _expire_everything(self, source: AsyncGenerator[object, None]) -> None:
+        """The batch deadline passed: every id in flight, and every id not yet taken in,
+        ends as expired."""
+        error = "the batch's deadline passed"
+        self._end_active(State.EXPIRED, error)
+        async for raw in source:
+            task_id = self._seen.first_sighting(raw)
+            if task_id is not None:
+                await self._wait_for_room()
+                self._conclude_unadmitted(task_id, State.EXPIRED, error)
+
+    # -- the caller's side -----------------------------------------------------------------------
+
+    def _tell_reader(self) -> None:
+        if self._news is not None and not self._news.done():
+            self._news.set_result(None)
 
     def cancel(self) -> None:
         """Stop the batch. Ids in flight are recorded as cancelled, temporary files removed."""
@@ -124,18 +364,26 @@ class Batch:
     async def __anext__(self) -> Outcome:
         self._start()
         try:
-            try:
-                return self._receive.receive_nowait()  # no trip through the loop if ready
-            except anyio.WouldBlock:
-                return await self._receive.receive()
-        except anyio.EndOfStream:
-            self._receive.close()
-            if self._error is not None:
-                raise self._error from None
-            raise StopAsyncIteration from None
+            while not self._ready:
+                if self._done:
+                    if self._error is not None:
+                        raise self._error
+                    raise StopAsyncIteration
+                self._news = asyncio.get_running_loop().create_future()
+                try:
+                    await self._news
+                finally:
+                    self._news = None
+        except (StopAsyncIteration, AiottsError):
+            raise
         except BaseException:
             self.cancel()  # the caller was cancelled or failed: nobody reads any more
             raise
+        outcome = self._ready.popleft()
+        self._held -= 1
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        return outcome
 
     async def __aenter__(self) -> Batch:
         self._start()
@@ -149,18 +397,13 @@ class Batch:
     ) -> None:
         self.cancel()
         await self.wait_closed()
-        self._receive.close()
 
     def __del__(self) -> None:
         if not self._started:  # made, never iterated: release what __init__ took
-            self._send.close()
-            self._receive.close()
-            if self._on_close is not None:
-                self._on_close()
+            if self._manifest is not None:
+                self._manifest.close()
         elif not self._finished.is_set():
             self._scope.cancel()
-        else:
-            self._receive.close()
 
     async def collect(self) -> BatchReport:
         """Run to the end; every outcome, the done ones apart from the rest."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import math
 import os
 import ssl
 import urllib.parse
@@ -25,7 +26,8 @@ import aiohttp
 import anyio
 import orjson
 
-from aiotts._batch import Batch, BatchReport
+from aiotts._admission import ResumeRules, TaskIds, id_problem
+from aiotts._batch import Batch, BatchOptions, BatchReport
 from aiotts._config import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -53,8 +55,9 @@ from aiotts._files import OutputTarget, output_error, remove_stale_parts
 from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
-from aiotts._scheduler import Scheduler, TaskIds
+from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
+from aiotts._states import State
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -238,6 +241,8 @@ class TTSClient:
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
         self._open = False
         self._download_slots: asyncio.Semaphore | None = None
+        self._scheduler: Scheduler | None = None
+        self._scheduler_task: asyncio.Task[None] | None = None
         self._batches: WeakSet[Batch] = WeakSet()
         self._batch_tasks: set[asyncio.Task[None]] = set()
 
@@ -253,6 +258,23 @@ class TTSClient:
         self._download_slots = asyncio.Semaphore(self._limits.downloads)
         self._open = True
         return self
+
+    def _the_scheduler(self) -> Scheduler:
+        """The one scheduler every wait and batch of this client feeds, started on first
+        use in a task the client keeps (so it outlives the caller that started it)."""
+        if self._scheduler is None:
+            assert self._download_slots is not None
+            self._scheduler = Scheduler(
+                self._session,
+                fetch_url=self._tts_url,
+                authorised=not self._trial,
+                poll=self._poll,
+                limits=self._limits,
+                download_slots=self._download_slots,
+                durable=self._durable,
+            )
+            self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
+        return self._scheduler
 
     async def __aexit__(
         self,
@@ -272,6 +294,10 @@ class TTSClient:
             if self._batch_tasks:
                 with anyio.CancelScope(shield=True):
                     await asyncio.gather(*self._batch_tasks, return_exceptions=True)
+            if self._scheduler_task is not None:
+                self._scheduler_task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(self._scheduler_task, return_exceptions=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._session.close()
@@ -427,16 +453,25 @@ class TTSClient:
         Raises ``TaskTimeoutError`` at the deadline, ``TaskFailedError`` or
         ``TaskNotFoundError`` if it ends without audio.
         """
+        self._require_open()
+        if not timeout > 0:
+            raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        problem = id_problem(task_id)
+        if problem is not None:
+            raise UsageError(problem)
         target = OutputTarget.at_path(to, task_id)
-        batch = self._batch(
-            [task_id],
-            lambda _: target,
-            folder=target.folder,
-            poll=poll,
-            task_timeout=timeout,
+        _prepare_folder(target.folder)
+        scheduler = self._the_scheduler()
+        waiter = _Waiter()
+        subscription = scheduler.subscribe(
+            task_id, target, waiter, deadline=scheduler.clock() + timeout, poll=poll
         )
-        async with batch:
-            outcome = await anext(batch)
+        try:
+            outcome = await waiter.outcome
+        finally:
+            # Cancelled (a web request went away): the others waiting for the same task
+            # keep theirs; the last one leaving stops its polling.
+            scheduler.unsubscribe(subscription)
         return _saved_or_raise(outcome)
 
     # -- many tasks ---------------------------------------------------------------------------
@@ -503,28 +538,42 @@ class TTSClient:
         remove_stale_parts(folder)
         earlier = read_manifest(manifest) if (resume and manifest is not None) else {}
         open_manifest = Manifest(manifest) if manifest is not None else None
-        assert self._download_slots is not None
-        scheduler = Scheduler(
-            self._session,
-            fetch_url=self._tts_url,
-            authorised=not self._trial,
+        options = BatchOptions(
             target_for=target_for,
-            poll=poll or self._poll,
-            limits=self._limits,
-            download_slots=self._download_slots,
-            durable=self._durable,
-            task_timeout=task_timeout,
-            batch_timeout=batch_timeout,
-            manifest=open_manifest,
-            earlier=earlier,
-            retry_failed=retry_failed,
-            resume_files=resume,
+            capacity=self._limits.tasks_in_flight,
+            task_timeout=math.inf if task_timeout is None else task_timeout,
+            batch_timeout=math.inf if batch_timeout is None else batch_timeout,
+            poll=poll,
+            resume=ResumeRules(earlier, target_for, retry_failed, check_files=True)
+            if resume
+            else None,
         )
         batch = Batch(
-            scheduler, ids, self._spawn, on_close=open_manifest.close if open_manifest else None
+            self._the_scheduler(),
+            self._session,
+            ids,
+            self._spawn,
+            options,
+            manifest=open_manifest,
         )
         self._batches.add(batch)
         return batch
+
+
+class _Waiter:
+    """The listener of one ``wait``: keeps the outcome for the waiting caller."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    def moved(self, before: State | None, after: State) -> None:
+        pass
+
+    def ended(self, subscription: Subscription, outcome: Outcome) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(outcome)
 
 
 def _prepare_folder(folder: Path) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import os
 import re
+import shutil
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "output_error",
     "remove_stale_parts",
     "safe_stem",
+    "share_file",
 ]
 
 PART_SUFFIX = ".part"
@@ -299,3 +301,25 @@ async def commit_all(files: Sequence[ResultFile], *, durable: bool) -> None:
         for file in files:
             file.discard()
         raise
+
+
+def share_file(source: Path, destination: Path, *, task_id: str) -> Path:
+    """Give ``destination`` the content of the whole file ``source``: a hard link where the
+    file system allows one, else a copy. Atomic like every write here: the new entry is
+    made at a temporary name and takes its final name with ``os.replace``."""
+    if destination == source:
+        return destination
+    temp = destination.with_name(
+        f".{destination.name}.{os.getpid()}.{next(_temp_numbers)}{PART_SUFFIX}"
+    )
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
+        os.replace(temp, destination)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise output_error(exc, destination, task_id) from exc
+    return destination

@@ -55,12 +55,13 @@ MIN_BUDGET_WAIT = 0.25
 class Timing(Generic[K]):
     """The pacing state of one task: its deadline and its delays."""
 
-    __slots__ = ("deadline", "delays", "forgotten", "key", "processing", "waiting")
+    __slots__ = ("deadline", "delays", "forgotten", "key", "policy", "processing", "waiting")
 
     def __init__(self, key: K, deadline: float, delays: Iterator[float]) -> None:
         self.key = key
         self.deadline = deadline
         self.delays = delays
+        self.policy: PollPolicy | None = None  # None: the pacer's
         self.processing = False
         self.waiting = False  # on the heap of due tasks, not handed out
         self.forgotten = False
@@ -95,6 +96,12 @@ Decision = Poll[K] | Expire[K] | Sleep
 _Entry = tuple[float, int, Timing[K]]
 
 
+def _current(entry: _Entry[K]) -> bool:
+    """A deadline entry still speaks for its task: not forgotten, not since extended."""
+    timing = entry[2]
+    return not timing.forgotten and entry[0] == timing.deadline
+
+
 class Pacer(Generic[K]):
     """The queue of first polls, the heap of due tasks, the deadlines and the poll budget."""
 
@@ -113,7 +120,7 @@ class Pacer(Generic[K]):
         self._fresh: deque[_Entry[K]] = deque()
         self._due: list[_Entry[K]] = []  # (due, sequence, timing): polls that ask again
         self._deadlines: list[_Entry[K]] = []  # (deadline, sequence, timing): finite ones
-        self._forgotten_deadlines = 0  # entries of ``_deadlines`` whose task was forgotten
+        self._live_deadlines = 0  # tasks not forgotten with a finite deadline
         self._rate = policy.budget  # tokens a second; None: asking again is never held back
         self._capacity = max(1.0, policy.budget * burst) if policy.budget else math.inf
         self._tokens = self._capacity
@@ -128,21 +135,44 @@ class Pacer(Generic[K]):
 
     # -- what happened -----------------------------------------------------------------------
 
-    def admit(self, key: K, *, now: float, deadline: float = math.inf) -> Timing[K]:
-        """Take in a task: its first poll is due ``now``; it ends at ``deadline``."""
-        timing = Timing(key, deadline, self._policy.pending_delays())
+    def admit(
+        self,
+        key: K,
+        *,
+        now: float,
+        deadline: float = math.inf,
+        policy: PollPolicy | None = None,
+    ) -> Timing[K]:
+        """Take in a task: its first poll is due ``now``; it ends at ``deadline``. Its delays
+        come from ``policy`` (default: the pacer's); the budget is always the pacer's."""
+        timing = Timing(key, deadline, (policy or self._policy).pending_delays())
+        timing.policy = policy
         timing.waiting = True
         self._fresh.append((now, self._next_sequence(), timing))
-        if deadline < math.inf:
-            heapq.heappush(self._deadlines, (deadline, self._sequence, timing))
+        self._watch(timing)
         return timing
+
+    def extend(self, timing: Timing[K], deadline: float) -> None:
+        """Move the task's deadline later (an earlier one is ignored)."""
+        if deadline <= timing.deadline or timing.forgotten:
+            return
+        if timing.deadline < math.inf:
+            self._live_deadlines -= 1  # counted again by ``_watch`` if still finite
+        # The entry of the earlier deadline is stale from now on: skipped at the top.
+        timing.deadline = deadline
+        self._watch(timing)
+
+    def _watch(self, timing: Timing[K]) -> None:
+        if timing.deadline < math.inf:
+            self._live_deadlines += 1
+            heapq.heappush(self._deadlines, (timing.deadline, self._next_sequence(), timing))
 
     def not_ready(self, timing: Timing[K], *, now: float, processing: bool) -> float:
         """The task's answer said it is not finished: schedule its next poll, and return
         when that is due. The first ``Processing`` answer switches to the processing delays."""
         if processing and not timing.processing:
             timing.processing = True
-            timing.delays = self._policy.processing_delays()
+            timing.delays = (timing.policy or self._policy).processing_delays()
         due = min(now + next(timing.delays), timing.deadline)
         timing.waiting = True
         heapq.heappush(self._due, (due, self._next_sequence(), timing))
@@ -154,13 +184,10 @@ class Pacer(Generic[K]):
             return
         timing.forgotten = True
         if timing.deadline < math.inf:
-            self._forgotten_deadlines += 1
-            if self._forgotten_deadlines > 64 and self._forgotten_deadlines * 2 > len(
-                self._deadlines
-            ):
-                self._deadlines = [e for e in self._deadlines if not e[2].forgotten]
+            self._live_deadlines -= 1
+            if len(self._deadlines) > 64 + 2 * self._live_deadlines:
+                self._deadlines = [e for e in self._deadlines if _current(e)]
                 heapq.heapify(self._deadlines)
-                self._forgotten_deadlines = 0
 
     def _next_sequence(self) -> int:
         self._sequence += 1
@@ -174,8 +201,12 @@ class Pacer(Generic[K]):
         deadline = self._next_deadline(now)
         if isinstance(deadline, Expire):
             return deadline
-        fresh = self._live_top(self._fresh)
-        again = self._live_top(self._due)
+        fresh = self._live_top(self._fresh, now)
+        if isinstance(fresh, Expire):
+            return fresh
+        again = self._live_top(self._due, now)
+        if isinstance(again, Expire):
+            return again
         if again is not None and again[0] <= now:
             self._refill(now)
             if self._tokens >= 1 and (fresh is None or again[:2] < fresh[:2]):
@@ -204,33 +235,40 @@ class Pacer(Generic[K]):
         """``Expire`` for a waiting task whose deadline has come; else the next deadline.
 
         A task handed out when its deadline comes is not expired here: its owner bounds the
-        poll in flight by the same deadline, and ``not_ready`` then schedules it at the
-        deadline, where ``_live_top`` expires it."""
+        poll in flight by the same deadline, and if it comes back through ``not_ready``,
+        ``_live_top`` expires it."""
         deadlines = self._deadlines
         while deadlines:
-            deadline, _, timing = deadlines[0]
-            if not timing.forgotten and deadline > now:
-                return deadline
+            entry = deadlines[0]
+            if _current(entry) and entry[0] > now:
+                return entry[0]
             heapq.heappop(deadlines)
-            if timing.forgotten:
-                self._forgotten_deadlines -= 1
-            elif timing.waiting:
+            timing = entry[2]
+            if _current(entry) and timing.waiting:
+                self.forget(timing)
                 timing.waiting = False
-                timing.forgotten = True
                 return Expire(timing.key)
         return math.inf
 
-    def _live_top(self, queue: deque[_Entry[K]] | list[_Entry[K]]) -> _Entry[K] | None:
-        """The first entry of ``queue`` whose task is not forgotten (the others are dropped:
-        a forgotten task's entry is stale)."""
+    def _live_top(
+        self, queue: deque[_Entry[K]] | list[_Entry[K]], now: float
+    ) -> _Entry[K] | Expire[K] | None:
+        """The first entry of ``queue`` whose task is not forgotten (a forgotten task's
+        entry is stale, and dropped). A task whose deadline came while it was handed out is
+        taken off and returned as ``Expire``: it is never polled at or after its deadline."""
         while queue:
             entry = queue[0]
-            if not entry[2].forgotten:
+            timing = entry[2]
+            if not timing.forgotten and now < timing.deadline:
                 return entry
             if isinstance(queue, deque):
                 queue.popleft()
             else:
                 heapq.heappop(queue)
+            if not timing.forgotten:
+                self.forget(timing)
+                timing.waiting = False
+                return Expire(timing.key)
         return None
 
     def _refill(self, now: float) -> None:

@@ -1,191 +1,125 @@
-"""The batch scheduler: many task ids polled at once, each with its own state machine.
+"""The client's scheduler: every task the client waits for, polled by one set of workers.
 
 Shape::
 
-    ids ──feed──▶ admitted tasks ──▶ heap of (next poll time, task)
-                                         │ dispatch (when due)
-                                         ▼
-                               polls workers ── GET result ──▶ state machine
-                                         │                        │
-                         not ready: back on the heap        final: manifest line,
-                         after the poll policy's delay      then the outcome
+    batches, waiters ──subscribe──▶ one task per id ──▶ Pacer: first polls, due polls,
+                                                         deadlines, the poll budget
+                                                              │ decide(now)
+                                                              ▼
+                               workers ── GET result ──▶ state machine (after the I/O)
+                                                              │
+                          not ready: back to the pacer      final: one outcome for each
+                                                            subscriber, through its listener
+
+The pacing (which task, when) is decided by the pure ``Pacer``; this module is the thin
+async shell around it: it sleeps until the pacer's next time, hands due tasks to workers,
+and feeds the pacer and the state machine what each answer said once the request is over.
 
 Invariants:
 
-* A task is in exactly one place: on the heap, in the hand-off queue, or with one
-  worker. So no task is ever polled twice at once, and sleeping tasks cost a heap entry
-  and a small object, not a coroutine holding a request.
-* Asking again about tasks is paced by the poll budget (``PollPolicy.budget``), so a
-  batch of thousands of pending tasks does not ask about them as fast as it can.
-* Ids are taken from the caller's iterable only while fewer than
-  ``Limits.tasks_in_flight`` tasks are unfinished, and each distinct id is admitted once.
-* Every admitted id ends exactly once: its final transition writes one manifest line and
-  then hands one ``Outcome`` to the caller. On cancellation the ids still in flight are
-  recorded as ``cancelled`` (synchronously, so the record is whole even then); at the
-  batch deadline they and every id not yet taken in end as ``expired``.
+* One task per id, however many subscribe (batches, single waits): it is polled by one
+  loop and downloaded once. Each subscriber gets its own outcome, and its own files (the
+  download itself, or hard links to it, or copies where links cannot be made).
+* A task is waiting in the pacer or handed to exactly one worker: never polled twice at
+  once. A task nobody subscribes to any more is forgotten by the pacer, so its polling
+  stops (a poll already out finishes, and its answer is discarded).
+* Every subscription ends exactly once: by the task's ending, by its own deadline, or by
+  ``unsubscribe`` (its owner records that ending itself).
+* State changes happen after the I/O returns, in the worker that did it; nothing changes
+  state from inside a request. Listeners are called synchronously and must not raise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import heapq
 import math
-import re
 import time
-from collections import Counter
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-)
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from types import MappingProxyType
+from typing import Protocol
 
-import aiohttp
 import anyio
 import yarl
-from anyio.streams.memory import MemoryObjectSendStream
 
 from aiotts._config import Limits, PollPolicy
-from aiotts._errors import AiottsError, CredentialsError, UnexpectedStatusError
-from aiotts._files import OutputTarget
-from aiotts._manifest import Manifest, ManifestEntry, complete_size, whole_files
-from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._errors import AiottsError, OutputError, ResponseError, UnexpectedStatusError
+from aiotts._files import OutputTarget, share_file
+from aiotts._models import Outcome, TaskResult, TaskStatus
+from aiotts._pacing import Expire, Pacer, Poll, Timing
 from aiotts._session import HttpSession
 from aiotts._states import Event, State, TaskMachine
 from aiotts._transfer import Answer, read_answer
 
-__all__ = ["BatchStatistics", "Scheduler", "TaskIds"]
-
-TaskIds = Iterable[str] | AsyncIterable[str]
-
-MAX_ID_LENGTH = 1000
-"""Longer ids are refused without a request: real ids are 36 characters."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchStatistics:
-    """A snapshot of a batch: tasks per state, requests sent, retries, bytes written."""
-
-    states: Mapping[str, int]
-    requests: Mapping[str, int]
-    retries: int
-    throttled: int
-    bytes_written: int
-    resumed: int
-    elapsed: float
-    rate_limit: float = field(default=math.inf)
-
-    @property
-    def finished(self) -> int:
-        return sum(n for s, n in self.states.items() if State(s).is_final)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(self.states.get(s.value, 0) for s in (State.POLLING, State.DOWNLOADING))
-
-
-class _Task:
-    """One admitted task. Only the scheduler touches it."""
-
-    __slots__ = (
-        "deadline",
-        "delays",
-        "machine",
-        "polled",
-        "processing",
-        "read_answer",
-        "target",
-        "task_id",
-        "url",
-    )
-
-    def __init__(
-        self,
-        task_id: str,
-        target: OutputTarget,
-        deadline: float,
-        policy: PollPolicy,
-        reader: Callable[[_Task], Callable[[aiohttp.ClientResponse], Awaitable[Answer]]],
-        base_url: yarl.URL,
-    ) -> None:
-        self.task_id = task_id
-        # Built once: every poll of the task asks for the same URL, and parsing and encoding
-        # it again for each request would cost more than the rest of a poll's own work.
-        self.url = base_url.with_query(id=task_id)
-        self.target = target
-        self.deadline = deadline
-        self.machine = TaskMachine()
-        self.delays: Iterator[float] = policy.pending_delays()
-        self.polled = False  # asked about at least once: the next poll asks *again*
-        self.processing = False
-        self.read_answer = reader(self)  # reads one answer about this task
-
-    def __repr__(self) -> str:
-        return f"<_Task {self.task_id} {self.machine.state.value}>"
-
-
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
-"""Control characters, and the lone surrogates that stand for bytes that were not UTF-8."""
-
-
-def _id_problem(raw: object) -> str | None:
-    """Why ``raw`` cannot be a task id, or None if it can be asked about."""
-    if not isinstance(raw, str):
-        return f"task ids are strings, got {type(raw).__name__}"
-    if not raw.strip():
-        return "the task id is empty"
-    if len(raw) > MAX_ID_LENGTH:
-        return f"the task id is {len(raw)} characters long (ids are 36); check the input"
-    bad = _UNPRINTABLE.search(raw)
-    if bad is None:
-        return None
-    if bad.group() >= "\ud800":
-        return "the task id is not valid UTF-8 (was the ids file saved in another encoding?)"
-    return "the task id contains control characters; check the input"
-
+__all__ = ["Listener", "Scheduler", "Subscription"]
 
 _DEADLINE_PASSED = "the task's deadline passed"
 
-_MIN_BUDGET_WAIT = 0.25
-"""Seconds the dispatcher sleeps at least when the poll budget is spent."""
 
-_BUDGET_BURST = 0.25
-"""Seconds of poll budget the bucket holds: the most that one wake-up may release.
-Polls released together cost less CPU each than the same polls spaced evenly (measured
-here: about 6% less at 250 ms than at 20 ms)."""
+class Listener(Protocol):
+    """Who hears about a subscription: a batch, or one waiting call."""
 
+    def moved(self, before: State | None, after: State) -> None:
+        """The task moved from ``before`` (None: newly subscribed) to ``after``."""
 
-def _wake(woken: asyncio.Future[None]) -> None:
-    if not woken.done():
-        woken.set_result(None)
+    def ended(self, subscription: Subscription, outcome: Outcome) -> None:
+        """The subscription ended with ``outcome``. Called once; must not raise."""
 
 
-def _fingerprint(task_id: str) -> bytes:
-    # 16 bytes per seen id instead of the whole string; collisions are out of reach.
-    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+class Subscription:
+    """One subscriber's interest in one task: where its files go, until when it waits."""
+
+    __slots__ = ("deadline", "listener", "target", "task", "timer")
+
+    def __init__(
+        self, task: _Task, target: OutputTarget, deadline: float, listener: Listener
+    ) -> None:
+        self.task = task
+        self.target = target
+        self.deadline = deadline
+        self.listener = listener
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.task.task_id} {self.state.value}>"
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def state(self) -> State:
+        return self.task.machine.state
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
-async def _each(ids: TaskIds) -> AsyncGenerator[object, None]:
-    if isinstance(ids, AsyncIterable):
-        async for task_id in ids:
-            yield task_id
-    else:
-        for task_id in ids:
-            yield task_id
+class _Task:
+    """One task id the client is waiting for. Only the scheduler touches it."""
+
+    __slots__ = ("download_target", "machine", "subscriptions", "task_id", "timing", "url")
+
+    def __init__(self, task_id: str, url: yarl.URL) -> None:
+        self.task_id = task_id
+        # Built once: every poll of the task asks for the same URL, and parsing and encoding
+        # it again for each request would cost more than the rest of a poll's own work.
+        self.url = url
+        self.machine = TaskMachine()
+        self.subscriptions: list[Subscription] = []
+        self.timing: Timing[_Task] | None = None
+        self.download_target: OutputTarget | None = None
+
+    def __repr__(self) -> str:
+        return f"<_Task {self.task_id} {self.machine.state.value} x{len(self.subscriptions)}>"
 
 
 class Scheduler:
-    """Runs one batch. Used once: ``run`` feeds outcomes into the given stream."""
+    """Polls every task of one client. ``run`` works until it is cancelled (the client
+    closes); ``subscribe`` and ``unsubscribe`` may be called any time, from the loop."""
 
     def __init__(
         self,
@@ -193,255 +127,167 @@ class Scheduler:
         *,
         fetch_url: str,
         authorised: bool,
-        target_for: Callable[[str], OutputTarget],
         poll: PollPolicy,
         limits: Limits,
         download_slots: asyncio.Semaphore,
         durable: bool,
-        task_timeout: float | None = None,
-        batch_timeout: float | None = None,
-        manifest: Manifest | None = None,
-        earlier: Mapping[str, ManifestEntry] | None = None,
-        retry_failed: bool = False,
-        resume_files: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._fetch_url = yarl.URL(fetch_url)
         self._authorised = authorised
-        self._target_for = target_for
-        self._poll = poll
         self._limits = limits
         self._download_slots = download_slots
         self._durable = durable
-        self._task_timeout = math.inf if task_timeout is None else task_timeout
-        self._batch_timeout = math.inf if batch_timeout is None else batch_timeout
-        self._manifest = manifest
-        self._earlier = earlier or {}
-        self._retry_failed = retry_failed
-        self._resume_files = resume_files
-
-        self._active: dict[str, _Task] = {}
-        self._seen: set[bytes] = set()
-        self._heap: list[tuple[float, int, _Task]] = []
-        self._sequence = 0
-        self._counts: Counter[State] = Counter()
-        self._bytes_written = 0
-        self._resumed = 0
-        self._capacity = asyncio.Semaphore(limits.tasks_in_flight)
+        self.clock = clock
+        self._wall_clock = wall_clock
+        self._pacer: Pacer[_Task] = Pacer(poll, now=clock())
+        self._tasks: dict[str, _Task] = {}
         self._woken: asyncio.Future[None] | None = None
         self._sleeping_until = math.inf
-        self._feeding_done = False
-        self._sending = 0
-        self._admitting: str | None = None
-        self._workers: anyio.abc.TaskGroup | None = None
-        self._outcomes: MemoryObjectSendStream[Outcome] | None = None
-        self._started = time.monotonic()
-        self._requests_before = Counter(session.counters.requests)
-        self._retries_before = session.counters.retries
-        self._throttled_before = session.counters.throttled
         # The hand-off from the dispatcher to the workers. Plain asyncio primitives: taking a
         # free worker or a queued task costs no trip through the event loop, which matters
         # at thousands of polls a second. ``_idle`` counts workers waiting for a task, so
-        # the dispatcher takes a task off the heap only when a worker is free for it.
+        # the dispatcher takes a task from the pacer only when a worker is free for it.
         self._idle = asyncio.Semaphore(limits.polls)
         self._due: asyncio.Queue[_Task] = asyncio.Queue()
+        self.bytes_written = 0
 
     def __repr__(self) -> str:
-        stats = self.statistics()
-        states = " ".join(f"{name}={n}" for name, n in stats.states.items() if n)
-        return (
-            f"<Scheduler {states or 'empty'} requests={sum(stats.requests.values())} "
-            f"retries={stats.retries} bytes={stats.bytes_written}>"
-        )
+        return f"<Scheduler tasks={len(self._tasks)} {self._pacer!r}>"
 
-    def statistics(self) -> BatchStatistics:
-        counters = self._session.counters
-        requests = Counter(counters.requests)
-        requests.subtract(self._requests_before)
-        return BatchStatistics(
-            states=MappingProxyType({s.value: self._counts[s] for s in State}),
-            requests=MappingProxyType({k: v for k, v in requests.items() if v}),
-            retries=counters.retries - self._retries_before,
-            throttled=counters.throttled - self._throttled_before,
-            bytes_written=self._bytes_written,
-            resumed=self._resumed,
-            elapsed=time.monotonic() - self._started,
-            rate_limit=self._session.limiter.rate,
-        )
+    # -- subscribers ---------------------------------------------------------------------
 
-    # -- the batch -------------------------------------------------------------------------
+    def subscribe(
+        self,
+        task_id: str,
+        target: OutputTarget,
+        listener: Listener,
+        *,
+        deadline: float = math.inf,
+        poll: PollPolicy | None = None,
+    ) -> Subscription:
+        """Wait for ``task_id`` until ``deadline`` (on ``clock``); its files go to
+        ``target``. A task already being polled is joined, not polled again; ``poll`` only
+        applies to a task that is new."""
+        now = self.clock()
+        task = self._tasks.get(task_id)
+        new = task is None
+        if task is None:
+            task = _Task(task_id, self._fetch_url.with_query(id=task_id))
+            self._tasks[task_id] = task
+        subscription = Subscription(task, target, deadline, listener)
+        if new:
+            task.subscriptions.append(subscription)
+            task.machine.apply(Event.ADMIT)
+            listener.moved(None, task.machine.state)
+            task.timing = self._pacer.admit(task, now=now, deadline=deadline, policy=poll)
+            self._wake(now)
+            return subscription
+        timing = task.timing
+        assert timing is not None
+        if deadline > timing.deadline:
+            # The task waits as long as its most patient subscriber; the others end at
+            # their own deadlines through timers.
+            for earlier in task.subscriptions:
+                self._arm(earlier, now)
+            self._pacer.extend(timing, deadline)
+        task.subscriptions.append(subscription)
+        self._arm(subscription, now)
+        listener.moved(None, task.machine.state)
+        return subscription
 
-    async def run(self, ids: TaskIds, outcomes: MemoryObjectSendStream[Outcome]) -> None:
-        """Take every id from ``ids`` to its outcome, sent into ``outcomes``."""
-        self._outcomes = outcomes
-        self._started = time.monotonic()
-        source = _each(ids)
+    def unsubscribe(self, subscription: Subscription) -> bool:
+        """Stop waiting: the listener hears nothing more of it (its owner records how it
+        ended). False if it had already ended. The last subscriber leaving stops the
+        task's polling."""
+        task = subscription.task
         try:
-            with anyio.move_on_after(self._batch_timeout) as batch_deadline:
-                async with anyio.create_task_group() as workers:
-                    self._workers = workers
-                    workers.start_soon(self._feed, source)
-                    workers.start_soon(self._dispatch)
-                    for _ in range(self._limits.polls):
-                        workers.start_soon(self._work)
-            if batch_deadline.cancelled_caught:
-                await self._expire_everything(source)
-        except BaseException:
-            self._record_cancelled()
-            raise
-        finally:
-            await source.aclose()
+            task.subscriptions.remove(subscription)
+        except ValueError:
+            return False
+        subscription.stop_timer()
+        if not task.subscriptions:
+            self._drop(task)
+        return True
 
-    def _stop_if_finished(self) -> None:
-        # Every id taken in has ended *and* its outcome was handed over: stopping while an
-        # outcome is still being sent would cancel that send and lose it.
-        if (
-            self._feeding_done
-            and not self._active
-            and not self._sending
-            and self._workers is not None
-        ):
-            self._workers.cancel_scope.cancel()
+    def _arm(self, subscription: Subscription, now: float) -> None:
+        timing = subscription.task.timing
+        assert timing is not None
+        if subscription.timer is None and subscription.deadline < timing.deadline:
+            subscription.timer = asyncio.get_running_loop().call_later(
+                max(subscription.deadline - now, 0.0), self._expire_one, subscription
+            )
 
-    # -- admission ---------------------------------------------------------------------------
-
-    async def _feed(self, source: AsyncIterator[object]) -> None:
-        async for raw in source:
-            await self._admit(raw)
-        self._feeding_done = True
-        self._stop_if_finished()
-
-    def _first_sighting(self, raw: object) -> str | None:
-        """The id ``raw`` stands for, or None if it was seen before (a duplicate is
-        fetched once and reported once)."""
-        task_id = raw if isinstance(raw, str) else repr(raw)
-        fingerprint = _fingerprint(task_id)
-        if fingerprint in self._seen:
-            return None
-        self._seen.add(fingerprint)
-        return task_id
-
-    async def _admit(self, raw: object) -> None:
-        task_id = self._first_sighting(raw)
-        if task_id is None:
+    def _expire_one(self, subscription: Subscription) -> None:
+        """A subscriber's deadline came before its task's: it alone ends as expired."""
+        subscription.timer = None
+        task = subscription.task
+        if subscription not in task.subscriptions:
             return
-        # From here until the task is active or concluded, a cancellation or the batch
-        # deadline concludes this id through ``_admitting``, so it is never dropped.
-        self._admitting = task_id
-        problem = _id_problem(raw)
-        if problem is not None:
-            await self._emit(self._conclude_unadmitted(task_id, State.ABORTED, problem))
-            return
-        if await self._skip_done(task_id):
-            self._admitting = None
-            return
-        await self._capacity.acquire()
-        deadline = time.monotonic() + self._task_timeout
-        task = _Task(
-            task_id, self._target_for(task_id), deadline, self._poll, self._reader, self._fetch_url
+        task.subscriptions.remove(subscription)
+        outcome = Outcome(
+            task.task_id,
+            State.EXPIRED.outcome,
+            error=_DEADLINE_PASSED,
+            finished_at=self._wall_clock(),
         )
-        self._counts[State.QUEUED] += 1
-        self._active[task_id] = task
-        self._admitting = None
-        self._transition(task, Event.ADMIT)
-        self._schedule(task, time.monotonic())
+        subscription.listener.moved(task.machine.state, State.EXPIRED)
+        subscription.listener.ended(subscription, outcome)
+        if not task.subscriptions:
+            self._drop(task)
 
-    async def _skip_done(self, task_id: str) -> bool:
-        """Report and skip an id an earlier run finished, if its files are still whole.
+    def _drop(self, task: _Task) -> None:
+        """Nobody waits for ``task`` any more: the pacer forgets it. A poll of it that is
+        out finishes, and the worker discards its answer; a new subscriber for the same id
+        starts a task of its own."""
+        if task.timing is not None:
+            self._pacer.forget(task.timing)
+        self._let_go(task)
 
-        Every check here is ``lstat`` plus a non-blocking, non-following open of a regular
-        file (``_manifest.complete_size``): a FIFO or a link at a final name is never
-        opened, so it can neither block the loop nor pass for a result; its task is fetched
-        again and the new file replaces the entry (``os.replace`` does not follow it)."""
-        entry = self._earlier.get(task_id)
-        if entry is not None:
-            files = whole_files(entry, self._target_for(task_id).folder)
-            refused = entry.state in (OutcomeState.FAILED, OutcomeState.MISSING)
-            if files is not None or (refused and not self._retry_failed):
-                self._counts[State(entry.state.value)] += 1
-                self._resumed += 1
-                await self._emit(entry.as_outcome(files))
-                return True
-        elif self._resume_files:
-            # Finished after its file was renamed but before its manifest line: a file at
-            # its final name is whole by construction, so the task is done.
-            path = self._target_for(task_id).path(0)
-            size = complete_size(path)
-            if size is not None:
-                outcome = Outcome(
-                    task_id,
-                    OutcomeState.DONE,
-                    files=(path,),
-                    bytes_written=size,
-                    finished_at=time.time(),
-                    resumed=True,
-                )
-                self._counts[State.DONE] += 1
-                self._resumed += 1
-                self._append(outcome)
-                await self._emit(outcome)
-                return True
-        return False
+    def _let_go(self, task: _Task) -> None:
+        if self._tasks.get(task.task_id) is task:
+            del self._tasks[task.task_id]
 
-    # -- timing --------------------------------------------------------------------------------
+    # -- the loop --------------------------------------------------------------------------
 
-    def _schedule(self, task: _Task, due: float) -> None:
-        due = min(due, task.deadline)
-        self._sequence += 1
-        heapq.heappush(self._heap, (due, self._sequence, task))
-        if due < self._sleeping_until and self._woken is not None:
-            _wake(self._woken)
+    async def run(self) -> None:
+        """Dispatch and poll until cancelled."""
+        async with anyio.create_task_group() as workers:
+            for _ in range(self._limits.polls):
+                workers.start_soon(self._work)
+            await self._dispatch()
 
     async def _dispatch(self) -> None:
-        """Hand due tasks to free workers, in due order.
-
-        Asking *again* about a task spends one token of the poll budget, a bucket that
-        refills at ``PollPolicy.budget`` tokens a second and holds ``_BUDGET_BURST`` seconds
-        of them: with
-        thousands of tasks pending, each is asked about less often, instead of the batch
-        asking as fast as it can. A first poll is never held back.
-        """
-        heap = self._heap
-        budget = self._poll.budget  # tokens a second; None: asking again is never held back
-        capacity = max(1.0, budget * _BUDGET_BURST) if budget else math.inf
-        tokens = capacity
-        refilled = time.monotonic()
+        """Hand due tasks to free workers, and end the ones whose deadline came, as the
+        pacer decides."""
+        pacer = self._pacer
         while True:
-            now = time.monotonic()
-            if budget:
-                tokens = min(capacity, tokens + (now - refilled) * budget)
-                refilled = now
-            wake_at = math.inf
-            while heap:
-                due, _, task = heap[0]
-                if due > now:
-                    wake_at = due
+            await self._idle.acquire()  # a worker is free
+            while True:
+                decision = pacer.decide(self.clock())
+                if isinstance(decision, Poll):
+                    self._due.put_nowait(decision.key)
                     break
-                if budget and task.polled and tokens < 1:
-                    # Not before a few tokens are back: one wake-up releases several polls.
-                    wake_at = now + max((1 - tokens) / budget, _MIN_BUDGET_WAIT)
-                    break
-                await self._idle.acquire()  # waits while every worker is busy
-                if heap[0][2] is not task:  # the heap changed while waiting: look again
-                    self._idle.release()
+                if isinstance(decision, Expire):
+                    self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
                     continue
-                heapq.heappop(heap)
-                if task.polled:
-                    tokens -= 1
-                task.polled = True
-                self._due.put_nowait(task)
-            await self._sleep_until(wake_at)
+                await self._sleep_until(decision.until)
+
+    def _wake(self, due: float) -> None:
+        if due < self._sleeping_until and self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
 
     async def _sleep_until(self, when: float) -> None:
-        """Sleep until ``when``, or until ``_schedule`` puts an earlier task on the heap."""
+        """Sleep until ``when``, or until a task becomes due earlier (``_wake``)."""
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
         self._woken = woken
         self._sleeping_until = when
         timer = None
         if when < math.inf:
-            delay = max(when - time.monotonic(), 0.0)
-            timer = loop.call_later(delay, _wake, woken)
+            timer = loop.call_later(max(when - self.clock(), 0.0), _resolve, woken)
         try:
             await woken
         finally:
@@ -450,186 +296,169 @@ class Scheduler:
             if timer is not None:
                 timer.cancel()
 
-    # -- polling ---------------------------------------------------------------------------------
-
     async def _work(self) -> None:
         while True:
             task = await self._due.get()
             try:
-                await self._poll_once(task)
+                await self._poll(task)
             finally:
                 self._idle.release()
 
-    async def _poll_once(self, task: _Task) -> None:
-        now = time.monotonic()
-        if now >= task.deadline:
-            await self._finish(self._conclude(task, Event.DEADLINE, error=_DEADLINE_PASSED))
-            return
+    # -- one poll ----------------------------------------------------------------------------
+
+    async def _poll(self, task: _Task) -> None:
+        timing = task.timing
+        assert timing is not None
+        assert task.subscriptions
+        target = task.download_target = task.subscriptions[0].target
         answer: Answer | None = None
         failure: tuple[Event, AiottsError] | None = None
+        now = self.clock()
         # Only the request and the files' settling run under the task's deadline; the
         # ending is recorded outside it, so a deadline can never cut a recording short.
-        # No deadline, no cancel scope: most batches have none, and a scope per poll costs.
-        deadline = None if task.deadline == math.inf else anyio.move_on_after(task.deadline - now)
+        # No deadline, no cancel scope: most tasks have none, and a scope per poll costs.
+        deadline = (
+            None if timing.deadline == math.inf else anyio.move_on_after(timing.deadline - now)
+        )
         with deadline or contextlib.nullcontext():
             try:
                 answer = await self._session.request(
                     "poll",
                     "GET",
                     task.url,
-                    task.read_answer,
+                    partial(
+                        read_answer,
+                        task_id=task.task_id,
+                        target=target,
+                        download_slots=self._download_slots,
+                    ),
                     authorised=self._authorised,
                 )
-                await self._settle(answer)
-            except CredentialsError:
-                raise  # nothing can succeed: the batch stops and says why
+                if not task.subscriptions:
+                    answer.discard()  # everyone left while the poll was out
+                elif answer.result.status is TaskStatus.COMPLETED:
+                    self._move(task, Event.DOWNLOAD)
+                    await answer.settle(durable=self._durable)
             except UnexpectedStatusError as exc:
                 failure = (Event.UNKNOWN_STATUS, exc)
             except AiottsError as exc:  # retries ran out, or the answer was unusable
                 failure = (Event.GAVE_UP, exc)
-        if failure is not None:
+            except Exception as exc:  # a bug must not leave the task's subscribers waiting
+                bug = ResponseError(f"task {task.task_id}: internal error: {exc!r}")
+                bug.__cause__ = exc
+                failure = (Event.GAVE_UP, bug)
+        if not task.subscriptions:
+            pass  # dropped while its poll was out
+        elif failure is not None:
             event, error = failure
-            await self._finish(self._conclude(task, event, error=str(error), cause=error))
+            self._end(task, event, error=str(error), cause=error)
         elif answer is None or (deadline is not None and deadline.cancelled_caught):
-            await self._finish(self._conclude(task, Event.DEADLINE, error=_DEADLINE_PASSED))
+            if answer is not None:
+                answer.discard()
+            self._end(task, Event.DEADLINE, error=_DEADLINE_PASSED)
         else:
-            await self._after(task, answer)
+            self._after(task, answer)
 
-    async def _settle(self, answer: Answer) -> None:
-        """Give a completed task's files their final names, or remove them (even when
-        cancelled on the way)."""
-        if answer.pending:
-            await answer.settle(durable=self._durable)
-
-    async def _after(self, task: _Task, answer: Answer) -> None:
+    def _after(self, task: _Task, answer: Answer) -> None:
+        """Feed what the answer said to the task's machine and to the pacer."""
         result = answer.result
         status = result.status
         if status is TaskStatus.COMPLETED:
-            if task.machine.state is State.POLLING:
-                self._transition(task, Event.DOWNLOAD)
-            self._bytes_written += answer.bytes_written
-            await self._finish(
-                self._conclude(
-                    task,
-                    Event.SAVED,
-                    files=answer.files,
-                    bytes_written=answer.bytes_written,
-                    result=result,
-                )
-            )
-        elif status is TaskStatus.ERROR or status is TaskStatus.NOT_EXIST:
-            event = Event.SERVER_ERROR if status is TaskStatus.ERROR else Event.NOT_FOUND
-            await self._finish(
-                self._conclude(task, event, error=result.why_no_audio, result=result)
-            )
+            self.bytes_written += answer.bytes_written
+            self._end(task, Event.SAVED, answer=answer)
+        elif status is TaskStatus.ERROR:
+            self._end(task, Event.SERVER_ERROR, result=result, error=result.why_no_audio)
+        elif status is TaskStatus.NOT_EXIST:
+            self._end(task, Event.NOT_FOUND, result=result, error=result.why_no_audio)
         else:
-            self._transition(task, Event.NOT_READY)
-            if status is TaskStatus.PROCESSING and not task.processing:
-                task.processing = True
-                task.delays = self._poll.processing_delays()
-            self._schedule(task, time.monotonic() + next(task.delays))
+            self._move(task, Event.NOT_READY)
+            assert task.timing is not None
+            due = self._pacer.not_ready(
+                task.timing, now=self.clock(), processing=status is TaskStatus.PROCESSING
+            )
+            self._wake(due)
 
-    # -- endings -----------------------------------------------------------------------------------
+    # -- endings -----------------------------------------------------------------------------
 
-    def _reader(self, task: _Task) -> Callable[[aiohttp.ClientResponse], Awaitable[Answer]]:
-        return partial(
-            read_answer,
-            task_id=task.task_id,
-            target=task.target,
-            download_slots=self._download_slots,
-            on_download=partial(self._start_download, task),
-        )
-
-    def _start_download(self, task: _Task) -> None:
-        self._transition(task, Event.DOWNLOAD)
-
-    def _transition(self, task: _Task, event: Event) -> State:
+    def _move(self, task: _Task, event: Event) -> State:
         before = task.machine.state
         after = task.machine.apply(event)
-        self._counts[before] -= 1
-        self._counts[after] += 1
+        if after is not before:
+            for subscription in task.subscriptions:
+                subscription.listener.moved(before, after)
         return after
 
-    def _conclude(
+    def _end(
         self,
         task: _Task,
         event: Event,
         *,
-        files: tuple[Path, ...] = (),
-        bytes_written: int = 0,
-        error: str | None = None,
+        answer: Answer | None = None,
         result: TaskResult | None = None,
+        error: str | None = None,
         cause: AiottsError | None = None,
-    ) -> Outcome:
-        """Apply the final event and record it. Synchronous: nothing can come between the
-        transition and the manifest line.
+    ) -> None:
+        """Apply the final event and tell every subscriber. Synchronous: nothing can come
+        between the transition and the listeners' records.
 
-        ``result`` is the server's answer that ended the task: its messages, warnings and
-        ``responseStatusCode`` go into the outcome whatever the state, success included."""
-        state = self._transition(task, event)
-        outcome = Outcome(
-            task.task_id,
-            state.outcome,
-            files=files,
-            bytes_written=bytes_written,
-            error=error,
-            messages=result.messages if result is not None else (),
-            warnings=result.warnings if result is not None else (),
-            response_code=result.response_code if result is not None else None,
-            finished_at=time.time(),
-            cause=cause,
+        ``result`` (or the answer's) is the server's answer that ended the task: its
+        messages, warnings and ``responseStatusCode`` go into every outcome, success
+        included."""
+        before = task.machine.state
+        after = task.machine.apply(event)
+        self._let_go(task)
+        if task.timing is not None:
+            self._pacer.forget(task.timing)
+        subscriptions, task.subscriptions = task.subscriptions, []
+        if answer is not None:
+            result = answer.result
+        downloaded = answer.pending if answer is not None else ()
+        kept = False
+        for subscription in subscriptions:
+            subscription.stop_timer()
+            files: tuple[Path, ...] = ()
+            state, failure, failed_because = after, error, cause
+            if downloaded:
+                try:
+                    files = self._files_for(subscription, answer)  # type: ignore[arg-type]
+                    kept = kept or subscription.target == task.download_target
+                except OutputError as exc:
+                    state, failure, failed_because = State.ABORTED, str(exc), exc
+            outcome = Outcome(
+                task.task_id,
+                state.outcome,
+                files=files,
+                bytes_written=answer.bytes_written if files and answer is not None else 0,
+                error=failure,
+                messages=result.messages if result is not None else (),
+                warnings=result.warnings if result is not None else (),
+                response_code=result.response_code if result is not None else None,
+                finished_at=self._wall_clock(),
+                cause=failed_because,
+            )
+            subscription.listener.moved(before, state)
+            subscription.listener.ended(subscription, outcome)
+        if downloaded and not kept:
+            for file in downloaded:  # its subscriber left: nobody wants this copy
+                with contextlib.suppress(OSError):
+                    file.final.unlink()
+
+    def _files_for(self, subscription: Subscription, answer: Answer) -> tuple[Path, ...]:
+        """The subscriber's own files: the download itself if they asked for that place,
+        else links to it (copies across file systems) at their own target."""
+        task = subscription.task
+        if subscription.target == task.download_target:
+            return answer.files
+        return tuple(
+            share_file(
+                file.final,
+                subscription.target.path(index, file.result_type),
+                task_id=task.task_id,
+            )
+            for index, file in enumerate(answer.pending)
         )
-        del self._active[task.task_id]
-        self._capacity.release()
-        self._append(outcome)
-        return outcome
 
-    def _conclude_unadmitted(self, task_id: str, state: State, error: str) -> Outcome:
-        """Record the end of an id that never became an active task."""
-        self._admitting = None
-        self._counts[state] += 1
-        outcome = Outcome(task_id, state.outcome, error=error, finished_at=time.time())
-        self._append(outcome)
-        return outcome
 
-    def _append(self, outcome: Outcome) -> None:
-        if self._manifest is not None:
-            self._manifest.append(outcome)
-
-    async def _finish(self, outcome: Outcome) -> None:
-        """Hand over the outcome that ``_conclude`` recorded; stop when it was the last."""
-        await self._emit(outcome)
-        self._stop_if_finished()
-
-    async def _emit(self, outcome: Outcome) -> None:
-        assert self._outcomes is not None
-        try:
-            self._outcomes.send_nowait(outcome)  # the common case: room in the buffer
-            return
-        except anyio.WouldBlock:
-            pass
-        self._sending += 1
-        try:
-            await self._outcomes.send(outcome)  # the caller reads slowly: wait for room
-        finally:
-            self._sending -= 1
-
-    def _record_cancelled(self) -> None:
-        error = "the batch was cancelled"
-        for task in list(self._active.values()):
-            self._conclude(task, Event.CANCEL, error=error)
-        if self._admitting is not None:
-            self._conclude_unadmitted(self._admitting, State.CANCELLED, error)
-
-    async def _expire_everything(self, source: AsyncIterator[object]) -> None:
-        """The batch deadline passed: every id in flight, and every id not yet taken in,
-        ends as expired."""
-        error = "the batch's deadline passed"
-        for task in list(self._active.values()):
-            await self._emit(self._conclude(task, Event.DEADLINE, error=error))
-        if self._admitting is not None:
-            await self._emit(self._conclude_unadmitted(self._admitting, State.EXPIRED, error))
-        async for raw in source:
-            task_id = self._first_sighting(raw)
-            if task_id is not None:
-                await self._emit(self._conclude_unadmitted(task_id, State.EXPIRED, error))
+def _resolve(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)

@@ -12,12 +12,12 @@ import anyio
 import orjson
 from rich.console import Console
 
+from aiotts._admission import TaskIds
 from aiotts._batch import Batch
 from aiotts._client import TTSClient
 from aiotts._config import DEFAULT_BASE_URL, Limits
 from aiotts._errors import UsageError
 from aiotts._models import Outcome, printable_id
-from aiotts._scheduler import TaskIds
 from aiotts.cli._credentials import find_credentials
 from aiotts.cli._progress import BatchProgress, Summary, summary_table
 

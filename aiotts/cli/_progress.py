@@ -19,8 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from aiotts._batch import BatchStatistics
 from aiotts._models import Outcome, OutcomeState
-from aiotts._scheduler import BatchStatistics
 
 __all__ = ["BatchProgress", "Summary", "summary_table"]
 

@@ -168,7 +168,8 @@ async def test_statistics_and_repr_show_live_state(emulator: Emulator, tmp_path:
         async with batch:
             first = await anext(batch)
             live = batch.statistics()
-            assert "Scheduler" in repr(batch)
+            assert "running" in repr(batch) and "done=" in repr(batch)
+            assert "Scheduler tasks=" in repr(client._scheduler)
             rest = [o async for o in batch]
         final = batch.statistics()
     assert first.ok and len(rest) == 19

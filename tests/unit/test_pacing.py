@@ -118,6 +118,37 @@ def test_the_next_poll_is_never_later_than_the_deadline() -> None:
     assert pacer.decide(0.4) == Sleep(math.inf)
 
 
+def test_a_task_whose_deadline_came_while_it_was_out_is_expired_not_polled() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    assert pacer.decide(0.0) == Poll("a")
+    assert pacer.decide(1.5) == Sleep(math.inf)  # its poll is still out
+    pacer.not_ready(timing, now=1.5, processing=False)
+    assert pacer.decide(1.5) == Expire("a")
+    assert pacer.decide(1.5) == Sleep(math.inf)
+
+
+def test_a_later_deadline_replaces_an_earlier_one() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    pacer.extend(timing, 5.0)
+    pacer.extend(timing, 2.0)  # earlier: ignored
+    assert pacer.decide(0.0) == Poll("a")
+    pacer.not_ready(timing, now=0.0, processing=False)
+    log = run(pacer, {"a": timing}, until=10.0, start=0.5)
+    assert log[-1] == (5.0, "expire", "a")
+    assert [t for t, what, _ in log if what == "poll"] == [1.0, 3.0]
+
+
+def test_a_task_may_have_a_policy_of_its_own() -> None:
+    fast = PollPolicy(first_delay=0.1, growth=1.0, processing_delay=0.05, jitter="none")
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timings = {"a": pacer.admit("a", now=0.0, policy=fast), "b": pacer.admit("b", now=0.0)}
+    log = run(pacer, timings, until=1.0)
+    assert [t for t, _, key in log if key == "b"] == [0.0, 1.0]
+    assert len([t for t, _, key in log if key == "a"]) == 11  # every 0.1 s
+
+
 def test_an_expired_task_needs_no_budget() -> None:
     policy = PollPolicy(first_delay=0.1, jitter="none", budget=1.0, min_delay=0.0)
     pacer: Pacer[str] = Pacer(policy, now=0.0, burst=1.0)
