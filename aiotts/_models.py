@@ -65,15 +65,19 @@ def parse_status(raw: object, task_id: str) -> TaskStatus:
     """The status named by ``raw``; any other value is an error naming it (never a loop),
     as server text made safe to show."""
     try:
-        return _STATUSES[raw]
-    except (KeyError, TypeError):
-        shown = _redact.server_text(repr(raw), limit=80)
-        raise UnexpectedStatusError(
-            f"task {task_id}: the server sent taskStatus {shown}, which is not one of "
-            f"{', '.join(status.value for status in TaskStatus)}",
-            task_id=task_id,
-            raw=_safe_raw(raw, shown),
-        ) from None
+        status = _STATUSES.get(raw)
+    except TypeError:  # unhashable: a list or an object
+        status = None
+    if status is not None:
+        return status
+    # Raised outside any handler, so no exception holding the raw value rides along.
+    shown = _redact.server_text(repr(raw), limit=80)
+    raise UnexpectedStatusError(
+        f"task {task_id}: the server sent taskStatus {shown}, which is not one of "
+        f"{', '.join(status.value for status in TaskStatus)}",
+        task_id=task_id,
+        raw=_safe_raw(raw, shown),
+    )
 
 
 _MAX_TEXTS = 20
