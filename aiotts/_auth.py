@@ -203,6 +203,9 @@ class TokenManager:
             permanent = isinstance(exc, AuthenticationError)
             self._remember(exc, self._failure_ttl if permanent else self._transient_failure_ttl)
             raise
+        if self._refusals >= MAX_REFUSALS and self._failure is not None:
+            # Tokens were refused while this one was on its way: it would be refused too.
+            raise self._failure
         self._failure = None
         received = self._clock()
         refresh_at, expires_at = refresh_time(received, token_lifetime(expires_in))

@@ -56,7 +56,7 @@ from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, TaskIds
-from aiotts._session import Handler, HttpSession, SessionSettings
+from aiotts._session import Handler, HttpSession, SessionSettings, read_at_most
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -312,9 +312,10 @@ class TTSClient:
         )
 
         async def read_id(response: aiohttp.ClientResponse) -> str:
-            raw = (await response.content.read(_MAX_ID_ANSWER + 1)).decode("utf-8", "replace")
+            answer = await read_at_most(response, _MAX_ID_ANSWER)  # None: longer than that
+            raw = (answer or b"").decode("utf-8", "replace")
             task_id = raw.strip().strip('"')
-            if not task_id or len(raw) > _MAX_ID_ANSWER or any(c.isspace() for c in task_id):
+            if answer is None or not task_id or any(c.isspace() for c in task_id):
                 shown = _redact.server_text(repr(raw), limit=80)
                 raise ResponseError(f"the submit answer is not a task id: {shown}")
             return task_id

@@ -72,6 +72,7 @@ __all__ = [
     "RequestCounters",
     "SessionSettings",
     "foreign_error",
+    "read_at_most",
 ]
 
 log = logging.getLogger("aiotts")
@@ -262,7 +263,7 @@ def _redirect_refusal(kind: str, response: aiohttp.ClientResponse) -> str:
     )
 
 
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The whole body, or None if it is longer than ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
@@ -445,8 +446,8 @@ class HttpSession:
                                 replayed = True
                                 continue
                             raise AuthenticationError(
-                                f"{kind}: the server refused a freshly issued token (HTTP 401); "
-                                "check that the credentials are allowed to use this API",
+                                f"{kind}: the server refused a freshly issued token (HTTP 401): "
+                                "check the credentials' permissions for this API",
                                 status=401,
                             )
                         await self._raise_for_status(request, response)
@@ -504,7 +505,7 @@ class HttpSession:
         ).encode()
 
         async def read_token(response: aiohttp.ClientResponse) -> tuple[object, object]:
-            body = await _read_at_most(response, _TOKEN_BODY_LIMIT)
+            body = await read_at_most(response, _TOKEN_BODY_LIMIT)
             if body is None:
                 raise AuthenticationError(
                     f"token: the answer is longer than {_TOKEN_BODY_LIMIT // 1024} KiB, so it "
