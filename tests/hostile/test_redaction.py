@@ -11,14 +11,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from aiotts import AiottsError, CredentialsError, TaskResult
+from aiotts import AiottsError, CredentialsError, TaskResult, TTSClient
 from aiotts._redact import REDACTED, TEXT_LIMIT, server_text
-from tests.hostile.servers import CLIENT_SECRET, TOKEN, HostileServer
+from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, TOKEN, HostileServer
 from tests.hostile.transport import (
     FEW_RETRIES,
     STATUS_PATH,
     TOKEN_PATH,
     TTS_PATH,
+    RawServer,
+    answer_with,
     client_of,
     completed,
     envelope,
@@ -160,3 +162,28 @@ def test_server_text_is_capped_and_escaped() -> None:
     assert shown.startswith("a\\u202eb\\x00x")
     assert len(shown) == TEXT_LIMIT + 1 and shown.endswith("…")
     assert server_text(12) == "12"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"HTTP/1.1 2x0 {TOKEN} {CLIENT_SECRET}\r\n\r\n",
+        f"HTTP/1.1 200 OK\r\n{TOKEN}: {CLIENT_SECRET}\x1b\r\n\r\n",
+    ],
+    ids=["status line", "header"],
+)
+async def test_a_broken_answer_quoting_secrets_leaves_them_out_of_the_chain(raw: str) -> None:
+    async with (
+        HostileServer() as tokens,
+        RawServer(answer_with(raw.encode())) as server,
+        TTSClient(
+            CLIENT_ID,
+            CLIENT_SECRET,
+            base_url=server.url,
+            token_url=tokens.url + TOKEN_PATH,
+            retry=FEW_RETRIES,
+        ) as client,
+    ):
+        with pytest.raises(AiottsError) as caught:
+            await client.status("any")
+    assert_clean(texts_of(caught.value))
