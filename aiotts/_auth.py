@@ -12,9 +12,12 @@ Invariants:
   it fail at once instead of each sending a request of its own.
 * **Precise invalidation.** ``invalidate(token)`` drops the token only if it is still the
   current one: a 401 that comes back late for an old token never discards a fresh one.
-* **Refusals stop.** After ``MAX_REFUSALS`` tokens in a row were refused (401) with no
-  request accepted in between, the server refuses fresh tokens: every caller gets an
-  ``AuthenticationError`` for ``failure_ttl`` seconds instead of a new token request each.
+* **Refusals stop.** After ``MAX_REFUSALS`` tokens in a row were refused (401) while
+  still fresh by the server's own word (sent before the refresh point of the lifetime it
+  declared), with no request accepted in between, the server refuses fresh tokens: every
+  caller gets an ``AuthenticationError`` for ``failure_ttl`` seconds instead of a new
+  token request each. A token refused once past its declared lifetime merely expired
+  (aiotts keeps a token at least ``MIN_LIFETIME``, see below) and is replaced.
 * **Bounded pace.** The lifetime used for refresh is clamped to
   [``MIN_LIFETIME``, ``MAX_LIFETIME``] (a non-number counts as ``DEFAULT_LIFETIME``), so a
   server answering ``expires_in: 1e-9`` or ``"nan"`` costs one token request per
@@ -45,6 +48,7 @@ __all__ = [
     "MIN_LIFETIME",
     "TokenManager",
     "checked_token",
+    "declared_lifetime",
     "refresh_time",
     "token_lifetime",
 ]
@@ -64,18 +68,22 @@ TokenFetcher = Callable[[], Awaitable[tuple[object, object]]]
 (checked and clamped here)."""
 
 
-def token_lifetime(expires_in: object) -> float:
-    """The lifetime to plan refreshes by: ``expires_in`` clamped to [``MIN_LIFETIME``,
-    ``MAX_LIFETIME``]; ``DEFAULT_LIFETIME`` when it is missing or not a finite number."""
+def declared_lifetime(expires_in: object) -> float:
+    """``expires_in`` as seconds; ``DEFAULT_LIFETIME`` when it is missing or not a finite
+    number. May be zero or negative: a server may say anything."""
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
         return DEFAULT_LIFETIME
     try:
         seconds = float(expires_in)
     except ValueError:
         return DEFAULT_LIFETIME
-    if not math.isfinite(seconds):
-        return DEFAULT_LIFETIME
-    return min(max(seconds, MIN_LIFETIME), MAX_LIFETIME)
+    return seconds if math.isfinite(seconds) else DEFAULT_LIFETIME
+
+
+def token_lifetime(expires_in: object) -> float:
+    """The lifetime to plan refreshes by: the declared one clamped to [``MIN_LIFETIME``,
+    ``MAX_LIFETIME``]."""
+    return min(max(declared_lifetime(expires_in), MIN_LIFETIME), MAX_LIFETIME)
 
 
 def checked_token(value: object) -> str:
@@ -124,6 +132,8 @@ class TokenManager:
         self._failure: AiottsError | None = None
         self._failure_until = 0.0
         self._refusals = 0
+        self._fresh_until = 0.0
+        """Until when the current token is fresh by the server's own word."""
         self.requests_sent = 0
 
     def __repr__(self) -> str:
@@ -163,14 +173,18 @@ class TokenManager:
                 raise self._failure
             return await self._refresh(now)
 
-    def invalidate(self, token: Token) -> None:
-        """Drop ``token`` after the server refused it, unless it was already replaced.
+    def invalidate(self, token: Token, *, sent_at: float | None = None) -> None:
+        """Drop ``token`` after the server refused a request sent with it at ``sent_at``
+        (default: now), unless it was already replaced.
 
-        The ``MAX_REFUSALS``-th current token refused in a row makes every caller fail for
-        ``failure_ttl`` seconds: the server refuses tokens as fast as they are issued."""
+        The ``MAX_REFUSALS``-th current token in a row refused while fresh makes every
+        caller fail for ``failure_ttl`` seconds: the server refuses tokens as fast as they
+        are issued."""
         if self._token is not token:
             return
         self._token = None
+        if (self._clock() if sent_at is None else sent_at) >= self._fresh_until:
+            return  # it expired by the server's own word: nothing to hold against it
         self._refusals += 1
         if self._refusals >= MAX_REFUSALS:
             self._remember(
@@ -208,6 +222,7 @@ class TokenManager:
             raise self._failure
         self._failure = None
         received = self._clock()
+        self._fresh_until, _ = refresh_time(received, max(declared_lifetime(expires_in), 0.0))
         refresh_at, expires_at = refresh_time(received, token_lifetime(expires_in))
         self._token = Token(value=value, expires_at=expires_at, refresh_at=refresh_at)
         return self._token

@@ -441,7 +441,7 @@ class HttpSession:
                                 self.tokens.accepted()
                             return await handle(response)
                         if status == 401 and token is not None:
-                            self.tokens.invalidate(token)
+                            self.tokens.invalidate(token, sent_at=started)
                             if not replayed:
                                 replayed = True
                                 continue
