@@ -217,9 +217,6 @@ class TokenManager:
             permanent = isinstance(exc, AuthenticationError)
             self._remember(exc, self._failure_ttl if permanent else self._transient_failure_ttl)
             raise
-        if self._refusals >= MAX_REFUSALS and self._failure is not None:
-            # Tokens were refused while this one was on its way: it would be refused too.
-            raise self._failure
         self._failure = None
         received = self._clock()
         self._fresh_until, _ = refresh_time(received, max(declared_lifetime(expires_in), 0.0))
