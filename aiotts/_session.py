@@ -63,7 +63,7 @@ from aiotts._errors import (
     UsageError,
 )
 from aiotts._ratelimit import RateLimiter
-from aiotts._retry import Retryable, UncertainDelivery, retrying
+from aiotts._retry import Retryable, UncertainDelivery, retry_after
 
 __all__ = [
     "READ_CHUNK",
@@ -368,21 +368,35 @@ class HttpSession:
         have been sent. ``None``: no deadline (each wait for bytes is still bounded by
         ``Timeouts.read``)."""
         request = _Request(kind, method, url, params, body, content_type, authorised, idempotent)
-        if timeout is None:  # a batch's polls: their deadlines are the scheduler's
-            return await self._attempts(request, handle)
-        with anyio.move_on_after(timeout):
-            return await self._attempts(request, handle)
+        if timeout is not None:
+            return await self._within(request, handle, deadline=timeout)
+        # A batch's polls (their deadlines are the scheduler's): no scope, no extra frame.
+        try:
+            return await self._send(request, handle)  # the common case: nothing to retry
+        except Retryable as first:
+            return await self._retry(first, request, handle)
+
+    async def _within(self, request: _Request, handle: Handler[T], *, deadline: float) -> T:
+        """The request under one cancel scope of ``deadline`` seconds."""
+        with anyio.move_on_after(deadline):
+            try:
+                return await self._send(request, handle)
+            except Retryable as first:
+                return await self._retry(first, request, handle)
         # Only reached when the deadline cancelled the call.
+        kind, idempotent = request.kind, request.idempotent
         error = RequestTimeout(
-            f"{kind}: no complete answer within the call's deadline of {timeout:g}s "
+            f"{kind}: no complete answer within the call's deadline of {deadline:g}s "
             "(Timeouts.call, or the call's timeout argument)"
         )
         if request.sent and not idempotent:
             raise UncertainDelivery(error)
         raise error
 
-    async def _attempts(self, request: _Request, handle: Handler[T]) -> T:
-        return await retrying(
+    async def _retry(self, failure: Retryable, request: _Request, handle: Handler[T]) -> T:
+        """The one retry loop, entered only after a first attempt failed."""
+        return await retry_after(
+            failure,
             partial(self._send, request, handle),
             self._settings.retry,
             idempotent=request.idempotent,
