@@ -56,7 +56,7 @@ import yarl
 from anyio.streams.memory import MemoryObjectSendStream
 
 from aiotts._config import Limits, PollPolicy
-from aiotts._errors import AiottsError, CredentialsError, UnexpectedStatusError
+from aiotts._errors import AiottsError, AuthenticationError, UnexpectedStatusError
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest, ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
@@ -481,7 +481,7 @@ class Scheduler:
                     authorised=self._authorised,
                 )
                 await self._settle(answer)
-            except CredentialsError:
+            except AuthenticationError:
                 raise  # nothing can succeed: the batch stops and says why
             except UnexpectedStatusError as exc:
                 failure = (Event.UNKNOWN_STATUS, exc)
