@@ -26,6 +26,7 @@ import aiohttp
 import anyio
 import orjson
 
+from aiotts import _redact
 from aiotts._admission import ResumeRules, TaskIds, id_problem
 from aiotts._batch import Batch, BatchOptions, BatchReport
 from aiotts._config import (
@@ -33,6 +34,7 @@ from aiotts._config import (
     DEFAULT_LIMITS,
     DEFAULT_POLL,
     DEFAULT_RETRY,
+    DEFAULT_TASK_TIMEOUT,
     DEFAULT_TIMEOUTS,
     Limits,
     PollPolicy,
@@ -56,7 +58,7 @@ from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
-from aiotts._session import Handler, HttpSession, SessionSettings
+from aiotts._session import Handler, HttpSession, SessionSettings, read_at_most
 from aiotts._states import State
 from aiotts._transfer import Answer, read_answer, read_envelope
 
@@ -223,6 +225,7 @@ class TTSClient:
         self._trial = trial
         self._client_id = client_id
         self._poll = poll
+        self._timeouts = timeouts
         self._limits = limits
         self._durable = durable
         self._session = HttpSession(
@@ -326,11 +329,18 @@ class TTSClient:
 
     # -- one task ------------------------------------------------------------------------------
 
-    async def submit(self, text: str) -> str:
+    async def submit(
+        self,
+        text: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> str:
         """Send ``text`` for conversion; return its task id.
 
         Submits are billable, so a submit is retried only when it provably never reached the
-        server; any other failure raises ``SubmitUncertainError`` carrying the text.
+        server; any other failure raises ``SubmitUncertainError`` carrying the text, and so
+        does the deadline (``timeout`` seconds, default ``Timeouts.call``) once the request
+        may have been sent.
         """
         self._require_open()
         if not isinstance(text, str) or not text.strip():
@@ -345,10 +355,12 @@ class TTSClient:
         )
 
         async def read_id(response: aiohttp.ClientResponse) -> str:
-            raw = (await response.content.read(_MAX_ID_ANSWER + 1)).decode("utf-8", "replace")
+            answer = await read_at_most(response, _MAX_ID_ANSWER)  # None: longer than that
+            raw = (answer or b"").decode("utf-8", "replace")
             task_id = raw.strip().strip('"')
-            if not task_id or len(raw) > _MAX_ID_ANSWER or any(c.isspace() for c in task_id):
-                raise ResponseError(f"the submit answer is not a task id: {raw[:80]!r}")
+            if answer is None or not task_id or any(c.isspace() for c in task_id):
+                shown = _redact.server_text(repr(raw), limit=80)
+                raise ResponseError(f"the submit answer is not a task id: {shown}")
             return task_id
 
         try:
@@ -360,6 +372,7 @@ class TTSClient:
                 body=body,
                 authorised=not self._trial,
                 idempotent=False,
+                timeout=self._call_timeout(timeout),
             )
         except UncertainDelivery as exc:
             raise SubmitUncertainError(
@@ -370,7 +383,8 @@ class TTSClient:
             ) from exc.error
         except ResponseError as exc:
             raise SubmitUncertainError(
-                f"the server accepted the submit but its answer was unreadable ({exc})",
+                f"the submit may have reached the server but its answer was unusable ({exc}); "
+                "check for the task, or resubmit",
                 text=text,
             ) from exc
         except ApiError as exc:
@@ -383,45 +397,93 @@ class TTSClient:
                 ) from exc
             raise
 
-    async def _about(self, kind: str, method: str, url: str, task_id: str, read: Handler[T]) -> T:
-        """One request about one task (``?id=``), read by ``read``."""
+    def _call_timeout(self, timeout: float | None) -> float:
+        """The deadline of one single-task call: ``timeout``, or ``Timeouts.call``."""
+        if timeout is None:
+            return self._timeouts.call
+        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise UsageError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        return float(timeout)
+
+    async def _about(
+        self,
+        kind: str,
+        method: str,
+        url: str,
+        task_id: str,
+        read: Handler[T],
+        timeout: float | None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> T:
+        """One request about one task (``?id=``), read by ``read``, within the call's
+        deadline."""
         self._require_open()
         return await self._session.request(
-            kind, method, url, read, params={"id": task_id}, authorised=not self._trial
+            kind,
+            method,
+            url,
+            read,
+            params={"id": task_id},
+            authorised=not self._trial,
+            timeout=self._call_timeout(timeout),
         )
 
-    async def fetch(self, task_id: str) -> TaskResult:
+    async def fetch(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> TaskResult:
         """The task's whole result envelope, with any audio decoded in memory.
 
-        For large audio prefer ``download``, which streams to disk."""
+        For large audio prefer ``download``, which streams to disk. ``timeout`` bounds the
+        whole call (default ``Timeouts.call``); past it, ``RequestTimeout``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
             return await read_envelope(response, task_id)
 
-        return await self._about("fetch", "GET", self._tts_url, task_id, read)
+        return await self._about("fetch", "GET", self._tts_url, task_id, read, timeout)
 
-    async def status(self, task_id: str) -> TaskResult:
-        """The task's status without its audio (``Utilities/GetTaskStatus``)."""
+    async def status(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> TaskResult:
+        """The task's status without its audio (``Utilities/GetTaskStatus``); ``timeout``
+        as for ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
             return dataclasses.replace(await read_envelope(response, task_id), results=None)
 
-        return await self._about("status", "GET", self._status_url, task_id, read)
+        return await self._about("status", "GET", self._status_url, task_id, read, timeout)
 
-    async def cancel(self, task_id: str) -> None:
-        """Ask the server to drop the task; it becomes ``NotExist``."""
+    async def cancel(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> None:
+        """Ask the server to drop the task; it becomes ``NotExist``. ``timeout`` as for
+        ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> None:
             await response.read()
 
-        await self._about("cancel", "DELETE", self._tts_url, task_id, read)
+        await self._about("cancel", "DELETE", self._tts_url, task_id, read, timeout)
 
-    async def download(self, task_id: str, to: str | os.PathLike[str]) -> SavedAudio:
+    async def download(
+        self,
+        task_id: str,
+        to: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by the session's cancel scope
+    ) -> SavedAudio:
         """Stream a completed task's audio to disk, decoding as the bytes arrive.
 
         ``to`` is a folder (the file is named after the task id) or a file name. Raises
         ``TaskNotReadyError``, ``TaskFailedError`` or ``TaskNotFoundError`` when there is
-        nothing to save.
+        nothing to save. ``timeout`` bounds the request and its body (default
+        ``Timeouts.call``); past it, ``RequestTimeout`` and no file is left behind.
         """
         self._require_open()
         target = OutputTarget.at_path(to, task_id)
@@ -434,7 +496,7 @@ class TTSClient:
                 response, task_id=task_id, target=target, download_slots=download_slots
             )
 
-        answer = await self._about("download", "GET", self._tts_url, task_id, read)
+        answer = await self._about("download", "GET", self._tts_url, task_id, read, timeout)
         if answer.result.status is not TaskStatus.COMPLETED:
             _raise_for_unfinished(answer.result)
         await answer.settle(durable=self._durable)
@@ -481,7 +543,7 @@ class TTSClient:
         ids: TaskIds,
         out_dir: str | os.PathLike[str],
         *,
-        task_timeout: float | None = None,
+        task_timeout: float | None = DEFAULT_TASK_TIMEOUT,
         batch_timeout: float | None = None,
         manifest: str | os.PathLike[str] | None = None,
         resume: bool = False,
@@ -495,6 +557,10 @@ class TTSClient:
         each outcome is appended to that JSONL file before it is yielded; with ``resume``,
         ids the manifest records as done (whose files are still whole) are reported without
         a request, and failed ones are retried only with ``retry_failed``.
+
+        ``task_timeout`` (default an hour; ``None``: none) is how long each task may take
+        from when it is taken in; a task past it ends ``expired``. ``batch_timeout``
+        bounds the whole batch.
         """
         folder = Path(out_dir)
         return self._batch(

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_POLL",
     "DEFAULT_RETRY",
+    "DEFAULT_TASK_TIMEOUT",
     "DEFAULT_TIMEOUTS",
     "Limits",
     "PollPolicy",
@@ -41,20 +42,31 @@ def _positive(name: str, value: float) -> None:
     _require(math.isfinite(value) and value > 0, f"{name} must be a positive number, got {value!r}")
 
 
+DEFAULT_TASK_TIMEOUT = 3600.0
+"""How long ``fetch_many``/``fetch_all`` wait for one task to end unless told otherwise."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Per-request timeouts in seconds. There is no total timeout on a request: a 30 MB
-    body may take long, but it must keep moving (``read`` bounds each wait for bytes).
-    How long to wait for a *task* is a deadline of its own, never a request timeout."""
+    """Timeouts in seconds. ``connect`` and ``read`` bound each wait of a request; ``call``
+    bounds the whole of one single-task call (``submit``, ``fetch``, ``status``,
+    ``cancel``, ``download``), its token, retries and body included, so that a body that
+    trickles a byte at a time can never hold a call forever. A batch's polls have no
+    ``call`` deadline: each task has a deadline of its own (``task_timeout``)."""
 
     connect: float = 10.0
     """Establishing a connection (DNS, TCP, TLS)."""
     read: float = 60.0
     """The longest wait for the next bytes of a response."""
+    call: float = 300.0
+    """The whole of one single-task call, retries included; past it, ``RequestTimeout``
+    (for a submit that may have been sent, ``SubmitUncertainError``). Each call can
+    override it with its ``timeout`` argument."""
 
     def __post_init__(self) -> None:
         _positive("Timeouts.connect", self.connect)
         _positive("Timeouts.read", self.read)
+        _positive("Timeouts.call", self.call)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@
     │   ├── ServerError              5xx / 429 / cut bodies until the retry budget ran out
     │   └── RequestTimeout (TimeoutError)
     ├── SubmitUncertainError         a submit may or may not have reached the server; has ``text``
-    ├── ResponseError                the server answered something aiotts cannot read
+    ├── ResponseError                an answer aiotts cannot use, a redirect included
     │   └── DecodeError (ValueError) invalid JSON, Base64 or WAV in a body; has ``offset``
     ├── TaskError                    about one task; has ``task_id``
     │   ├── TaskFailedError          the server said ``Error``; has ``messages``
@@ -26,7 +26,10 @@
     └── OutputError (OSError)        a file could not be written: permissions, full disk
 
 Invariant: no message, ``repr`` or attribute of any of these holds a client secret or a
-token. Messages are built from ids, statuses, paths and server texts only.
+token. Messages are built from ids, statuses, paths and server texts only, and every
+server text goes through ``_redact.server_text`` (secrets and tokens scrubbed, control
+characters escaped, length capped) first. A foreign exception is chained as the cause
+(``raise ... from exc``) unless its own text holds a secret.
 """
 
 from __future__ import annotations
@@ -135,7 +138,8 @@ class ServerError(TransientError):
 
 
 class RequestTimeout(TransientError, TimeoutError):
-    """A connect or read timeout expired."""
+    """A connect or read timeout expired, or a call's deadline (``Timeouts.call``, or the
+    call's ``timeout`` argument) passed; the message names the call and the deadline."""
 
 
 class SubmitUncertainError(AiottsError):
@@ -151,7 +155,8 @@ class SubmitUncertainError(AiottsError):
 
 
 class ResponseError(AiottsError):
-    """The server answered something that is not the documented envelope."""
+    """The server answered something that is not the documented envelope, or a redirect
+    (aiotts follows none: the message names the status and the target)."""
 
     def __init__(self, message: str, *, status: int | None = None, task_id: str | None = None):
         super().__init__(message, status=status)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiotts import _redact
 from aiotts._errors import AiottsError, ResponseError, UnexpectedStatusError
 
 __all__ = [
@@ -53,22 +54,43 @@ class TaskStatus(enum.StrEnum):
 _STATUSES: dict[object, TaskStatus] = {status.value: status for status in TaskStatus}
 
 
+def _safe_raw(raw: object, shown: str) -> object:
+    """``raw`` to keep on an error: scalars as sent, text scrubbed, anything else as text."""
+    if raw is None or isinstance(raw, bool | int | float):
+        return raw
+    return _redact.server_text(raw, limit=80) if isinstance(raw, str) else shown
+
+
 def parse_status(raw: object, task_id: str) -> TaskStatus:
-    """The status named by ``raw``; any other value is an error naming it (never a loop)."""
+    """The status named by ``raw``; any other value is an error naming it (never a loop),
+    as server text made safe to show."""
     try:
-        return _STATUSES[raw]
-    except (KeyError, TypeError):
-        raise UnexpectedStatusError(
-            f"task {task_id}: the server sent taskStatus {raw!r}, which is not one of "
-            f"{', '.join(status.value for status in TaskStatus)}",
-            task_id=task_id,
-            raw=raw,
-        ) from None
+        status = _STATUSES.get(raw)
+    except TypeError:  # unhashable: a list or an object
+        status = None
+    if status is not None:
+        return status
+    # Raised outside any handler, so no exception holding the raw value rides along.
+    shown = _redact.server_text(repr(raw), limit=80)
+    raise UnexpectedStatusError(
+        f"task {task_id}: the server sent taskStatus {shown}, which is not one of "
+        f"{', '.join(status.value for status in TaskStatus)}",
+        task_id=task_id,
+        raw=_safe_raw(raw, shown),
+    )
+
+
+_MAX_TEXTS = 20
 
 
 def _strings(value: object) -> tuple[str, ...]:
+    """The server's texts, each made safe to show (secrets scrubbed, length capped)."""
     if isinstance(value, list):
-        return tuple(str(item) for item in value if item is not None)
+        return tuple(
+            _redact.server_text(item if isinstance(item, str) else str(item))
+            for item in value[:_MAX_TEXTS]
+            if item is not None
+        )
     return ()
 
 
@@ -113,7 +135,8 @@ class TaskResult:
         answered_id = fields.get("id")
         if answered_id is not None and answered_id != task_id:
             raise ResponseError(
-                f"asked for task {task_id} but the server answered about {answered_id!r}",
+                f"asked for task {task_id} but the server answered about "
+                f"{_redact.server_text(repr(answered_id), limit=80)}",
                 task_id=task_id,
             )
         code = fields.get("responseStatusCode")

@@ -23,7 +23,8 @@ class Retryable(Exception):
     """Internal signal: the attempt failed in a way that may pass.
 
     ``sent`` tells whether the request may have reached the server; ``retry_after`` is the
-    server's own ``Retry-After``, in seconds, when it gave one.
+    server's own ``Retry-After``, in seconds, when it gave one. Raise it ``from`` the
+    foreign exception behind it: that becomes the cause of ``error`` when it is reported.
     """
 
     def __init__(self, error: AiottsError, *, sent: bool, retry_after: float | None = None):
@@ -88,12 +89,12 @@ async def retry_after(
     last = failure
     while True:
         if last.sent and not idempotent:
-            raise UncertainDelivery(last.error) from last.error
+            raise UncertainDelivery(last.error) from last.__cause__
         delay = next(delays)
         if last.retry_after is not None:
             delay = max(delay, last.retry_after)
         if attempts >= policy.max_attempts or clock() + delay > give_up_at:
-            raise last.error from last.error.__cause__
+            raise last.error from last.__cause__
         if on_retry is not None:
             on_retry(last, delay)
         await sleep(delay)

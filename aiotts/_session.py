@@ -3,11 +3,27 @@
 Every request of a client goes through ``HttpSession.request``, which puts it through, in
 order: a slot in front of the pool (so waiting happens here, before any timeout starts),
 the shared rate limiter, the token (for authorised calls), the request itself, and the
-mapping of every answer and every aiohttp failure to aiotts's errors. This module is the
-one place where foreign exceptions become ours.
+mapping of every answer and every foreign failure to aiotts's errors. This module is the
+one place where foreign exceptions become ours: ``foreign_error`` reads them off one table
+(exception type -> aiotts error, whether the request may have been sent, whether to retry).
 
 A 401 drops the token that was refused (only if it is still the current one) and replays
-the request once with a fresh token; a second 401 is an ``AuthenticationError``.
+the request once with a fresh token; a second 401 is an ``AuthenticationError``, and so is
+every request once the server has refused several fresh tokens in a row (see ``_auth``).
+
+Redirects are never followed, neither by aiohttp nor by aiotts: the API uses none, and a
+redirect re-sends what it redirects (the token form with the client secret, the bearer
+token) to wherever ``Location`` points, https to http included. A 3xx is therefore an
+error naming the status and the target, and nothing is sent there: an
+``AuthenticationError`` for the token request, a ``ResponseError`` for any other (neither
+is retried). So credentials and tokens only ever go to the configured URLs.
+
+Text from the server (error bodies, reason phrases, ``Location``, failure descriptions)
+passes through ``_redact.server_text`` before it reaches an exception or a log line.
+
+A call may carry a deadline (``timeout``): the whole call, token, retries and body
+included, runs in one cancel scope; past it, a ``RequestTimeout`` names the call and the
+deadline (an ``UncertainDelivery`` for a non-idempotent request that may have been sent).
 """
 
 from __future__ import annotations
@@ -22,13 +38,15 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import aiohttp
 import anyio
 import orjson
 import yarl
 
+from aiotts import _redact
 from aiotts._auth import TokenManager
 from aiotts._config import Limits, RetryPolicy, Timeouts
 from aiotts._errors import (
@@ -39,14 +57,23 @@ from aiotts._errors import (
     ConnectError,
     CredentialsError,
     RequestTimeout,
+    ResponseError,
     ServerError,
     TokenRateLimitedError,
     UsageError,
 )
 from aiotts._ratelimit import RateLimiter
-from aiotts._retry import Retryable, retry_after
+from aiotts._retry import Retryable, UncertainDelivery, retry_after
 
-__all__ = ["READ_CHUNK", "Handler", "HttpSession", "RequestCounters", "SessionSettings"]
+__all__ = [
+    "READ_CHUNK",
+    "Handler",
+    "HttpSession",
+    "RequestCounters",
+    "SessionSettings",
+    "foreign_error",
+    "read_at_most",
+]
 
 log = logging.getLogger("aiotts")
 
@@ -57,6 +84,7 @@ READ_CHUNK = 256 * 1024
 halves the CPU per MB of 64 KiB, and larger buffers gain nothing."""
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_TOKEN_BODY_LIMIT = 64 * 1024
 
 Handler = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 
@@ -72,7 +100,7 @@ class SessionSettings:
     ssl: ssl.SSLContext | bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Request:
     kind: str
     """What the request is for, as counted: ``token``, ``submit``, ``poll``, ``status``..."""
@@ -83,6 +111,87 @@ class _Request:
     content_type: str
     authorised: bool
     idempotent: bool
+    sent: bool = False
+    """Set once an attempt was handed to the pool: from then on it may have arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Foreign:
+    """One row of the table of foreign failures."""
+
+    types: tuple[type[BaseException], ...]
+    error: type[AiottsError]
+    sent: bool
+    """Whether the request may have reached the server when this is raised."""
+    retry: bool
+    what: str
+
+
+# First match wins, so subclasses come before their bases.
+_FOREIGN_TABLE: tuple[_Foreign, ...] = (
+    _Foreign(
+        (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError),
+        ConnectError,
+        sent=False,
+        retry=False,
+        what="TLS verification of the server failed ({detail}); if the server uses its own "
+        "certificate authority, pass ca_file=... (CLI: --ca-file)",
+    ),
+    _Foreign(
+        (aiohttp.ClientConnectorError,),
+        ConnectError,
+        sent=False,
+        retry=True,
+        what="cannot connect to the server ({detail})",
+    ),
+    _Foreign(
+        (aiohttp.ConnectionTimeoutError,),
+        RequestTimeout,
+        sent=False,
+        retry=True,
+        what="no connection within the connect timeout ({detail})",
+    ),
+    _Foreign(
+        (aiohttp.InvalidURL,),
+        UsageError,
+        sent=False,
+        retry=False,
+        what="the URL is not valid ({detail})",
+    ),
+    _Foreign(
+        (TimeoutError,),  # aiohttp's read timeout, asyncio's and anyio's alike
+        RequestTimeout,
+        sent=True,
+        retry=True,
+        what="no answer within the read timeout ({detail})",
+    ),
+    _Foreign(
+        (aiohttp.ClientError, OSError),
+        ServerError,
+        sent=True,
+        retry=True,
+        what="the connection failed mid-request ({detail})",
+    ),
+    _Foreign(
+        (ValueError, TypeError),  # a header or URL refused while the request was built or read
+        ResponseError,
+        sent=True,
+        retry=False,
+        what="the request could not be sent or its answer not read ({detail})",
+    ),
+)
+_FOREIGN_TYPES = tuple(kind for row in _FOREIGN_TABLE for kind in row.types)
+
+
+def foreign_error(kind: str, exc: BaseException) -> AiottsError | Retryable:
+    """The aiotts error for a foreign failure of a ``kind`` request, wrapped in
+    ``Retryable`` when it may pass. Raise it ``from exc``."""
+    detail = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    for row in _FOREIGN_TABLE:
+        if isinstance(exc, row.types):
+            error = row.error(f"{kind}: " + row.what.format(detail=_redact.server_text(detail)))
+            return Retryable(error, sent=row.sent) if row.retry else error
+    return ResponseError(f"{kind}: {_redact.server_text(detail)}")
 
 
 class RequestCounters:
@@ -123,12 +232,13 @@ def retry_after_seconds(value: str | None, *, now: float) -> float | None:
 
 
 def _server_messages(body: bytes) -> tuple[str, ...]:
-    """The human-readable parts of an error body (ASP.NET validation, OAuth or plain text)."""
+    """The human-readable parts of an error body (ASP.NET validation, OAuth or plain text),
+    each made safe to show."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         text = body.decode("utf-8", "replace").strip()
-        return (text[:300],) if text and not text.startswith("<") else ()
+        return (_redact.server_text(text),) if text and not text.startswith("<") else ()
     messages: list[str] = []
     if isinstance(data, dict):
         errors = data.get("errors")
@@ -140,7 +250,30 @@ def _server_messages(body: bytes) -> tuple[str, ...]:
             value = data.get(key)
             if isinstance(value, str) and value and not messages:
                 messages.append(value)
-    return tuple(messages)
+    return tuple(_redact.server_text(message) for message in messages[:20])
+
+
+def _redirect_refusal(kind: str, response: aiohttp.ClientResponse) -> str:
+    location = response.headers.get("Location")
+    target = _redact.server_text(location) if location else "nowhere (no Location header)"
+    return (
+        f"{kind}: the server answered HTTP {response.status}, a redirect to {target}; aiotts "
+        "follows no redirects, so nothing was sent there: set base_url (and token_url) to "
+        "the address that answers"
+    )
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None if it is longer than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
 
 
 class HttpSession:
@@ -148,6 +281,7 @@ class HttpSession:
 
     def __init__(self, settings: SessionSettings) -> None:
         self._settings = settings
+        _redact.register_secret(settings.client_secret)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._slots = asyncio.Semaphore(settings.limits.polls)
@@ -223,33 +357,57 @@ class HttpSession:
         content_type: str = "application/json",
         authorised: bool = True,
         idempotent: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 -- kept by a cancel scope below
     ) -> T:
         """Send one request (retried as its kind allows) and return what ``handle`` makes of
         its 2xx response. ``handle`` runs inside the attempt, so a body cut off while it
-        reads is retried like any other failure of an idempotent request."""
+        reads is retried like any other failure of an idempotent request.
 
+        ``timeout`` bounds the whole call (token, retries, body): past it, a
+        ``RequestTimeout``, or ``UncertainDelivery`` for a non-idempotent request that may
+        have been sent. ``None``: no deadline (each wait for bytes is still bounded by
+        ``Timeouts.read``)."""
         request = _Request(kind, method, url, params, body, content_type, authorised, idempotent)
+        if timeout is not None:
+            return await self._within(request, handle, deadline=timeout)
+        # A batch's polls (their deadlines are the scheduler's): no scope, no extra frame.
         try:
             return await self._send(request, handle)  # the common case: nothing to retry
         except Retryable as first:
-            failure = first
+            return await self._retry(first, request, handle)
 
-        async def attempt() -> T:
-            return await self._send(request, handle)
+    async def _within(self, request: _Request, handle: Handler[T], *, deadline: float) -> T:
+        """The request under one cancel scope of ``deadline`` seconds."""
+        with anyio.move_on_after(deadline):
+            try:
+                return await self._send(request, handle)
+            except Retryable as first:
+                return await self._retry(first, request, handle)
+        # Only reached when the deadline cancelled the call.
+        kind, idempotent = request.kind, request.idempotent
+        error = RequestTimeout(
+            f"{kind}: no complete answer within the call's deadline of {deadline:g}s "
+            "(Timeouts.call, or the call's timeout argument)"
+        )
+        if request.sent and not idempotent:
+            raise UncertainDelivery(error)
+        raise error
 
-        def count_retry(failure: Retryable, delay: float) -> None:
-            self.counters.retries += 1
-            log.debug("retrying %s %s in %.2fs after: %s", method, kind, delay, failure.error)
-
+    async def _retry(self, failure: Retryable, request: _Request, handle: Handler[T]) -> T:
+        """The one retry loop, entered only after a first attempt failed."""
         return await retry_after(
             failure,
-            attempt,
+            partial(self._send, request, handle),
             self._settings.retry,
-            idempotent=idempotent,
+            idempotent=request.idempotent,
             clock=time.monotonic,
             sleep=anyio.sleep,
-            on_retry=count_retry,
+            on_retry=self._count_retry,
         )
+
+    def _count_retry(self, failure: Retryable, delay: float) -> None:
+        self.counters.retries += 1
+        log.debug("retrying in %.2fs after: %s", delay, failure.error)
 
     async def _send(self, request: _Request, handle: Handler[T]) -> T:
         session = self._require_open()
@@ -271,6 +429,7 @@ class HttpSession:
                 else:
                     self.limiter.sent()
                 self.counters.requests[kind] += 1
+                request.sent = True
                 started = time.monotonic()
                 try:
                     async with session.request(
@@ -279,6 +438,7 @@ class HttpSession:
                         params=request.params,
                         data=request.body,
                         headers=headers,
+                        allow_redirects=False,  # see the module docstring
                     ) as response:
                         status = response.status
                         if log.isEnabledFor(logging.DEBUG):
@@ -289,29 +449,31 @@ class HttpSession:
                                 status,
                                 (time.monotonic() - started) * 1000,
                             )
+                        if 200 <= status < 300:
+                            self.limiter.succeeded()
+                            if token is not None:
+                                self.tokens.accepted()
+                            return await handle(response)
                         if status == 401 and token is not None:
-                            self.tokens.invalidate(token)
+                            self.tokens.invalidate(token, sent_at=started)
                             if not replayed:
                                 replayed = True
                                 continue
                             raise AuthenticationError(
-                                f"{kind}: the server refused a freshly issued token (HTTP 401); "
-                                "check that the credentials are allowed to use this API",
+                                f"{kind}: the server refused a freshly issued token (HTTP 401): "
+                                "check the credentials' permissions for this API",
                                 status=401,
                             )
-                        if 200 <= status < 300:
-                            self.limiter.succeeded()
-                            return await handle(response)
                         await self._raise_for_status(request, response)
-                except aiohttp.ClientError as exc:
-                    raise self._map_client_error(kind, request.url, exc) from exc
-                except TimeoutError as exc:
-                    error = RequestTimeout(f"{kind}: no answer within the read timeout")
-                    error.__cause__ = exc
-                    raise Retryable(error, sent=True) from exc
+                except (AiottsError, Retryable):
+                    raise
+                except _FOREIGN_TYPES as exc:
+                    raise foreign_error(kind, exc) from _redact.safe_cause(exc)
 
     async def _raise_for_status(self, request: _Request, response: aiohttp.ClientResponse) -> None:
         kind, status = request.kind, response.status
+        if 300 <= status < 400:
+            raise ResponseError(_redirect_refusal(kind, response), status=status)
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=time.time())
         if status == 429:
             self.counters.throttled += 1
@@ -324,8 +486,9 @@ class HttpSession:
                     status=429,
                 )
         if status == 429 or status >= 500:
+            reason = _redact.server_text(response.reason or "", limit=80)
             error = ServerError(
-                f"{kind}: the server answered HTTP {status} {response.reason or ''}".rstrip(),
+                f"{kind}: the server answered HTTP {status} {reason}".rstrip(),
                 status=status,
                 retry_after=retry_after,
             )
@@ -339,33 +502,11 @@ class HttpSession:
             messages=messages,
         )
 
-    def _map_client_error(
-        self, kind: str, url: str | yarl.URL, exc: aiohttp.ClientError
-    ) -> AiottsError:
-        """Every aiohttp failure as an aiotts error; transient ones wrapped in ``Retryable``."""
-        error: AiottsError
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-            return ConnectError(
-                f"{kind}: TLS verification of the server failed ({exc}); if the server uses "
-                "its own certificate authority, pass ca_file=... (CLI: --ca-file)"
-            )
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            error = ConnectError(
-                f"{kind}: cannot connect to {exc.host}:{exc.port} ({exc.os_error})"
-            )
-            error.__cause__ = exc
-            raise Retryable(error, sent=False) from exc
-        if isinstance(exc, aiohttp.InvalidURL):
-            return UsageError(f"invalid URL: {url}")
-        description = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-        error = ServerError(f"{kind}: the connection failed mid-request ({description})")
-        error.__cause__ = exc
-        raise Retryable(error, sent=True) from exc
-
     # -- the token request -----------------------------------------------------------------
 
-    async def _request_token(self) -> tuple[str, float]:
-        """One token request (retried on transient failures). Runs under the token lock."""
+    async def _request_token(self) -> tuple[object, object]:
+        """One token request (retried on transient failures). Runs under the token lock.
+        Returns ``access_token`` and ``expires_in`` as sent; ``TokenManager`` checks them."""
         settings = self._settings
         if not settings.client_id or not settings.client_secret:
             raise AuthenticationError("no credentials: this client was opened in trial mode")
@@ -377,18 +518,20 @@ class HttpSession:
             }
         ).encode()
 
-        async def read_token(response: aiohttp.ClientResponse) -> tuple[str, float]:
+        async def read_token(response: aiohttp.ClientResponse) -> tuple[object, object]:
+            body = await read_at_most(response, _TOKEN_BODY_LIMIT)
+            if body is None:
+                raise AuthenticationError(
+                    f"token: the answer is longer than {_TOKEN_BODY_LIMIT // 1024} KiB, so it "
+                    "is no token; check token_url"
+                )
             try:
-                data: Any = orjson.loads(await response.read())
-                value = data["access_token"]
-                expires_in = float(data.get("expires_in", 3600))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                error = ServerError("token: the answer is not a token")
-                error.__cause__ = exc
-                raise Retryable(error, sent=True) from exc
-            if not isinstance(value, str) or not value or expires_in <= 0:
-                raise Retryable(ServerError("token: the answer holds no usable token"), sent=True)
-            return value, expires_in
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise Retryable(ServerError("token: the answer is not JSON"), sent=True) from exc
+            if not isinstance(data, dict) or "access_token" not in data:
+                raise Retryable(ServerError("token: the answer holds no access_token"), sent=True)
+            return data["access_token"], data.get("expires_in")
 
         try:
             return await self.request(
@@ -400,6 +543,10 @@ class HttpSession:
                 content_type="application/x-www-form-urlencoded",
                 authorised=False,
             )
+        except ResponseError as exc:
+            if exc.status is not None and 300 <= exc.status < 400:
+                raise AuthenticationError(str(exc), status=exc.status) from None
+            raise
         except ApiError as exc:
             raise CredentialsError(
                 "the token endpoint refused the credentials"

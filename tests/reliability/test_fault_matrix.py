@@ -60,7 +60,10 @@ def check_bounds(emu: Emulator, counters: dict[str, int], retries: int, ids: lis
     cut = stats.faults.get("cut", 0)
     faults = sum(stats.count(status=s) for s in FAULT_STATUSES) + cut
     assert retries == faults  # one retry per injected fault, none more
-    assert stats.count(status=401) <= stats.tokens_issued  # a 401 only ever for an old token
+    # A 401 only ever for a token the server let expire: aiotts keeps a token at least
+    # MIN_LIFETIME (30 s) whatever the server declares (1 s here), so each expiry is found
+    # by a 401, once by each request in flight with that token (at most Limits.polls, 32).
+    assert stats.count(status=401) <= stats.tokens_issued * 32
 
 
 def check_file(emu: Emulator, task_id: str, path: Path) -> None:

@@ -6,7 +6,12 @@ import anyio
 import pytest
 
 from aiotts._auth import TokenManager
-from aiotts._errors import CredentialsError, ServerError, TokenRateLimitedError
+from aiotts._errors import (
+    AuthenticationError,
+    CredentialsError,
+    ServerError,
+    TokenRateLimitedError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +145,23 @@ async def test_cancelled_refresh_lets_the_next_caller_fetch() -> None:
         await manager.get()
     assert manager.current is None
     assert (await manager.get()).value == "token-2"
+
+
+async def test_refusals_of_fresh_tokens_stop_the_asking_but_expired_ones_do_not() -> None:
+    endpoint = Endpoint(lifetime=1.0)  # aiotts keeps such a token 30 s, the server 1 s
+    manager = TokenManager(endpoint.fetch, clock=endpoint.clock)
+    for _ in range(5):  # refused once expired by the server's own word: simply replaced
+        token = await manager.get()
+        endpoint.now += 2.0
+        manager.invalidate(token)
+    assert endpoint.calls == 5
+    for _ in range(2):  # refused while fresh, but not yet MAX_REFUSALS in a row
+        manager.invalidate(await manager.get())
+    manager.accepted()  # a success ends the run
+    for _ in range(3):
+        manager.invalidate(await manager.get())
+    calls = endpoint.calls
+    for _ in range(3):
+        with pytest.raises(AuthenticationError, match="3 freshly issued tokens in a row"):
+            await manager.get()
+    assert endpoint.calls == calls  # stopped asking
