@@ -309,7 +309,8 @@ class Scheduler:
     async def _poll(self, task: _Task) -> None:
         timing = task.timing
         assert timing is not None
-        assert task.subscriptions
+        if not task.subscriptions:
+            return  # everyone left after the pacer handed it out
         target = task.download_target = task.subscriptions[0].target
         answer: Answer | None = None
         failure: tuple[Event, AiottsError] | None = None
