@@ -10,7 +10,6 @@ client is used once: reopening a closed one is refused.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import os
 import ssl
@@ -26,6 +25,7 @@ import anyio
 import orjson
 
 from aiotts._batch import Batch, BatchReport
+from aiotts._body import drain
 from aiotts._config import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -353,7 +353,7 @@ class TTSClient:
         For large audio prefer ``download``, which streams to disk."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return await read_envelope(response, task_id)
+            return await read_envelope(response, task_id, keep_audio=True)
 
         return await self._about("fetch", "GET", self._tts_url, task_id, read)
 
@@ -361,7 +361,7 @@ class TTSClient:
         """The task's status without its audio (``Utilities/GetTaskStatus``)."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return dataclasses.replace(await read_envelope(response, task_id), results=None)
+            return await read_envelope(response, task_id, keep_audio=False)
 
         return await self._about("status", "GET", self._status_url, task_id, read)
 
@@ -369,7 +369,7 @@ class TTSClient:
         """Ask the server to drop the task; it becomes ``NotExist``."""
 
         async def read(response: aiohttp.ClientResponse) -> None:
-            await response.read()
+            await drain(response)
 
         await self._about("cancel", "DELETE", self._tts_url, task_id, read)
 

@@ -30,6 +30,7 @@ import orjson
 import yarl
 
 from aiotts._auth import TokenManager
+from aiotts._body import TOKEN_ANSWER_LIMIT, BodyTooLargeError, read_capped
 from aiotts._config import Limits, RetryPolicy, Timeouts
 from aiotts._errors import (
     AiottsError,
@@ -379,9 +380,11 @@ class HttpSession:
 
         async def read_token(response: aiohttp.ClientResponse) -> tuple[str, float]:
             try:
-                data: Any = orjson.loads(await response.read())
+                data: Any = orjson.loads(await read_capped(response, TOKEN_ANSWER_LIMIT, "token"))
                 value = data["access_token"]
                 expires_in = float(data.get("expires_in", 3600))
+            except BodyTooLargeError as exc:
+                raise Retryable(ServerError(str(exc)), sent=True) from exc
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 error = ServerError("token: the answer is not a token")
                 error.__cause__ = exc
