@@ -22,12 +22,14 @@ import aiohttp
 from aiotts._errors import ResponseError
 
 __all__ = [
+    "ENCODINGS",
     "ERROR_BODY_LIMIT",
     "ID_ANSWER_LIMIT",
     "SMALL_ANSWER_LIMIT",
     "TOKEN_ANSWER_LIMIT",
     "BodyTooLargeError",
     "body_chunks",
+    "check_encoding",
     "drain",
     "read_capped",
     "read_prefix",
@@ -49,6 +51,21 @@ SMALL_ANSWER_LIMIT: Final = 64 * 1024
 """The largest answer read whole for a cancel; anything longer is left unread."""
 
 
+ENCODINGS: Final = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+"""The ``Content-Encoding`` values aiotts reads (aiohttp inflates them in bounded steps)."""
+
+
+def check_encoding(response: aiohttp.ClientResponse, what: str) -> None:
+    """Refuse, by name, a body compressed in a way aiotts does not read."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ENCODINGS:
+        shown = encoding[:40].encode("ascii", "backslashreplace").decode()
+        raise ResponseError(
+            f"{what}: the server compressed its answer as {shown!r}, which aiotts does not "
+            "read (it asks for gzip or deflate)"
+        )
+
+
 class BodyTooLargeError(ResponseError):
     """An answer that is not audio was longer than its cap (inflated bytes)."""
 
@@ -62,6 +79,7 @@ class BodyTooLargeError(ResponseError):
 
 async def body_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body, inflated, in pieces of at most ``READ_CHUNK`` bytes."""
+    check_encoding(response, "result")
     content = response.content
     while True:
         chunk = await content.read(READ_CHUNK)
@@ -75,6 +93,7 @@ async def read_prefix(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
 
     Never reads more than ``limit + 1`` bytes, so memory and inflation are bounded by it.
     """
+    check_encoding(response, "answer")
     parts: list[bytes] = []
     size = 0
     content = response.content

@@ -68,8 +68,11 @@ Invariants
   one: a result whose ``data`` is ``""`` or ``null`` yields none (``data_length`` then
   tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
-  never more than ``max_value_bytes``; so the scanner's memory is O(1) plus the output
-  of the chunk being fed, whatever the size of the body.
+  never more than ``max_value_bytes``; ``_held`` counts the raw bytes of every key and
+  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
+  ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements. So what the
+  scanner keeps is bounded by those caps plus the output of the chunk being fed, whatever
+  the size of the body; past a cap it raises a ``DecodeError`` naming it.
 * The fast path of the data string commits nothing until its whole run decoded, so the
   slow path can retake a refused run from the same state.
 * After an error the scanner is FAILED for good: every later call raises that error.

@@ -8,7 +8,8 @@ was cut into chunks. The one shortcut, for the small answers of most polls (``Pe
 and nothing the scanner could read differently (no escape, no second ``results`` key).
 
 The audio goes straight into temporary files, one open at a time: a result's file is
-closed as soon as the next result's audio begins, or the body ends. Files are named only
+closed as soon as the next result's audio begins (the last one stays open until it is
+committed). Files are named only
 in :func:`decide`, once each result's ``type`` is known; they take their final names only
 through ``commit_all``.
 
@@ -192,11 +193,6 @@ class _AudioWriter:
                 self._current = file
             file.write(piece.data)
 
-    def close(self) -> None:
-        file, self._current = self._current, None
-        if file is not None:
-            file.close()
-
 
 def _quick(body: bytes) -> ScannedEnvelope | None:
     """The shortcut for a small answer without ``results``: orjson reads it exactly as the
@@ -280,7 +276,7 @@ async def read_answer(
                 if is_out_of_descriptors(exc):
                     raise Retryable(exc, sent=True) from exc
                 raise
-            writer.close()
+            # The last file stays open: commit_all syncs it through the same descriptor.
             return decide(envelope, task_id, writer.files, target)
         except BaseException:
             _discard(writer.files)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aiotts import AiottsError, RetryPolicy, TTSClient
+from aiotts import AiottsError, ResponseError, RetryPolicy, TTSClient
 from tests.hostile.answers import FETCH_PATH, TASK_ID, b64, envelope, serve, wav
 from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, HostileServer
 
@@ -180,3 +180,15 @@ async def test_the_response_code_of_a_partial_result_is_kept_as_a_warning(tmp_pa
         async with TTSClient(CLIENT_ID, CLIENT_SECRET, base_url=server.url) as client:
             saved = await client.download(TASK_ID, tmp_path)
     assert "responseStatusCode PartiallyNotFound" in saved.result.warnings
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+async def test_an_encoding_aiotts_does_not_read_is_refused_by_name(
+    chunk: int | None, tmp_path: Path
+) -> None:
+    async with HostileServer() as server:
+        server.route("GET", FETCH_PATH, serve(envelope(ONE), chunk, **{"Content-Encoding": "xz"}))
+        async with TTSClient(CLIENT_ID, CLIENT_SECRET, base_url=server.url) as client:
+            with pytest.raises(ResponseError, match="compressed its answer as 'xz'"):
+                await client.download(TASK_ID, tmp_path)
+    assert not list(tmp_path.iterdir())
