@@ -128,7 +128,14 @@ def serve_pieces(pieces: Callable[[], Iterable[bytes]]) -> Handler:
 
 
 CLIENT = r"""
-import resource, sys, anyio, orjson
+import sys, anyio, orjson
+
+def peak_kib():
+    # VmHWM: the peak RSS of this program; ru_maxrss would keep the parent's across exec.
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1])
+
 from aiotts import RetryPolicy, TTSClient
 
 async def main(url, out, task_id, client_id, client_secret):
@@ -140,7 +147,7 @@ async def main(url, out, task_id, client_id, client_secret):
         "state": outcome.state.value,
         "error": outcome.error,
         "files": [str(f) for f in outcome.files],
-        "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_kib": peak_kib(),
     }).decode())
 
 anyio.run(main, *sys.argv[1:])
