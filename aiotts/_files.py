@@ -160,8 +160,16 @@ def check_wav(head: bytes, size: int, *, task_id: str | None = None) -> None:
 
 
 def is_out_of_descriptors(exc: BaseException) -> bool:
-    """True for "too many open files" (EMFILE, ENFILE): local and transient."""
-    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+    """True for "too many open files" (EMFILE, ENFILE), raised here or as the cause of
+    this error (a file, or a socket that could not be opened): local and transient."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: ours, aiohttp's, the OSError
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class ResultFile:
