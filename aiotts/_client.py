@@ -10,7 +10,6 @@ client is used once: reopening a closed one is refused.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import os
 import ssl
@@ -27,6 +26,7 @@ import orjson
 
 from aiotts import _redact
 from aiotts._batch import Batch, BatchReport
+from aiotts._body import ID_ANSWER_LIMIT, drain, read_prefix
 from aiotts._config import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -56,7 +56,7 @@ from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, TaskIds
-from aiotts._session import Handler, HttpSession, SessionSettings, read_at_most
+from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -64,7 +64,6 @@ __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
 T = TypeVar("T")
 
 TRIAL_MAX_CHARS = 500
-_MAX_ID_ANSWER = 200
 
 _TTS_PATH = "/v5.0/ocr/ConvertTextToSpeech"
 _TRIAL_PATH = "/v5.0/ocr/ConvertTextToSpeechTrial"
@@ -329,10 +328,10 @@ class TTSClient:
         )
 
         async def read_id(response: aiohttp.ClientResponse) -> str:
-            answer = await read_at_most(response, _MAX_ID_ANSWER)  # None: longer than that
-            raw = (answer or b"").decode("utf-8", "replace")
+            answer, longer = await read_prefix(response, ID_ANSWER_LIMIT)
+            raw = answer.decode("utf-8", "replace")
             task_id = raw.strip().strip('"')
-            if answer is None or not task_id or any(c.isspace() for c in task_id):
+            if longer or not task_id or any(c.isspace() for c in task_id):
                 shown = _redact.server_text(repr(raw), limit=80)
                 raise ResponseError(f"the submit answer is not a task id: {shown}")
             return task_id
@@ -413,7 +412,7 @@ class TTSClient:
         whole call (default ``Timeouts.call``); past it, ``RequestTimeout``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return await read_envelope(response, task_id)
+            return await read_envelope(response, task_id, keep_audio=True)
 
         return await self._about("fetch", "GET", self._tts_url, task_id, read, timeout)
 
@@ -427,7 +426,7 @@ class TTSClient:
         as for ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return dataclasses.replace(await read_envelope(response, task_id), results=None)
+            return await read_envelope(response, task_id, keep_audio=False)
 
         return await self._about("status", "GET", self._status_url, task_id, read, timeout)
 
@@ -441,7 +440,7 @@ class TTSClient:
         ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> None:
-            await response.read()
+            await drain(response)
 
         await self._about("cancel", "DELETE", self._tts_url, task_id, read, timeout)
 
