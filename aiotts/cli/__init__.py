@@ -17,6 +17,7 @@ from enum import IntEnum
 from typing import Any
 
 from aiotts import __version__
+from aiotts._config import DEFAULT_RETRY
 from aiotts._context import log_task_id
 from aiotts._errors import (
     AiottsError,
@@ -132,6 +133,14 @@ def _connection_options() -> argparse.ArgumentParser:
         action="store_true",
         help="allow credentials over plain http:// to a host that is not this machine",
     )
+    group.add_argument(
+        "--retries",
+        type=_whole_number,
+        default=DEFAULT_RETRY.max_attempts - 1,
+        metavar="N",
+        help="retry a request that failed in a way worth retrying at most N times "
+        "(never a submit that may have reached the server)",
+    )
     # Given after the verb; SUPPRESS keeps a -v given before the verb in force.
     _add_verbose(options, default=argparse.SUPPRESS)
     return options
@@ -144,6 +153,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return value
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import os
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -18,7 +20,7 @@ from rich.console import Console
 
 from aiotts._batch import Batch
 from aiotts._client import TTSClient
-from aiotts._config import DEFAULT_BASE_URL, Limits
+from aiotts._config import DEFAULT_BASE_URL, DEFAULT_RETRY, Limits
 from aiotts._context import log_task_id
 from aiotts._errors import TaskNotFoundError, UsageError
 from aiotts._models import Outcome, TaskStatus, printable_id
@@ -46,7 +48,8 @@ def make_client(
 ) -> TTSClient:
     """A client configured from the connection options and the credentials' sources."""
     base_url = args.base_url or os.environ.get("AIOTTS_BASE_URL") or DEFAULT_BASE_URL
-    options = {
+    options: dict[str, Any] = {
+        "retry": dataclasses.replace(DEFAULT_RETRY, max_attempts=args.retries + 1),
         "base_url": base_url,
         "token_url": args.token_url,
         "ca_file": args.ca_file,
@@ -258,6 +261,12 @@ def _text(args: argparse.Namespace) -> str:
         raise UsageError(f"cannot read the text file {args.file}: {exc}") from None
 
 
+_INTERRUPTED_SUBMIT = (
+    "interrupted while submitting: the text may have reached the server (it may be billed), "
+    "but no task id came back"
+)
+
+
 def _fetch_later(task_id: str, folder: str) -> str:
     """What Ctrl-C after a submit says: the id (the task may be billed) and how to get it."""
     return (
@@ -278,6 +287,7 @@ async def submit(args: argparse.Namespace) -> int:
         raise UsageError("--out goes with --wait")
     folder = args.out or "."
     async with make_client(args) as client:
+        args.interrupted = _INTERRUPTED_SUBMIT
         task_id = await client.submit(text)
         print(task_id, flush=True)
         if args.wait:
@@ -290,6 +300,7 @@ async def submit(args: argparse.Namespace) -> int:
 
 async def say(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
+        args.interrupted = _INTERRUPTED_SUBMIT
         task_id = await client.submit(args.text)
         args.interrupted = _fetch_later(task_id, os.path.dirname(args.output) or ".")
         saved = await client.wait(task_id, args.output, timeout=args.timeout)
