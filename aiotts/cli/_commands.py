@@ -153,6 +153,7 @@ async def run_batch(
     description: str,
     json_lines: bool,
     show_progress: bool = True,
+    console: Console | None = None,
 ) -> Summary:
     """Drive a batch with a progress bar (on a terminal) and JSON lines (if asked).
 
@@ -160,7 +161,7 @@ async def run_batch(
     may print to the same terminal, and the bar's redraws would erase its lines. Whatever
     stops the batch is raised as itself (never wrapped in a group).
     """
-    console = stderr_console()
+    console = console or stderr_console()
     out = sys.stdout.buffer
     enabled = show_progress and not json_lines and console.is_terminal
     with BatchProgress(console, total=total, description=description, enabled=enabled) as bar:

@@ -16,7 +16,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from aiotts._models import Outcome, OutcomeState
 from aiotts._scheduler import BatchStatistics
@@ -27,8 +27,8 @@ __all__ = ["BatchProgress", "Summary", "progress_counts", "summary_line", "summa
 MB = 1_000_000
 
 _WIDE = 100
-"""Columns from which the bar also shows its description; below, every column but the
-bar keeps its full text at 80 columns."""
+"""Columns from which the bar also shows a spinner and its description; below, the counts
+keep their full text at 80 columns even with 100,000 ids (the bar itself shrinks)."""
 
 
 class Summary:
@@ -107,14 +107,15 @@ class BatchProgress:
         self._enabled = console.is_terminal if enabled is None else enabled
         self._total = total
         self._summary = Summary()
-        columns: list[ProgressColumn] = [SpinnerColumn()]
-        if console.width >= _WIDE:  # the description only where it leaves room for the bar
-            columns.append(TextColumn("[bold]{task.description}"))
+        columns: list[ProgressColumn] = []
+        if console.width >= _WIDE:  # spinner and description only where there is room
+            columns += [SpinnerColumn(), TextColumn("[bold]{task.description}")]
         self._progress = Progress(
             *columns,
-            BarColumn(bar_width=None),
-            TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(),
+            # The bar takes what the others leave; they never wrap or shrink.
+            BarColumn(bar_width=None, table_column=Column(ratio=1)),
+            TextColumn("{task.fields[counts]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
             console=console,
             transient=False,
             refresh_per_second=8,
@@ -157,9 +158,8 @@ class BatchProgress:
             completed=finished,
             total=None if total is None else max(total, finished),
             counts=progress_counts(statistics, total),
+            refresh=True,  # a few times a second at most: the caller paces the updates
         )
-        if final:
-            self._progress.refresh()
 
 
 def summary_table(
