@@ -24,9 +24,7 @@ async def run(args: list[str], emu: Emulator | None) -> tuple[int, bytes, bytes]
     return done.returncode, done.stdout, done.stderr
 
 
-async def test_ids_are_escaped_cut_and_on_one_line_each(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+async def test_ids_are_escaped_cut_and_on_one_line_each(emulator: Emulator, tmp_path: Path) -> None:
     good = emulator.create_tasks(2)
     recolour = "TTS\x1b[31mred\x1b]0;title\x07"
     huge = "TTS" + "x" * 5000
@@ -50,8 +48,7 @@ async def test_ids_are_escaped_cut_and_on_one_line_each(
     )
     # --quiet: no table, one summary line on standard output
     assert stdout.decode().splitlines() == [
-        "aiotts fetch: 4 tasks: 2 done, 2 aborted; "
-        + stdout.decode().split("aborted; ")[1].strip()
+        "aiotts fetch: 4 tasks: 2 done, 2 aborted; " + stdout.decode().split("aborted; ")[1].strip()
     ]
 
 

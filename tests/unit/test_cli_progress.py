@@ -75,9 +75,7 @@ def test_the_total_counts_distinct_ids(tmp_path: Path) -> None:
     assert _ids_and_total(args)[1] == 2
 
 
-async def test_a_finished_run_shows_exact_final_counts(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+async def test_a_finished_run_shows_exact_final_counts(emulator: Emulator, tmp_path: Path) -> None:
     ids = emulator.create_tasks(12) + emulator.create_tasks(2, fail=True)
     given = [*ids, *ids[:3]]  # duplicates are fetched and counted once
     console, buffer = terminal(80)
