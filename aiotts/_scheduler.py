@@ -24,8 +24,9 @@ Invariants:
   recorded as ``cancelled`` (synchronously, so the record is whole even then); at the
   batch deadline they and every id not yet taken in end as ``expired``.
 * An error that no task can get past (``STOPS_THE_BATCH``: the credentials refused, the
-  service unreachable) stops the batch: the ids in flight and the one being admitted are
-  recorded as ``aborted`` with that error's message, and ``run`` raises that error.
+  service unreachable; or any exception that is not an answer about one task) stops the
+  batch: the ids in flight and the one being admitted are recorded as ``aborted`` with
+  that error's message, and ``run`` raises that error itself, never a group.
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ class Scheduler:
         self._feeding_done = False
         self._sending = 0
         self._admitting: str | None = None
-        self._stopped_by: AiottsError | None = None  # the error that stopped the batch
+        self._stopped_by: Exception | None = None  # the error that stopped the batch
         self._workers: anyio.abc.TaskGroup | None = None
         self._outcomes: MemoryObjectSendStream[Outcome] | None = None
         self._started = time.monotonic()
@@ -475,6 +476,12 @@ class Scheduler:
             task = await self._due.get()
             try:
                 await self._poll_once(task)
+            except Exception as exc:
+                # Not an answer about this task (``_poll_once`` turns those into endings):
+                # the batch stops, and the ids in flight are recorded with this cause.
+                if self._stopped_by is None:
+                    self._stopped_by = exc
+                raise
             finally:
                 self._idle.release()
 
@@ -500,11 +507,9 @@ class Scheduler:
                     authorised=self._authorised,
                 )
                 await self._settle(answer)
-            except STOPS_THE_BATCH as exc:
-                # Nothing can succeed: the batch stops and says why. The first such error
-                # is the one reported; the task stays active, so it is recorded with it.
-                if self._stopped_by is None:
-                    self._stopped_by = exc
+            except STOPS_THE_BATCH:
+                # Nothing can succeed: the batch stops and says why (``_work`` keeps the
+                # first such error). The task stays active, so it is recorded with it.
                 raise
             except UnexpectedStatusError as exc:
                 failure = (Event.UNKNOWN_STATUS, exc)
@@ -639,12 +644,15 @@ class Scheduler:
         if self._admitting is not None:
             self._conclude_unadmitted(self._admitting, State.CANCELLED, error)
 
-    def _record_stopped(self, cause: AiottsError) -> None:
+    def _record_stopped(self, cause: Exception) -> None:
         """Record every id in flight, and the one being admitted, as ``aborted`` by the
         error that stopped the batch (synchronously, like ``_record_cancelled``)."""
-        error = f"the batch stopped: {cause}"
+        if isinstance(cause, AiottsError):
+            error, ours = f"the batch stopped: {cause}", cause
+        else:  # not mapped to one of ours: name its type, as the command line does
+            error, ours = f"the batch stopped: {type(cause).__name__}: {cause}", None
         for task in list(self._active.values()):
-            self._conclude(task, Event.GAVE_UP, error=error, cause=cause)
+            self._conclude(task, Event.GAVE_UP, error=error, cause=ours)
         if self._admitting is not None:
             self._conclude_unadmitted(self._admitting, State.ABORTED, error)
 

@@ -210,6 +210,7 @@ async def test_exit_3_when_the_token_cannot_be_sent(tmp_path: Path) -> None:
         assert b"Traceback" not in stderr, (name, stderr.decode())
         assert returncode in (ExitCode.AUTHENTICATION, ExitCode.SERVICE), (name, stderr)
         assert len(stderr.splitlines()) == 1, (name, stderr.decode())
+    assert_fetch_recorded_the_cause(tmp_path, "TTSx", "the batch stopped: ")
 
 
 async def test_exit_4_when_the_service_cannot_be_reached(tmp_path: Path) -> None:
