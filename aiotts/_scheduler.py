@@ -23,6 +23,10 @@ Invariants:
   then hands one ``Outcome`` to the caller. On cancellation the ids still in flight are
   recorded as ``cancelled`` (synchronously, so the record is whole even then); at the
   batch deadline they and every id not yet taken in end as ``expired``.
+* An error that no task can get past (``STOPS_THE_BATCH``: the credentials refused, the
+  service unreachable; or any exception that is not an answer about one task) stops the
+  batch: the ids in flight and the one being admitted are recorded as ``aborted`` with
+  that error's message, and ``run`` raises that error itself, never a group.
 """
 
 from __future__ import annotations
@@ -56,7 +60,13 @@ import yarl
 from anyio.streams.memory import MemoryObjectSendStream
 
 from aiotts._config import Limits, PollPolicy
-from aiotts._errors import AiottsError, AuthenticationError, UnexpectedStatusError
+from aiotts._context import log_task_id
+from aiotts._errors import (
+    AiottsError,
+    AuthenticationError,
+    ConnectError,
+    UnexpectedStatusError,
+)
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest, ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
@@ -64,9 +74,15 @@ from aiotts._session import HttpSession
 from aiotts._states import Event, State, TaskMachine
 from aiotts._transfer import Answer, read_answer
 
-__all__ = ["BatchStatistics", "Scheduler", "TaskIds"]
+__all__ = ["STOPS_THE_BATCH", "BatchStatistics", "Scheduler", "TaskIds"]
 
 TaskIds = Iterable[str] | AsyncIterable[str]
+
+STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
+"""Errors about the service, not about one task: the credentials (or a fresh token) were
+refused, or the service cannot be reached even after the request's retries. Every other
+task would meet the same error, so the batch stops at the first one instead of failing
+each id in turn (and, for refused credentials, earning the token endpoint's lockout)."""
 
 MAX_ID_LENGTH = 1000
 """Longer ids are refused without a request: real ids are 36 characters."""
@@ -233,6 +249,7 @@ class Scheduler:
         self._feeding_done = False
         self._sending = 0
         self._admitting: str | None = None
+        self._stopped_by: Exception | None = None  # the error that stopped the batch
         self._workers: anyio.abc.TaskGroup | None = None
         self._outcomes: MemoryObjectSendStream[Outcome] | None = None
         self._started = time.monotonic()
@@ -287,7 +304,11 @@ class Scheduler:
             if batch_deadline.cancelled_caught:
                 await self._expire_everything(source)
         except BaseException:
-            self._record_cancelled()
+            if self._stopped_by is None:
+                self._record_cancelled()
+            else:
+                self._record_stopped(self._stopped_by)
+                raise self._stopped_by from None  # the error itself, not a task group's
             raise
         finally:
             await source.aclose()
@@ -457,10 +478,17 @@ class Scheduler:
             task = await self._due.get()
             try:
                 await self._poll_once(task)
+            except Exception as exc:
+                # Not an answer about this task (``_poll_once`` turns those into endings):
+                # the batch stops, and the ids in flight are recorded with this cause.
+                if self._stopped_by is None:
+                    self._stopped_by = exc
+                raise
             finally:
                 self._idle.release()
 
     async def _poll_once(self, task: _Task) -> None:
+        log_task_id.set(task.task_id)  # this worker's log lines name the task it polls
         now = time.monotonic()
         if now >= task.deadline:
             await self._finish(self._conclude(task, Event.DEADLINE, error=_DEADLINE_PASSED))
@@ -481,8 +509,10 @@ class Scheduler:
                     authorised=self._authorised,
                 )
                 await self._settle(answer)
-            except AuthenticationError:
-                raise  # nothing can succeed: the batch stops and says why
+            except STOPS_THE_BATCH:
+                # Nothing can succeed: the batch stops and says why (``_work`` keeps the
+                # first such error). The task stays active, so it is recorded with it.
+                raise
             except UnexpectedStatusError as exc:
                 failure = (Event.UNKNOWN_STATUS, exc)
             except AiottsError as exc:  # retries ran out, or the answer was unusable
@@ -620,6 +650,18 @@ class Scheduler:
             self._conclude(task, Event.CANCEL, error=error)
         if self._admitting is not None:
             self._conclude_unadmitted(self._admitting, State.CANCELLED, error)
+
+    def _record_stopped(self, cause: Exception) -> None:
+        """Record every id in flight, and the one being admitted, as ``aborted`` by the
+        error that stopped the batch (synchronously, like ``_record_cancelled``)."""
+        if isinstance(cause, AiottsError):
+            error, ours = f"the batch stopped: {cause}", cause
+        else:  # not mapped to one of ours: name its type, as the command line does
+            error, ours = f"the batch stopped: {type(cause).__name__}: {cause}", None
+        for task in list(self._active.values()):
+            self._conclude(task, Event.GAVE_UP, error=error, cause=ours)
+        if self._admitting is not None:
+            self._conclude_unadmitted(self._admitting, State.ABORTED, error)
 
     async def _expire_everything(self, source: AsyncIterator[object]) -> None:
         """The batch deadline passed: every id in flight, and every id not yet taken in,

@@ -136,17 +136,23 @@ def peak_kib():
         line = next(line for line in status if line.startswith("VmHWM:"))
     return int(line.split()[1])
 
-from aiotts import RetryPolicy, TTSClient
+from aiotts import AiottsError, RetryPolicy, TTSClient
 
 async def main(url, out, task_id, client_id, client_secret):
     retry = RetryPolicy(max_attempts=2, first_delay=0.01, max_delay=0.01)
+    outcomes, stopped = [], None
     async with TTSClient(client_id, client_secret, base_url=url, retry=retry) as client:
-        report = await client.fetch_all([task_id], out, task_timeout=60)
-    (outcome,) = report.done + report.failed
+        try:
+            async for outcome in client.fetch_many([task_id], out, task_timeout=60):
+                outcomes.append(outcome)
+        except AiottsError as exc:  # an error no task can get past stops the batch
+            stopped = str(exc)
+    outcome = outcomes[0] if outcomes else None
     print(orjson.dumps({
-        "state": outcome.state.value,
-        "error": outcome.error,
-        "files": [str(f) for f in outcome.files],
+        "state": outcome.state.value if outcome else None,
+        "error": outcome.error if outcome else None,
+        "stopped": stopped,
+        "files": [str(f) for f in outcome.files] if outcome else [],
         "peak_kib": peak_kib(),
     }).decode())
 
