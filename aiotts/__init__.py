@@ -10,6 +10,8 @@ straight to a WAV file on disk::
 ``aiotts.emulator`` is a local emulator of the API, for tests and demos.
 """
 
+import importlib.metadata as _metadata
+
 from aiotts._batch import Batch, BatchReport, BatchStatistics
 from aiotts._client import TRIAL_MAX_CHARS, SavedAudio, TTSClient
 from aiotts._config import (
@@ -97,4 +99,13 @@ __all__ = [
     "read_manifest",
 ]
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml holds the one version string."""
+    try:
+        return _metadata.version("aiotts")
+    except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

@@ -41,7 +41,7 @@ import anyio
 
 from aiotts._admission import ResumeRules, SeenIds, TaskIds, each, id_problem
 from aiotts._config import PollPolicy
-from aiotts._errors import AiottsError, AuthenticationError, OutputError
+from aiotts._errors import AiottsError, AuthenticationError, ConnectError, OutputError
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest
 from aiotts._models import Outcome
@@ -49,7 +49,7 @@ from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import HttpSession
 from aiotts._states import State
 
-__all__ = ["Batch", "BatchReport", "BatchStatistics"]
+__all__ = ["STOPS_THE_BATCH", "Batch", "BatchOptions", "BatchReport", "BatchStatistics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +87,11 @@ class BatchReport:
         return not self.failed
 
 
-def stops_a_batch(error: BaseException | None) -> bool:
-    """Whether ``error``, met by one task, means no other task can succeed either."""
-    return isinstance(error, AuthenticationError)
+STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
+"""Errors about the service, not about one task: the credentials (or a fresh token) were
+refused, or the service cannot be reached even after the request's retries. Every other
+task would meet the same error, so the batch stops at the first one instead of failing
+each id in turn (and, for refused credentials, earning the token endpoint's lockout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +182,7 @@ class Batch:
         self._held -= 1  # the id's hold passes to its outcome, until the caller reads it
         self._bytes_written += outcome.bytes_written
         self._record(outcome)
-        if stops_a_batch(outcome.cause):
-            assert outcome.cause is not None
+        if isinstance(outcome.cause, STOPS_THE_BATCH):
             self._stop(outcome.cause)
         self._check_all_ended()
 
@@ -294,13 +295,8 @@ class Batch:
         self._admitting = None
         self._counts[state] += 1
         self._record(
-            Outcome(task_id, state.outcome, error=error, finished_at=self._scheduler_wall())
+            Outcome(task_id, state.outcome, error=error, finished_at=self._scheduler.wall_clock())
         )
-
-    def _scheduler_wall(self) -> float:
-        import time
-
-        return time.time()
 
     def _end_active(self, state: State, error: str, cause: AiottsError | None = None) -> None:
         """End every id in flight (and the one being taken in) as ``state``; synchronous,
@@ -315,7 +311,7 @@ class Batch:
                         task_id,
                         state.outcome,
                         error=error,
-                        finished_at=self._scheduler_wall(),
+                        finished_at=self._scheduler.wall_clock(),
                         cause=cause,
                     )
                 )
@@ -329,7 +325,7 @@ class Batch:
             return
         self._error = error
         self._feeding.cancel()
-        self._end_active(State.ABORTED, str(error), error)
+        self._end_active(State.ABORTED, f"the batch stopped: {error}", error)
 
     async def _expire_everything(self, source: AsyncGenerator[object, None]) -> None:
         """The batch deadline passed: every id in flight, and every id not yet taken in,

@@ -10,7 +10,6 @@ client is used once: reopening a closed one is refused.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 import math
 import os
@@ -29,6 +28,7 @@ import orjson
 from aiotts import _redact
 from aiotts._admission import ResumeRules, TaskIds, id_problem
 from aiotts._batch import Batch, BatchOptions, BatchReport
+from aiotts._body import ID_ANSWER_LIMIT, drain, read_prefix
 from aiotts._config import (
     DEFAULT_BASE_URL,
     DEFAULT_LIMITS,
@@ -58,7 +58,7 @@ from aiotts._manifest import Manifest, read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
-from aiotts._session import Handler, HttpSession, SessionSettings, read_at_most
+from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._states import State
 from aiotts._transfer import Answer, read_answer, read_envelope
 
@@ -67,7 +67,6 @@ __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
 T = TypeVar("T")
 
 TRIAL_MAX_CHARS = 500
-_MAX_ID_ANSWER = 200
 
 _TTS_PATH = "/v5.0/ocr/ConvertTextToSpeech"
 _TRIAL_PATH = "/v5.0/ocr/ConvertTextToSpeechTrial"
@@ -355,10 +354,10 @@ class TTSClient:
         )
 
         async def read_id(response: aiohttp.ClientResponse) -> str:
-            answer = await read_at_most(response, _MAX_ID_ANSWER)  # None: longer than that
-            raw = (answer or b"").decode("utf-8", "replace")
+            answer, longer = await read_prefix(response, ID_ANSWER_LIMIT)
+            raw = answer.decode("utf-8", "replace")
             task_id = raw.strip().strip('"')
-            if answer is None or not task_id or any(c.isspace() for c in task_id):
+            if longer or not task_id or any(c.isspace() for c in task_id):
                 shown = _redact.server_text(repr(raw), limit=80)
                 raise ResponseError(f"the submit answer is not a task id: {shown}")
             return task_id
@@ -439,7 +438,7 @@ class TTSClient:
         whole call (default ``Timeouts.call``); past it, ``RequestTimeout``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return await read_envelope(response, task_id)
+            return await read_envelope(response, task_id, keep_audio=True)
 
         return await self._about("fetch", "GET", self._tts_url, task_id, read, timeout)
 
@@ -453,7 +452,7 @@ class TTSClient:
         as for ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> TaskResult:
-            return dataclasses.replace(await read_envelope(response, task_id), results=None)
+            return await read_envelope(response, task_id, keep_audio=False)
 
         return await self._about("status", "GET", self._status_url, task_id, read, timeout)
 
@@ -467,7 +466,7 @@ class TTSClient:
         ``fetch``."""
 
         async def read(response: aiohttp.ClientResponse) -> None:
-            await response.read()
+            await drain(response)
 
         await self._about("cancel", "DELETE", self._tts_url, task_id, read, timeout)
 

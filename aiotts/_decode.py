@@ -68,8 +68,11 @@ Invariants
   one: a result whose ``data`` is ``""`` or ``null`` yields none (``data_length`` then
   tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
-  never more than ``max_value_bytes``; so the scanner's memory is O(1) plus the output
-  of the chunk being fed, whatever the size of the body.
+  never more than ``max_value_bytes``; ``_held`` counts the raw bytes of every key and
+  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
+  ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements. So what the
+  scanner keeps is bounded by those caps plus the output of the chunk being fed, whatever
+  the size of the body; past a cap it raises a ``DecodeError`` naming it.
 * The fast path of the data string commits nothing until its whole run decoded, so the
   slow path can retake a refused run from the same state.
 * After an error the scanner is FAILED for good: every later call raises that error.
@@ -89,6 +92,8 @@ from aiotts._errors import DecodeError
 
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
+    "MAX_FIELD_BYTES",
+    "MAX_RESULTS",
     "AudioPiece",
     "EnvelopeScanner",
     "ScannedEnvelope",
@@ -97,7 +102,15 @@ __all__ = [
 ]
 
 #: The largest key or small value (anything but ``results[i].data``) the scanner captures.
-DEFAULT_MAX_VALUE_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
+
+#: The most bytes of JSON besides the audio (keys and every other value, at every level)
+#: one answer may hold: the scanner keeps them all until the end. A real envelope has
+#: a few hundred.
+MAX_FIELD_BYTES: Final = 1024 * 1024
+
+#: The most elements ``results`` may have. A real answer has one.
+MAX_RESULTS: Final = 1000
 
 # The slow path unescapes a data string this many bytes at a time.
 _WINDOW: Final = 16 * 1024
@@ -302,9 +315,12 @@ class EnvelopeScanner:
         "_error",
         "_fields",
         "_finished",
+        "_held",
         "_index",
         "_key",
         "_level",
+        "_max_held",
+        "_max_results",
         "_max_value",
         "_pad",
         "_pending",
@@ -317,8 +333,17 @@ class EnvelopeScanner:
         "_state",
     )
 
-    def __init__(self, *, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_field_bytes: int = MAX_FIELD_BYTES,
+        max_results: int = MAX_RESULTS,
+    ) -> None:
         self._max_value = max_value_bytes
+        self._max_held = max_field_bytes
+        self._max_results = max_results
+        self._held = 0  # raw bytes of every key and small value stored so far
         self._state = _S_DOC_START
         self._level = _L_TOP
         self._seen = 0  # bytes fed so far: the absolute offset of the next chunk
@@ -464,6 +489,12 @@ class EnvelopeScanner:
                     raise DecodeError(f"expected {want}, found {_show(c)}", offset=off)
             elif state in (_S_ARR_OPEN, _S_ARR_ITEM):
                 if c == 0x7B:  # "{"
+                    if self._results is not None and len(self._results) >= self._max_results:
+                        raise DecodeError(
+                            f"'results' has more than {self._max_results} elements "
+                            "(MAX_RESULTS); the real API sends one",
+                            offset=off,
+                        )
                     self._level = _L_RESULT
                     self._index = 0 if self._results is None else len(self._results)
                     self._rfields = {}
@@ -604,8 +635,18 @@ class EnvelopeScanner:
                 f"{self._path(self._key)} is nested deeper than {_MAX_DEPTH} levels", offset=off
             )
 
+    def _too_much(self, start: int) -> NoReturn:
+        raise DecodeError(
+            f"the answer holds more than {self._max_held} bytes of JSON besides the audio "
+            "(MAX_FIELD_BYTES); the real API sends a few hundred",
+            offset=start,
+        )
+
     def _append(self, buf: bytes, start: int, end: int) -> None:
-        if len(self._cap) + (end - start) > self._max_value:
+        size = len(self._cap) + (end - start)
+        if self._held + size > self._max_held:
+            self._too_much(self._cap_start)
+        if size > self._max_value:
             what = "a key" if self._cap_target == _T_KEY else self._path(self._key)
             raise DecodeError(
                 f"{what} is longer than {self._max_value} bytes", offset=self._cap_start
@@ -693,6 +734,9 @@ class EnvelopeScanner:
         if len(raw) > self._max_value:
             what = "a key" if target == _T_KEY else self._path(self._key)
             raise DecodeError(f"{what} is longer than {self._max_value} bytes", offset=start)
+        self._held += len(raw)
+        if self._held > self._max_held:
+            self._too_much(start)
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -33,10 +33,12 @@ from aiotts._syncer import sync_and_close
 
 __all__ = [
     "PART_SUFFIX",
+    "WAV_HEAD_BYTES",
     "OutputTarget",
     "ResultFile",
     "check_wav",
     "commit_all",
+    "is_out_of_descriptors",
     "output_error",
     "remove_stale_parts",
     "safe_stem",
@@ -50,7 +52,8 @@ _MAX_STEM = 100
 _MAX_CLEANED = 80
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-WAV_HEADER_SIZE = 44
+WAV_HEAD_BYTES = 4096
+"""How much of the start of a WAV file ``check_wav`` reads its chunks from."""
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _temp_numbers = itertools.count()
 
@@ -122,6 +125,11 @@ def output_error(exc: OSError, path: Path, task_id: str | None) -> OutputError:
         advice = "choose a folder you can write to"
     elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
         advice = "check that the output folder exists"
+    elif exc.errno in (errno.EMFILE, errno.ENFILE):
+        advice = (
+            "this process has too many files and connections open at once; lower the "
+            "number of downloads in flight or raise the limit (ulimit -n)"
+        )
     else:
         advice = "check the output folder"
     who = f"task {task_id}: " if task_id else ""
@@ -136,7 +144,9 @@ def output_error(exc: OSError, path: Path, task_id: str | None) -> OutputError:
 def check_wav(head: bytes, size: int, *, task_id: str | None = None) -> None:
     """Raise ``DecodeError`` unless ``head`` starts a RIFF/WAVE file of exactly ``size`` bytes.
 
-    The RIFF size must match; in a canonical 44-byte header the ``data`` size must match too.
+    The RIFF size must match, and the chunks are walked to the ``data`` chunk (within the
+    first ``WAV_HEAD_BYTES``), which must end the file: not one byte may follow what the
+    header declares (but the pad byte RIFF puts after a chunk of odd size).
     """
     if size < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise DecodeError("the audio is not a RIFF/WAVE file", offset=0, task_id=task_id)
@@ -147,22 +157,50 @@ def check_wav(head: bytes, size: int, *, task_id: str | None = None) -> None:
             offset=4,
             task_id=task_id,
         )
-    if len(head) >= WAV_HEADER_SIZE and head[36:40] == b"data":
-        (data_size,) = struct.unpack_from("<I", head, 40)
-        if data_size + WAV_HEADER_SIZE != size:
+    position = 12
+    while position + 8 <= min(len(head), size):
+        chunk_id = head[position : position + 4]
+        (chunk_size,) = struct.unpack_from("<I", head, position + 4)
+        if chunk_id == b"data":
+            end = position + 8 + chunk_size
+            if end == size or (chunk_size % 2 == 1 and end + 1 == size):
+                return
             raise DecodeError(
-                f"the WAV data chunk declares {data_size} bytes but "
-                f"{size - WAV_HEADER_SIZE} follow the header",
-                offset=40,
+                f"the WAV data chunk declares {chunk_size} bytes but "
+                f"{size - position - 8} follow its header",
+                offset=position + 4,
                 task_id=task_id,
             )
+        position += 8 + chunk_size + (chunk_size & 1)
+    raise DecodeError(
+        f"the WAV file has no data chunk within its first {WAV_HEAD_BYTES} bytes",
+        offset=min(position, size),
+        task_id=task_id,
+    )
+
+
+def is_out_of_descriptors(exc: BaseException) -> bool:
+    """True for "too many open files" (EMFILE, ENFILE), raised here or as the cause of
+    this error (a file, or a socket that could not be opened): local and transient."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: ours, aiohttp's, the OSError
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class ResultFile:
     """One result being written to a temporary file; ``commit`` or ``discard`` it.
 
     Writes are plain blocking writes from the event loop: a 256 KiB piece takes tens of
-    microseconds, far less than handing it to a thread.
+    microseconds, far less than handing it to a thread. ``close`` as soon as the last
+    byte is written: a closed file keeps its temporary name and can still be verified,
+    synced (reopened read-only) and renamed, so a writer holds one descriptor at a time.
+    ``final`` may change until the rename (``name_as``): the name depends on the result's
+    ``type``, which an answer may send after the audio.
     """
 
     __slots__ = ("_fd", "_final", "_head", "_temp", "final", "result_type", "size", "task_id")
@@ -186,6 +224,12 @@ class ResultFile:
         except OSError as exc:
             raise output_error(exc, final, task_id) from exc
 
+    def name_as(self, final: Path, result_type: str) -> None:
+        """Set the final name and the type (which decides whether the WAV check applies)."""
+        self.final = final
+        self._final = os.fspath(final)
+        self.result_type = result_type
+
     @property
     def temp(self) -> Path:
         """The temporary file the bytes go to until ``rename``."""
@@ -199,8 +243,8 @@ class ResultFile:
         fd = self._fd
         if fd is None:
             raise RuntimeError("write to a closed ResultFile")
-        if len(self._head) < WAV_HEADER_SIZE:
-            self._head += bytes(data[: WAV_HEADER_SIZE - len(self._head)])
+        if len(self._head) < WAV_HEAD_BYTES:
+            self._head += bytes(data[: WAV_HEAD_BYTES - len(self._head)])
         view = memoryview(data)
         try:
             while view:
@@ -219,9 +263,9 @@ class ResultFile:
     async def sync(self) -> None:
         """Flush to disk and close, off the event loop (fsync can take milliseconds)."""
         fd, self._fd = self._fd, None  # the syncer owns it now, and closes it in any case
-        if fd is None:
-            return
         try:
+            if fd is None:  # closed when its last byte was written: reopen it to sync
+                fd = os.open(self._temp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             await sync_and_close(fd)
         except OSError as exc:
             raise output_error(exc, self.final, self.task_id) from exc

@@ -43,7 +43,7 @@ from typing import IO
 import orjson
 
 from aiotts._errors import OutputError
-from aiotts._files import WAV_HEADER_SIZE, check_wav, output_error
+from aiotts._files import WAV_HEAD_BYTES, check_wav, output_error
 from aiotts._models import Outcome, OutcomeState, printable_id
 
 __all__ = [
@@ -190,7 +190,7 @@ def complete_size(path: Path) -> int | None:
             opened = os.fstat(fd)
             if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
                 return None  # replaced between the lstat and the open
-            head = os.pread(fd, WAV_HEADER_SIZE, 0)
+            head = os.pread(fd, WAV_HEAD_BYTES, 0)
         finally:
             os.close(fd)
         check_wav(head, opened.st_size)

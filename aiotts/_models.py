@@ -131,9 +131,17 @@ class TaskResult:
         task_id: str,
         results: tuple[AudioResult, ...] | None = None,
     ) -> TaskResult:
-        """Build from the envelope's top-level fields (``results`` handled by the caller)."""
+        """Build from the envelope's top-level fields (``results`` handled by the caller).
+
+        ``id`` must be the one asked for, or null; a ``NotExist`` answer may also leave it
+        empty (the server knows no id to echo).
+        """
+        status = parse_status(fields.get("taskStatus"), task_id)
         answered_id = fields.get("id")
-        if answered_id is not None and answered_id != task_id:
+        echoed = answered_id in (None, task_id) or (
+            status is TaskStatus.NOT_EXIST and answered_id == ""
+        )
+        if not echoed:
             raise ResponseError(
                 f"asked for task {task_id} but the server answered about "
                 f"{_redact.server_text(repr(answered_id), limit=80)}",
@@ -143,7 +151,7 @@ class TaskResult:
         messages, warnings = error_texts(fields.get("error"))
         return cls(
             task_id=task_id,
-            status=parse_status(fields.get("taskStatus"), task_id),
+            status=status,
             response_code=code if isinstance(code, str) else None,
             messages=messages,
             warnings=warnings,

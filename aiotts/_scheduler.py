@@ -44,6 +44,7 @@ import anyio
 import yarl
 
 from aiotts._config import Limits, PollPolicy
+from aiotts._context import log_task_id
 from aiotts._errors import AiottsError, OutputError, ResponseError, UnexpectedStatusError
 from aiotts._files import OutputTarget, share_file
 from aiotts._models import Outcome, TaskResult, TaskStatus
@@ -141,7 +142,7 @@ class Scheduler:
         self._download_slots = download_slots
         self._durable = durable
         self.clock = clock
-        self._wall_clock = wall_clock
+        self.wall_clock = wall_clock
         self._pacer: Pacer[_Task] = Pacer(poll, now=clock())
         self._tasks: dict[str, _Task] = {}
         self._woken: asyncio.Future[None] | None = None
@@ -231,7 +232,7 @@ class Scheduler:
             task.task_id,
             State.EXPIRED.outcome,
             error=_DEADLINE_PASSED,
-            finished_at=self._wall_clock(),
+            finished_at=self.wall_clock(),
         )
         subscription.listener.moved(task.machine.state, State.EXPIRED)
         subscription.listener.ended(subscription, outcome)
@@ -312,6 +313,7 @@ class Scheduler:
         if not task.subscriptions:
             return  # everyone left after the pacer handed it out
         target = task.download_target = task.subscriptions[0].target
+        log_task_id.set(task.task_id)  # this worker's log lines name the task it polls
         answer: Answer | None = None
         failure: tuple[Event, AiottsError] | None = None
         now = self.clock()
@@ -434,7 +436,7 @@ class Scheduler:
                 messages=result.messages if result is not None else (),
                 warnings=result.warnings if result is not None else (),
                 response_code=result.response_code if result is not None else None,
-                finished_at=self._wall_clock(),
+                finished_at=self.wall_clock(),
                 cause=failed_because,
             )
             subscription.listener.moved(before, state)

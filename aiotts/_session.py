@@ -48,6 +48,7 @@ import yarl
 
 from aiotts import _redact
 from aiotts._auth import TokenManager
+from aiotts._body import TOKEN_ANSWER_LIMIT, read_prefix
 from aiotts._config import Limits, RetryPolicy, Timeouts
 from aiotts._errors import (
     AiottsError,
@@ -72,7 +73,6 @@ __all__ = [
     "RequestCounters",
     "SessionSettings",
     "foreign_error",
-    "read_at_most",
 ]
 
 log = logging.getLogger("aiotts")
@@ -84,7 +84,6 @@ READ_CHUNK = 256 * 1024
 halves the CPU per MB of 64 KiB, and larger buffers gain nothing."""
 
 _ERROR_BODY_LIMIT = 64 * 1024
-_TOKEN_BODY_LIMIT = 64 * 1024
 
 Handler = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 
@@ -261,19 +260,6 @@ def _redirect_refusal(kind: str, response: aiohttp.ClientResponse) -> str:
         "follows no redirects, so nothing was sent there: set base_url (and token_url) to "
         "the address that answers"
     )
-
-
-async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, or None if it is longer than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await response.content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-    return None
 
 
 class HttpSession:
@@ -519,10 +505,10 @@ class HttpSession:
         ).encode()
 
         async def read_token(response: aiohttp.ClientResponse) -> tuple[object, object]:
-            body = await read_at_most(response, _TOKEN_BODY_LIMIT)
-            if body is None:
+            body, longer = await read_prefix(response, TOKEN_ANSWER_LIMIT)
+            if longer:
                 raise AuthenticationError(
-                    f"token: the answer is longer than {_TOKEN_BODY_LIMIT // 1024} KiB, so it "
+                    f"token: the answer is longer than {TOKEN_ANSWER_LIMIT // 1024} KiB, so it "
                     "is no token; check token_url"
                 )
             try:

@@ -1,39 +1,54 @@
 """Reading one result response: its envelope, and its audio straight to disk.
 
-A small body (most polls: ``Pending``, ``Processing``, errors) is read whole and parsed
-with orjson. A large body is never held in memory: it is read in ``READ_CHUNK`` pieces and
-fed to the streaming scanner, whose decoded audio goes straight into temporary files.
-Either way the files take their final names only through ``commit_all``.
+Every body goes through the streaming scanner, whole or in pieces, and every scanned
+envelope through one decision function, :func:`decide`: so one answer means one thing
+(the same outcome, the same files, the same suffixes) whatever its size and however it
+was cut into chunks. The one shortcut, for the small answers of most polls (``Pending``,
+``Processing``, errors), parses the body with orjson only when it holds no ``results``
+and nothing the scanner could read differently (no escape, no second ``results`` key).
 
-Bad bodies (not JSON, invalid Base64, a WAV that disagrees with its length, ``Completed``
-without audio) raise ``Retryable``: a GET is safe to repeat, and the session's retry budget
-bounds how often.
+The audio goes straight into temporary files, one open at a time: a result's file is
+closed as soon as the next result's audio begins (the last one stays open until it is
+committed). Files are named only
+in :func:`decide`, once each result's ``type`` is known; they take their final names only
+through ``commit_all``.
+
+Bad bodies (not JSON, invalid Base64, too much JSON besides the audio, a WAV that
+disagrees with its length, ``Completed`` without audio) raise ``Retryable``: a GET is safe
+to repeat, and the session's retry budget bounds how often. Running out of file
+descriptors is local and passes: it is retried the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import orjson
-import pybase64
 
-from aiotts._decode import EnvelopeScanner
-from aiotts._errors import DecodeError, ResponseError
-from aiotts._files import OutputTarget, ResultFile, commit_all
+from aiotts._body import body_chunks
+from aiotts._decode import AudioPiece, EnvelopeScanner, ScannedEnvelope
+from aiotts._errors import DecodeError, OutputError, ResponseError
+from aiotts._files import OutputTarget, ResultFile, commit_all, is_out_of_descriptors
 from aiotts._models import AudioResult, TaskResult, TaskStatus
 from aiotts._retry import Retryable
-from aiotts._session import READ_CHUNK
 
-__all__ = ["SMALL_BODY", "Answer", "read_answer", "read_envelope"]
+__all__ = ["NO_RESULT_CODES", "SMALL_BODY", "Answer", "decide", "read_answer", "read_envelope"]
 
-SMALL_BODY = 64 * 1024
-"""Bodies up to this size (by Content-Length) are read whole; larger ones are streamed."""
+SMALL_BODY: Final = 64 * 1024
+"""Bodies up to this size (by Content-Length, uncompressed) are read whole; others are
+read in pieces. Either way they go through the same scanner and the same decision."""
+
+NO_RESULT_CODES: Final = frozenset({"ResultDataLost", "NoAnyResultData"})
+"""``responseStatusCode`` values that make ``Completed`` without audio a definite answer."""
+
+_QUIET_CODES: Final = frozenset({"Ok", "NotReady"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,70 +84,153 @@ def _bad_body(error: ResponseError) -> Retryable:
     return Retryable(error, sent=True)
 
 
-def _loads(body: bytes, task_id: str, response: aiohttp.ClientResponse) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        content_type = response.content_type  # parsed only when it helps explain an error
-        raise _bad_body(
-            DecodeError(
-                f"task {task_id}: the answer is not JSON ({content_type or 'no content type'})",
-                offset=exc.pos,
-                task_id=task_id,
-            )
-        ) from exc
-    if not isinstance(data, dict):
-        raise _bad_body(
-            DecodeError(
-                f"task {task_id}: the answer is not a JSON object", offset=0, task_id=task_id
-            )
-        )
-    return data
-
-
-def _result_items(data: dict[str, Any], task_id: str) -> list[tuple[str, str]]:
-    """``(type, base64 data)`` of each result of a parsed ``Completed`` envelope."""
-    results = data.get("results")
-    items: list[tuple[str, str]] = []
-    if isinstance(results, list):
-        for item in results:
-            if isinstance(item, dict) and isinstance(item.get("data"), str) and item["data"]:
-                items.append((str(item.get("type") or "WavFile"), item["data"]))
-    if not items:
-        raise _bad_body(
-            ResponseError(
-                f"task {task_id}: Completed, but the answer holds no audio", task_id=task_id
-            )
-        )
-    return items
-
-
-def _b64decode(text: str, task_id: str) -> bytes:
-    try:
-        return pybase64.b64decode(text, validate=True)
-    except ValueError as exc:
-        raise _bad_body(
-            DecodeError(f"task {task_id}: the audio is not valid Base64", offset=0, task_id=task_id)
-        ) from exc
-
-
-async def read_envelope(response: aiohttp.ClientResponse, task_id: str) -> TaskResult:
-    """The whole envelope in memory, audio decoded (``fetch``) or absent (``status``)."""
-    data = _loads(await response.read(), task_id, response)
-    result = _parse(data, task_id)
-    if result.status is not TaskStatus.COMPLETED or data.get("results") is None:
-        return result
-    audio = tuple(
-        AudioResult(kind, _b64decode(text, task_id)) for kind, text in _result_items(data, task_id)
-    )
-    return dataclasses.replace(result, results=audio)
-
-
 def _parse(fields: dict[str, Any], task_id: str) -> TaskResult:
     try:
         return TaskResult.from_fields(fields, task_id=task_id)
     except ResponseError as exc:
         raise _bad_body(exc) from None
+
+
+def _result_type(fields: dict[str, Any]) -> str:
+    kind = fields.get("type")
+    return kind if isinstance(kind, str) and kind else "WavFile"
+
+
+def _without_audio(result: TaskResult, envelope: ScannedEnvelope) -> TaskResult:
+    """The ending of a ``Completed`` answer that holds no audio at all.
+
+    A ``responseStatusCode`` that says the result is gone (``NO_RESULT_CODES``) is a
+    definite answer: the task failed, with the code and the server's messages named.
+    Anything else is a bad body, retried.
+    """
+    code = result.response_code
+    if code in NO_RESULT_CODES:
+        said = f"taskStatus Completed with responseStatusCode {code}: the server holds no audio"
+        return dataclasses.replace(
+            result, status=TaskStatus.ERROR, messages=(said, *result.messages)
+        )
+    task_id = result.task_id
+    detail = f" (responseStatusCode {code})" if code else ""
+    raise _bad_body(
+        ResponseError(
+            f"task {task_id}: Completed, but the answer holds no audio{detail}", task_id=task_id
+        )
+    )
+
+
+def _named_code(result: TaskResult) -> TaskResult:
+    """A ``Completed`` result whose ``responseStatusCode`` is not ``Ok`` keeps it as a warning."""
+    code = result.response_code
+    if code is None or code in _QUIET_CODES:
+        return result
+    return dataclasses.replace(result, warnings=(f"responseStatusCode {code}", *result.warnings))
+
+
+def decide(
+    envelope: ScannedEnvelope,
+    task_id: str,
+    files: dict[int, ResultFile],
+    target: OutputTarget,
+) -> Answer:
+    """What one scanned answer means, and the files it keeps (named here, by type).
+
+    The one decision for every body. ``files`` holds the temporary file of each result
+    that had audio, by index; the caller discards them all if this raises.
+    """
+    result = _parse(envelope.fields, task_id)
+    if result.status is not TaskStatus.COMPLETED:
+        _discard(files)
+        return Answer(result)
+    results = envelope.results or ()
+    if not files:
+        _discard(files)
+        return Answer(_without_audio(result, envelope))
+    saved: list[ResultFile] = []
+    for index, scanned in enumerate(results):
+        file = files.get(index)
+        if file is None:
+            raise _bad_body(
+                ResponseError(
+                    f"task {task_id}: Completed, but results[{index}] holds no audio",
+                    task_id=task_id,
+                )
+            )
+        kind = _result_type(scanned.fields)
+        file.name_as(target.path(index, kind), kind)
+        saved.append(file)
+    try:
+        for file in saved:
+            file.verify()
+    except DecodeError as exc:
+        raise _bad_body(exc) from None
+    return Answer(_named_code(result), tuple(saved))
+
+
+class _AudioWriter:
+    """Writes audio pieces to one temporary file per result, holding one open at a time.
+
+    Invariant: all pieces of one result come one after another, so when a piece of a new
+    index arrives, the previous file is complete and is closed.
+    """
+
+    __slots__ = ("_current", "files", "target", "task_id")
+
+    def __init__(self, target: OutputTarget, task_id: str) -> None:
+        self.target = target
+        self.task_id = task_id
+        self.files: dict[int, ResultFile] = {}
+        self._current: ResultFile | None = None
+
+    def write(self, pieces: list[AudioPiece]) -> None:
+        for piece in pieces:
+            file = self._current
+            if file is None or file is not self.files.get(piece.index):
+                if file is not None:
+                    file.close()
+                    self._current = None
+                file = ResultFile(self.target.path(piece.index), task_id=self.task_id)
+                self.files[piece.index] = file
+                self._current = file
+            file.write(piece.data)
+
+
+def _quick(body: bytes) -> ScannedEnvelope | None:
+    """The shortcut for a small answer without ``results``: orjson reads it exactly as the
+    scanner would, or ``None`` (then the scanner reads it)."""
+    if b"\\" in body or body.count(b'"results"') > 1:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # the scanner names the error and its offset
+    if not isinstance(data, dict) or data.pop("results", None) is not None:
+        return None
+    return ScannedEnvelope(data, None)
+
+
+async def _whole(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def _small_body(response: aiohttp.ClientResponse) -> bool:
+    """A body aiohttp reads exactly as long as its ``Content-Length`` (not inflated)."""
+    length = response.content_length
+    return (
+        length is not None and length <= SMALL_BODY and "Content-Encoding" not in response.headers
+    )
+
+
+def _bad_envelope(exc: DecodeError, task_id: str, response: aiohttp.ClientResponse) -> Retryable:
+    what = "not a valid result envelope"
+    if exc.offset == 0:  # not even the start of a JSON object: say what it claims to be
+        what = f"not JSON ({response.content_type or 'no content type'})"
+    error = DecodeError(
+        f"task {task_id}: the answer is {what}: {exc.reason}",
+        offset=exc.offset,
+        task_id=task_id,
+    )
+    error.__cause__ = exc
+    return _bad_body(error)
 
 
 async def read_answer(
@@ -146,94 +244,103 @@ async def read_answer(
     """Read a result response; if the task is ``Completed``, write its audio to temporary
     files for ``target`` (the caller settles or discards them).
 
-    ``on_download`` is called once a download slot is held and audio is about to be written.
+    A download slot is taken when the first audio arrives; ``on_download`` is called once
+    it is held.
     """
-    length = response.content_length
-    if length is not None and length <= SMALL_BODY:
-        data = _loads(await response.read(), task_id, response)
-        result = _parse(data, task_id)
-        if result.status is not TaskStatus.COMPLETED:
-            return Answer(result)
-        items = _result_items(data, task_id)
-        async with download_slots:
-            if on_download is not None:
-                on_download()
-            return _save_decoded(result, items, target)
-    async with download_slots:
-        if on_download is not None:
-            on_download()
-        return await _stream_to_files(response, task_id, target)
-
-
-def _save_decoded(result: TaskResult, items: list[tuple[str, str]], target: OutputTarget) -> Answer:
-    files: list[ResultFile] = []
-    try:
-        for index, (kind, text) in enumerate(items):
-            audio = _b64decode(text, result.task_id)
-            file = ResultFile(target.path(index, kind), task_id=result.task_id, result_type=kind)
-            files.append(file)
-            file.write(audio)
-        _verify(files)
-    except BaseException:
-        for file in files:
-            file.discard()
-        raise
-    return Answer(result, tuple(files))
-
-
-def _verify(files: list[ResultFile]) -> None:
-    """Every file is a whole WAV of the length written; a bad one is a bad answer."""
-    try:
-        for file in files:
-            file.verify()
-    except DecodeError as exc:
-        raise _bad_body(exc) from None
-
-
-async def _stream_to_files(
-    response: aiohttp.ClientResponse, task_id: str, target: OutputTarget
-) -> Answer:
+    chunks: AsyncIterator[bytes]
+    if _small_body(response):
+        body = await response.read()
+        quick = _quick(body)
+        if quick is not None:
+            return decide(quick, task_id, {}, target)
+        chunks = _whole(body)
+    else:
+        chunks = body_chunks(response)
     scanner = EnvelopeScanner()
-    files: dict[int, ResultFile] = {}
-    try:
+    writer = _AudioWriter(target, task_id)
+    async with contextlib.AsyncExitStack() as slot:
         try:
-            async for chunk in response.content.iter_chunked(READ_CHUNK):
-                for piece in scanner.feed(chunk):
-                    file = files.get(piece.index)
-                    if file is None:
-                        # The type may come after the data; it only picks the suffix.
-                        file = ResultFile(target.path(piece.index), task_id=task_id)
-                        files[piece.index] = file
-                    file.write(piece.data)
-            envelope = scanner.finish()
-        except DecodeError as exc:
-            error = DecodeError(
-                f"task {task_id}: the answer is not a valid result envelope: {exc.reason}",
-                offset=exc.offset,
-                task_id=task_id,
-            )
-            raise _bad_body(error) from exc
-        result = _parse(envelope.fields, task_id)
-        if result.status is not TaskStatus.COMPLETED:
-            _discard(files)
-            return Answer(result)
-        saved = [files[i] for i in sorted(files)]
-        if not saved or envelope.results is None or len(saved) != len(envelope.results):
+            try:
+                async for chunk in chunks:
+                    pieces = scanner.feed(chunk)
+                    if pieces:
+                        if not writer.files:
+                            await slot.enter_async_context(download_slots)
+                            if on_download is not None:
+                                on_download()
+                        writer.write(pieces)
+                envelope = scanner.finish()
+            except DecodeError as exc:
+                raise _bad_envelope(exc, task_id, response) from exc
+            except OutputError as exc:
+                if is_out_of_descriptors(exc):
+                    raise Retryable(exc, sent=True) from exc
+                raise
+            # The last file stays open: commit_all syncs it through the same descriptor.
+            return decide(envelope, task_id, writer.files, target)
+        except BaseException:
+            _discard(writer.files)
+            raise
+
+
+async def read_envelope(
+    response: aiohttp.ClientResponse, task_id: str, *, keep_audio: bool
+) -> TaskResult:
+    """The envelope, with its audio decoded in memory (``fetch``) or read and dropped
+    (``status``: never held, whatever its size)."""
+    if _small_body(response):
+        body = await response.read()
+        quick = _quick(body)
+        if quick is not None:
+            return _envelope_result(quick, task_id, {}, keep_audio=keep_audio)
+        chunks = _whole(body)
+    else:
+        chunks = body_chunks(response)
+    scanner = EnvelopeScanner()
+    audio: dict[int, list[bytes]] = {}
+    try:
+        async for chunk in chunks:
+            pieces = scanner.feed(chunk)
+            if keep_audio:
+                for piece in pieces:
+                    audio.setdefault(piece.index, []).append(piece.data)
+        envelope = scanner.finish()
+    except DecodeError as exc:
+        raise _bad_envelope(exc, task_id, response) from exc
+    return _envelope_result(envelope, task_id, audio, keep_audio=keep_audio)
+
+
+def _envelope_result(
+    envelope: ScannedEnvelope,
+    task_id: str,
+    audio: dict[int, list[bytes]],
+    *,
+    keep_audio: bool,
+) -> TaskResult:
+    """``decide`` for an answer whose audio stays in memory (or is dropped)."""
+    result = _parse(envelope.fields, task_id)
+    if result.status is not TaskStatus.COMPLETED:
+        return result
+    if not keep_audio:
+        # The status endpoint leaves ``results`` out: only a code that says the result is
+        # gone makes this an ending without audio.
+        no_audio = not any(scanned.data_length for scanned in envelope.results or ())
+        if no_audio and result.response_code in NO_RESULT_CODES:
+            return _without_audio(result, envelope)
+        return _named_code(result)
+    if not audio:
+        return _without_audio(result, envelope)
+    results: list[AudioResult] = []
+    for index, scanned in enumerate(envelope.results or ()):
+        if index not in audio:
             raise _bad_body(
                 ResponseError(
-                    f"task {task_id}: Completed, but the answer holds no audio"
-                    if not saved
-                    else f"task {task_id}: Completed, but a result holds no audio",
+                    f"task {task_id}: Completed, but results[{index}] holds no audio",
                     task_id=task_id,
                 )
             )
-        for index, file in enumerate(saved):
-            file.result_type = str(envelope.results[index].fields.get("type") or "WavFile")
-        _verify(saved)
-    except BaseException:
-        _discard(files)
-        raise
-    return Answer(result, tuple(saved))
+        results.append(AudioResult(_result_type(scanned.fields), b"".join(audio.pop(index))))
+    return dataclasses.replace(_named_code(result), results=tuple(results))
 
 
 def _discard(files: dict[int, ResultFile]) -> None:

@@ -2,6 +2,9 @@
 
     python examples/bulk_fetch.py [IDS_FILE] [OUT_DIR]
 
+Without arguments it works in a new temporary folder (IDS_FILE and OUT_DIR inside it) and
+says where, so it never writes into the current directory.
+
 Each outcome is appended to OUT_DIR/manifest.jsonl before it is reported, so running the
 same command again (after a crash, Ctrl-C, or a failure) skips what is already done and
 fetches the rest. Without credentials it runs against an emulator with 50 tasks, and shows
@@ -11,6 +14,7 @@ the resume by running twice: the second run sends no request for what is done.
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +56,13 @@ async def main(ids_file: Path, out: Path) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    ids_path = Path(args[0]) if args else Path("ids.txt")
-    out_dir = Path(args[1]) if len(args) > 1 else Path("audio")
+    if len(args) > 2:
+        sys.exit("usage: python examples/bulk_fetch.py [IDS_FILE] [OUT_DIR]")
+    if len(args) == 2:
+        ids_path, out_dir = Path(args[0]), Path(args[1])
+    else:  # a fresh folder, never the current directory
+        workdir = Path(tempfile.mkdtemp(prefix="aiotts-bulk-fetch-"))
+        ids_path = Path(args[0]) if args else workdir / "ids.txt"
+        out_dir = workdir / "audio"
+    print(f"ids: {ids_path}; audio and manifest: {out_dir}")
     sys.exit(anyio.run(main, ids_path, out_dir))

@@ -1,8 +1,8 @@
 """An async web backend sharing one TTSClient (one token, one pool) for its whole life.
 
-    python examples/web_backend.py [PORT]
+    python examples/web_backend.py [PORT] [HOST]      (HOST: 127.0.0.1 unless given)
 
-    POST /speak        {"text": "..."}  -> 201 {"id": "..."}
+    POST /speak        {"text": "..."}  -> 201 {"id": "..."}; 400 for anything else
     GET  /audio/{id}                     -> 202 while pending, the WAV when done,
                                             404 for an unknown id, 502 if conversion failed
 
@@ -37,7 +37,10 @@ async def tts_client(app: web.Application) -> AsyncIterator[None]:
 
 
 async def speak(request: web.Request) -> web.Response:
-    payload = await request.json()
+    try:
+        payload = await request.json()
+    except ValueError:  # not JSON (or not UTF-8): the caller's mistake, not the server's
+        raise web.HTTPBadRequest(text='send a JSON body: {"text": "..."}') from None
     text = payload.get("text") if isinstance(payload, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise web.HTTPBadRequest(text='send {"text": "..."}')
@@ -77,4 +80,5 @@ def make_app(cache: Path) -> web.Application:
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8081
-    web.run_app(make_app(Path(tempfile.mkdtemp(prefix="aiotts-cache-"))), port=port)
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"  # this machine only by default
+    web.run_app(make_app(Path(tempfile.mkdtemp(prefix="aiotts-cache-"))), host=host, port=port)

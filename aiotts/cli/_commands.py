@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import itertools
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -15,11 +21,13 @@ from rich.console import Console
 from aiotts._admission import TaskIds
 from aiotts._batch import Batch
 from aiotts._client import TTSClient
-from aiotts._config import DEFAULT_BASE_URL, Limits
-from aiotts._errors import UsageError
-from aiotts._models import Outcome, printable_id
+from aiotts._config import DEFAULT_BASE_URL, DEFAULT_RETRY, Limits
+from aiotts._context import log_task_id
+from aiotts._errors import TaskNotFoundError, UsageError
+from aiotts._models import Outcome, TaskStatus, printable_id
 from aiotts.cli._credentials import find_credentials
-from aiotts.cli._progress import BatchProgress, Summary, summary_table
+from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
+from aiotts.cli._text import shown, shown_id
 
 __all__ = ["cancel", "fetch", "make_client", "say", "status", "submit"]
 
@@ -30,12 +38,18 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def say_on_stderr(line: str) -> None:
+    """One whole line on standard error, never wrapped (a log keeps it as one line)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def make_client(
     args: argparse.Namespace, *, limits: Limits | None = None, durable: bool = False
 ) -> TTSClient:
     """A client configured from the connection options and the credentials' sources."""
     base_url = args.base_url or os.environ.get("AIOTTS_BASE_URL") or DEFAULT_BASE_URL
-    options = {
+    options: dict[str, Any] = {
+        "retry": dataclasses.replace(DEFAULT_RETRY, max_attempts=args.retries + 1),
         "base_url": base_url,
         "token_url": args.token_url,
         "ca_file": args.ca_file,
@@ -53,7 +67,7 @@ def make_client(
             "--credentials-file FILE, or use --trial"
         )
     if credentials.warning:
-        print(f"aiotts: warning: {credentials.warning}", file=sys.stderr)
+        say_on_stderr(f"aiotts: warning: {shown(credentials.warning)}")
     return TTSClient(credentials.client_id, credentials.client_secret, **options)
 
 
@@ -90,16 +104,24 @@ async def _ids_from_stdin(first: list[str]) -> AsyncIterator[str]:
             yield line_id
 
 
+def _distinct(ids: Iterable[str]) -> int:
+    """How many distinct ids (the batch fetches and reports each once); 8 bytes an id."""
+    seen = {
+        hashlib.blake2b(i.encode("utf-8", "surrogatepass"), digest_size=8).digest() for i in ids
+    }
+    return len(seen)
+
+
 def _ids_and_total(args: argparse.Namespace) -> tuple[TaskIds, int | None]:
     if args.ids_file is None:
         if not args.ids:
             raise UsageError("no task ids: give them as arguments or with --ids-file FILE")
-        return list(args.ids), len(set(args.ids))
+        return list(args.ids), _distinct(args.ids)
     if args.ids_file == "-":
         return _ids_from_stdin(list(args.ids)), None
     if not Path(args.ids_file).is_file():
         raise UsageError(f"the ids file {args.ids_file} does not exist")
-    total = sum(1 for _ in _ids_from_file(args.ids_file)) + len(args.ids)
+    total = _distinct(itertools.chain(args.ids, _ids_from_file(args.ids_file)))
     if total == 0:
         raise UsageError(f"the ids file {args.ids_file} holds no ids; put one id per line")
 
@@ -126,45 +148,73 @@ def outcome_json(outcome: Outcome) -> bytes:
 
 
 async def run_batch(
-    batch: Batch, *, total: int | None, description: str, json_lines: bool
+    batch: Batch,
+    *,
+    total: int | None,
+    description: str,
+    json_lines: bool,
+    show_progress: bool = True,
+    console: Console | None = None,
 ) -> Summary:
-    """Drive a batch with a progress bar (on a terminal) and JSON lines (if asked)."""
-    console = stderr_console()
+    """Drive a batch with a progress bar (on a terminal) and JSON lines (if asked).
+
+    The bar is not drawn with ``json_lines``: standard output then goes to a program that
+    may print to the same terminal, and the bar's redraws would erase its lines. Whatever
+    stops the batch is raised as itself (never wrapped in a group).
+    """
+    console = console or stderr_console()
     out = sys.stdout.buffer
-    with BatchProgress(console, total=total, description=description) as progress:
-        async with batch, anyio.create_task_group() as ticker:
+    enabled = show_progress and not json_lines and console.is_terminal
+    with BatchProgress(console, total=total, description=description, enabled=enabled) as bar:
 
-            async def tick() -> None:
-                while True:
-                    progress.tick(batch.statistics())
-                    await anyio.sleep(0.25)
+        async def tick() -> None:
+            while True:
+                bar.update(batch.statistics())
+                await anyio.sleep(0.25)
 
-            ticker.start_soon(tick)
-            async for outcome in batch:
-                progress.add(outcome)
-                if json_lines:
-                    out.write(outcome_json(outcome) + b"\n")
-                    out.flush()
-            ticker.cancel_scope.cancel()
-    return progress.summary
+        # A plain task, not a task group: an error from the batch leaves ``async for``
+        # as itself, and the ticker only ever reads statistics.
+        ticker = asyncio.create_task(tick()) if enabled else None
+        try:
+            async with batch:
+                async for outcome in batch:
+                    bar.add(outcome)
+                    if json_lines:
+                        out.write(outcome_json(outcome) + b"\n")
+                        out.flush()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+        bar.update(batch.statistics(), final=True)  # the exact final counts
+    return bar.summary
+
+
+def failure_line(outcome: Outcome) -> str:
+    return f"{shown_id(outcome.task_id)}: {outcome.state.value}: {shown(outcome.error or '')}"
+
+
+def print_failures(summary: Summary, *, limit: int | None = 10) -> None:
+    """The failures on standard error, one whole line each."""
+    failures = summary.failures if limit is None else summary.failures[:limit]
+    for outcome in failures:
+        say_on_stderr(failure_line(outcome))
+    if len(summary.failures) > len(failures):
+        say_on_stderr(f"... and {len(summary.failures) - len(failures)} more (see the manifest)")
 
 
 def print_summary(summary: Summary, *, title: str, folder: str, manifest: str | None) -> None:
     console = Console(highlight=False)
     console.print(summary_table(summary, title=title, folder=folder, manifest=manifest))
-    errors = stderr_console()
-    for outcome in summary.failures[:10]:
-        errors.print(
-            f"{printable_id(outcome.task_id)}: {outcome.state.value}: {outcome.error}",
-            markup=False,
-        )
-    if len(summary.failures) > 10:
-        errors.print(f"... and {len(summary.failures) - 10} more (see the manifest)")
+    print_failures(summary)
 
 
 async def fetch(args: argparse.Namespace) -> int:
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed goes with --resume")
+    if args.quiet and args.json:
+        raise UsageError("--quiet and --json do not go together: --json prints only JSON lines")
     ids, total = _ids_and_total(args)
     manifest = args.manifest or os.path.join(args.out, DEFAULT_MANIFEST)
     limits = Limits(polls=args.concurrency, rate=args.rate)
@@ -178,10 +228,19 @@ async def fetch(args: argparse.Namespace) -> int:
             resume=args.resume,
             retry_failed=args.retry_failed,
         )
-        summary = await run_batch(batch, total=total, description="fetching", json_lines=args.json)
+        summary = await run_batch(
+            batch,
+            total=total,
+            description="fetching",
+            json_lines=args.json,
+            show_progress=not args.quiet,
+        )
     if summary.total == 0:
         raise UsageError("no task ids were given")
-    if not args.json:
+    if args.quiet:
+        print_failures(summary, limit=None)
+        print(summary_line(summary, title="aiotts fetch"))
+    elif not args.json:
         print_summary(summary, title="aiotts fetch", folder=args.out, manifest=manifest)
     return 0 if summary.done == summary.total else 1
 
@@ -204,15 +263,38 @@ def _text(args: argparse.Namespace) -> str:
         raise UsageError(f"cannot read the text file {args.file}: {exc}") from None
 
 
+_INTERRUPTED_SUBMIT = (
+    "interrupted while submitting: the text may have reached the server (it may be billed), "
+    "but no task id came back"
+)
+
+
+def _fetch_later(task_id: str, folder: str) -> str:
+    """What Ctrl-C after a submit says: the id (the task may be billed) and how to get it."""
+    return (
+        f"interrupted: task {shown_id(task_id)} was submitted (it may be billed); "
+        f"fetch its audio later with: aiotts fetch {shown_id(task_id)} --out {shown(folder)}"
+    )
+
+
+def _wait_folder(out: str) -> str:
+    """``--out DIR`` names a folder even when it does not exist yet: a trailing separator
+    makes the saved file DIR/ID.wav, never a file named DIR.wav."""
+    return os.path.join(out, "")
+
+
 async def submit(args: argparse.Namespace) -> int:
     text = _text(args)
     if args.out is not None and not args.wait:
         raise UsageError("--out goes with --wait")
+    folder = args.out or "."
     async with make_client(args) as client:
+        args.interrupted = _INTERRUPTED_SUBMIT
         task_id = await client.submit(text)
         print(task_id, flush=True)
         if args.wait:
-            saved = await client.wait(task_id, args.out or ".", timeout=args.timeout)
+            args.interrupted = _fetch_later(task_id, folder)
+            saved = await client.wait(task_id, _wait_folder(folder), timeout=args.timeout)
             for path in saved.files:
                 print(path)
     return 0
@@ -220,7 +302,9 @@ async def submit(args: argparse.Namespace) -> int:
 
 async def say(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
+        args.interrupted = _INTERRUPTED_SUBMIT
         task_id = await client.submit(args.text)
+        args.interrupted = _fetch_later(task_id, os.path.dirname(args.output) or ".")
         saved = await client.wait(task_id, args.output, timeout=args.timeout)
     for path in saved.files:
         print(path)
@@ -228,11 +312,12 @@ async def say(args: argparse.Namespace) -> int:
 
 
 async def status(args: argparse.Namespace) -> int:
+    log_task_id.set(args.id)
     async with make_client(args) as client:
         result = await client.status(args.id)
     if args.json:
         line = {
-            "id": result.task_id,
+            "id": printable_id(result.task_id),
             "taskStatus": result.status.value,
             "responseStatusCode": result.response_code,
             "messages": list(result.messages),
@@ -240,16 +325,38 @@ async def status(args: argparse.Namespace) -> int:
         }
         sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
     else:
-        print(f"{result.task_id}\t{result.status.value}")
+        print(f"{shown_id(result.task_id)}\t{result.status.value}")
         for message in result.messages:
-            print(f"  error: {message}")
+            print(f"  error: {shown(message)}")
         for warning in result.warnings:
-            print(f"  warning: {warning}")
+            print(f"  warning: {shown(warning)}")
     return 0
 
 
 async def cancel(args: argparse.Namespace) -> int:
+    """Cancel a task, and say what the server answered.
+
+    The server answers a cancel with an empty 200 whether it knew the id or not, so the
+    status is asked before (an unknown id is reported, exit 1, and no cancel is sent) and
+    after (the task must now be ``NotExist``).
+    """
+    task_id = args.id
+    log_task_id.set(task_id)
     async with make_client(args) as client:
-        await client.cancel(args.id)
-    print(f"cancelled {args.id}")
+        before = await client.status(task_id)
+        if before.status is TaskStatus.NOT_EXIST:
+            raise TaskNotFoundError(
+                f"the server knows no task {shown_id(task_id)} (unknown, already cancelled, or "
+                "older than 24 hours): nothing was cancelled",
+                task_id=task_id,
+            )
+        await client.cancel(task_id)
+        after = await client.status(task_id)
+    if after.status is not TaskStatus.NOT_EXIST:
+        print(
+            f"cancel sent for {shown_id(task_id)} (it was {before.status.value}), but the server "
+            f"still reports it as {after.status.value}"
+        )
+        return 1
+    print(f"cancelled {shown_id(task_id)} (it was {before.status.value}; now NotExist)")
     return 0

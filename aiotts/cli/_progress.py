@@ -9,22 +9,26 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from aiotts._batch import BatchStatistics
 from aiotts._models import Outcome, OutcomeState
+from aiotts._states import State
 
-__all__ = ["BatchProgress", "Summary", "summary_table"]
+__all__ = ["BatchProgress", "Summary", "progress_counts", "summary_line", "summary_table"]
 
 MB = 1_000_000
+
+_WIDE = 100
+"""Columns from which the bar also shows a spinner and its description; below, the counts
+keep their full text at 80 columns even with 100,000 ids (the bar itself shrinks)."""
 
 
 class Summary:
@@ -59,31 +63,68 @@ class Summary:
         return max(time.monotonic() - self.started, 1e-9)
 
 
-class BatchProgress:
-    """A rich progress bar on standard error, when it is a terminal; otherwise nothing."""
+def progress_counts(statistics: BatchStatistics, total: int | None) -> str:
+    """The bar's numbers, every one from the batch's own statistics: ids that ended (of the
+    distinct ids given), how many ended done or not, how many wait for the server, how many
+    are being saved, and the megabytes written."""
+    finished = statistics.finished
+    done = statistics.states.get(State.DONE.value, 0)
+    waiting = statistics.states.get(State.POLLING.value, 0)
+    saving = statistics.states.get(State.DOWNLOADING.value, 0)
+    of = "?" if total is None else str(max(total, finished))
+    parts = [f"{finished}/{of}", f"[green]{done} done[/]"]
+    if finished - done:
+        parts.append(f"[red]{finished - done} failed[/]")
+    parts.append(f"{waiting} waiting")
+    if saving:
+        parts.append(f"{saving} saving")
+    parts.append(_size(statistics.bytes_written))
+    return " ".join(parts)
 
-    def __init__(self, console: Console, *, total: int | None, description: str) -> None:
-        self._enabled = console.is_terminal
+
+def _size(count: int) -> str:
+    if count >= 1000 * MB:
+        return f"{count / (1000 * MB):.1f} GB"
+    return f"{count / MB:.1f} MB"
+
+
+class BatchProgress:
+    """A progress bar on standard error while a batch runs, when ``enabled`` (by default:
+    when the console is a terminal); otherwise nothing.
+
+    It never writes to standard output, and nothing else may while it is live: its redraws
+    would erase a line written to the same terminal.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        total: int | None,
+        description: str,
+        enabled: bool | None = None,
+    ) -> None:
+        self._enabled = console.is_terminal if enabled is None else enabled
+        self._total = total
         self._summary = Summary()
+        columns: list[ProgressColumn] = []
+        if console.width >= _WIDE:  # spinner and description only where there is room
+            columns += [SpinnerColumn(), TextColumn("[bold]{task.description}")]
         self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/] "
-                "{task.fields[in_flight]} in flight"
-            ),
-            TextColumn("{task.fields[mb]:.1f} MB {task.fields[rate]:.0f}/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            *columns,
+            # The bar takes what the others leave; they never wrap or shrink.
+            BarColumn(bar_width=None, table_column=Column(ratio=1)),
+            TextColumn("{task.fields[counts]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
             console=console,
             transient=False,
             refresh_per_second=8,
+            redirect_stdout=False,
+            redirect_stderr=False,
             disable=not self._enabled,
         )
         self._task: TaskID = self._progress.add_task(
-            description, total=total, done=0, failed=0, in_flight=0, mb=0.0, rate=0.0
+            description, total=total, counts=f"0/{'?' if total is None else total}"
         )
 
     @property
@@ -103,22 +144,22 @@ class BatchProgress:
         self._progress.stop()
 
     def add(self, outcome: Outcome) -> None:
-        summary = self._summary
-        summary.add(outcome)
+        """Count an outcome for the summary (the bar's numbers come from ``update``)."""
+        self._summary.add(outcome)
+
+    def update(self, statistics: BatchStatistics, *, final: bool = False) -> None:
+        """Show ``statistics``. ``final``: the batch ended, so what ended is the total."""
+        if final:
+            self._total = statistics.finished
+        finished = statistics.finished
+        total = self._total
         self._progress.update(
             self._task,
-            completed=summary.total,
-            done=summary.done,
-            failed=summary.total - summary.done,
-            mb=summary.bytes_written / MB,
-            rate=summary.total / summary.elapsed,
+            completed=finished,
+            total=None if total is None else max(total, finished),
+            counts=progress_counts(statistics, total),
+            refresh=True,  # a few times a second at most: the caller paces the updates
         )
-
-    def tick(self, statistics: BatchStatistics) -> None:
-        self._progress.update(self._task, in_flight=statistics.in_flight)
-
-    def set_total(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
 
 
 def summary_table(
@@ -144,3 +185,17 @@ def summary_table(
     if manifest:
         table.add_row("manifest", manifest)
     return table
+
+
+def summary_line(summary: Summary, *, title: str) -> str:
+    """The summary in one line, for ``--quiet``."""
+    counts = ", ".join(
+        f"{summary.states[state]} {state.value}"
+        for state in OutcomeState
+        if summary.states[state] or state is OutcomeState.DONE
+    )
+    resumed = f" ({summary.resumed} from an earlier run)" if summary.resumed else ""
+    return (
+        f"{title}: {summary.total} tasks: {counts}{resumed}; "
+        f"{summary.bytes_written / MB:.1f} MB in {summary.elapsed:.1f} s"
+    )

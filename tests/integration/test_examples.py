@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import wave
@@ -36,6 +37,16 @@ async def test_bulk_fetch_resumes_without_asking_again(tmp_path: Path) -> None:
     assert "50 from the manifest, 0 polls sent" in second
     assert len(list((tmp_path / "audio").glob("*.wav"))) == 50
     assert len((tmp_path / "ids.txt").read_text().split()) == 50
+
+
+async def test_bulk_fetch_without_arguments_writes_into_a_folder_it_names(
+    tmp_path: Path,
+) -> None:
+    output = await run_example("bulk_fetch.py", cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing in the current directory
+    where = Path(output.splitlines()[0].split("audio and manifest: ")[1])
+    assert len(list(where.glob("*.wav"))) == 50
+    shutil.rmtree(where.parent)
 
 
 async def test_pipeline_yields_whole_files_as_they_land(tmp_path: Path) -> None:
@@ -86,5 +97,8 @@ async def test_web_backend_answers_202_then_streams_the_wav(tmp_path: Path) -> N
                 assert r.status == 404
             async with http.post(base + "/speak", json={"text": ""}) as r:
                 assert r.status == 400
+            async with http.post(base + "/speak", data=b"text=not json") as r:
+                assert r.status == 400
+                assert "JSON" in await r.text()
         server.terminate()
         await server.wait()

@@ -15,6 +15,7 @@ from aiotts import (
     ResponseError,
     RetryPolicy,
     UnexpectedStatusError,
+    read_manifest,
 )
 from aiotts.emulator import Emulator, EmulatorConfig
 from tests.helpers import client_for, temp_files
@@ -82,15 +83,23 @@ async def test_wrong_content_type_on_a_good_body_is_accepted(tmp_path: Path) -> 
 
 
 async def test_a_401_that_persists_after_a_fresh_token(tmp_path: Path) -> None:
+    """No task can get past it: the batch stops, each id in flight recorded with the cause."""
     async with Emulator(CONFIG) as emu:
         ids = emu.create_tasks(5)
         emu.set_faults(always_401=True)
         async with client_for(emu, retry=RETRY) as client:
-            with anyio.fail_after(30), pytest.raises(AuthenticationError, match="freshly issued"):
-                await client.fetch_all(ids, tmp_path)  # the batch stops: nothing can succeed
+            with (
+                anyio.fail_after(30),
+                pytest.raises(AuthenticationError, match="freshly issued token"),
+            ):
+                await client.fetch_all(ids, tmp_path, manifest=tmp_path / "m.jsonl")
             with pytest.raises(AuthenticationError, match="freshly issued token"):
                 await client.status(ids[0])
         stats = emu.stats()
+    entries = read_manifest(tmp_path / "m.jsonl")
+    assert entries and {e.state for e in entries.values()} == {OutcomeState.ABORTED}
+    assert all("freshly issued token" in (e.error or "") for e in entries.values())
+    assert stats.count("fetch", 401) <= 2 * 5  # each task at most: the request, one replay
     assert stats.tokens_issued <= 3  # the server refuses fresh tokens: aiotts stops asking
 
 

@@ -1,0 +1,123 @@
+"""Reading response bodies within limits that aiotts decides, whatever the server sends.
+
+A server's ``Content-Length`` says nothing about the size of a compressed body once it is
+inflated, so every limit here counts INFLATED bytes. aiohttp inflates ``gzip`` and
+``deflate`` bodies in bounded steps (each step yields at most one read buffer and pauses
+the connection until it is consumed), so reading in ``READ_CHUNK`` pieces and stopping at
+a cap bounds both the memory and the CPU spent inflating by that cap.
+
+Every answer that is not audio has a hard cap (``TOKEN_ANSWER_LIMIT``,
+``ID_ANSWER_LIMIT``, ``ERROR_BODY_LIMIT``, ``SMALL_ANSWER_LIMIT``); a result envelope is
+never read whole past ``SMALL_BODY`` but streamed through the scanner, which caps the
+non-audio part itself (``aiotts._decode.MAX_FIELD_BYTES``, ``MAX_RESULTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+
+from aiotts._errors import ResponseError
+
+__all__ = [
+    "ENCODINGS",
+    "ERROR_BODY_LIMIT",
+    "ID_ANSWER_LIMIT",
+    "SMALL_ANSWER_LIMIT",
+    "TOKEN_ANSWER_LIMIT",
+    "BodyTooLargeError",
+    "body_chunks",
+    "check_encoding",
+    "drain",
+    "read_capped",
+    "read_prefix",
+]
+
+READ_CHUNK: Final = 256 * 1024
+"""Bytes per read of a response body (inflated)."""
+
+TOKEN_ANSWER_LIMIT: Final = 64 * 1024
+"""The largest token answer read; a real one is under 2 KiB."""
+
+ID_ANSWER_LIMIT: Final = 200
+"""The largest submit answer (a bare task id) read."""
+
+ERROR_BODY_LIMIT: Final = 64 * 1024
+"""How much of an error body (4xx) is read for its messages; the rest is left unread."""
+
+SMALL_ANSWER_LIMIT: Final = 64 * 1024
+"""The largest answer read whole for a cancel; anything longer is left unread."""
+
+
+ENCODINGS: Final = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+"""The ``Content-Encoding`` values aiotts reads (aiohttp inflates them in bounded steps)."""
+
+
+def check_encoding(response: aiohttp.ClientResponse, what: str) -> None:
+    """Refuse, by name, a body compressed in a way aiotts does not read."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ENCODINGS:
+        shown = encoding[:40].encode("ascii", "backslashreplace").decode()
+        raise ResponseError(
+            f"{what}: the server compressed its answer as {shown!r}, which aiotts does not "
+            "read (it asks for gzip or deflate)"
+        )
+
+
+class BodyTooLargeError(ResponseError):
+    """An answer that is not audio was longer than its cap (inflated bytes)."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(
+            f"{what}: the answer is longer than {limit} bytes (once inflated), far more than "
+            "the API sends; the server is not answering as the API does"
+        )
+        self.limit = limit
+
+
+async def body_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body, inflated, in pieces of at most ``READ_CHUNK`` bytes."""
+    check_encoding(response, "result")
+    content = response.content
+    while True:
+        chunk = await content.read(READ_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def read_prefix(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` inflated bytes of the body, and whether the body went on past them.
+
+    Never reads more than ``limit + 1`` bytes, so memory and inflation are bounded by it.
+    """
+    check_encoding(response, "answer")
+    parts: list[bytes] = []
+    size = 0
+    content = response.content
+    while size <= limit:
+        chunk = await content.read(min(READ_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(parts), False
+        parts.append(chunk)
+        size += len(chunk)
+    body = b"".join(parts)
+    return body[:limit], True
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body, or ``BodyTooLargeError`` as soon as it passes ``limit`` bytes."""
+    body, more = await read_prefix(response, limit)
+    if more:
+        raise BodyTooLargeError(what, limit)
+    return body
+
+
+async def drain(response: aiohttp.ClientResponse, limit: int = SMALL_ANSWER_LIMIT) -> None:
+    """Read and drop an answer whose content does not matter, at most ``limit`` bytes; a
+    longer one is left unread (the connection is then closed rather than reused)."""
+    _, more = await read_prefix(response, limit)
+    if more:
+        response.close()
