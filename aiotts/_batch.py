@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
@@ -92,6 +93,10 @@ STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectEr
 refused, or the service cannot be reached even after the request's retries. Every other
 task would meet the same error, so the batch stops at the first one instead of failing
 each id in turn (and, for refused credentials, earning the token endpoint's lockout)."""
+
+
+def _stopped_by(error: AiottsError) -> str:
+    return f"the batch stopped: {error}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +186,13 @@ class Batch:
         del self._active[subscription.task_id]
         self._held -= 1  # the id's hold passes to its outcome, until the caller reads it
         self._bytes_written += outcome.bytes_written
-        self._record(outcome)
-        if isinstance(outcome.cause, STOPS_THE_BATCH):
-            self._stop(outcome.cause)
+        cause = outcome.cause
+        if isinstance(cause, STOPS_THE_BATCH):
+            # Recorded like every other id the stop touches, then the rest are stopped.
+            self._record(dataclasses.replace(outcome, error=_stopped_by(cause)))
+            self._stop(cause)
+        else:
+            self._record(outcome)
         self._check_all_ended()
 
     # -- running -------------------------------------------------------------------------------
@@ -325,7 +334,7 @@ class Batch:
             return
         self._error = error
         self._feeding.cancel()
-        self._end_active(State.ABORTED, f"the batch stopped: {error}", error)
+        self._end_active(State.ABORTED, _stopped_by(error), error)
 
     async def _expire_everything(self, source: AsyncGenerator[object, None]) -> None:
         """The batch deadline passed: every id in flight, and every id not yet taken in,

@@ -10,6 +10,7 @@ client is used once: reopening a closed one is refused.
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import math
 import os
@@ -114,6 +115,14 @@ def _ssl_setting(ca_file: str | os.PathLike[str] | None, context: ssl.SSLContext
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"cannot load the CA file {os.fspath(ca_file)!r}: {exc}") from exc
     return True  # aiohttp's default: verify against the system's certificate authorities
+
+
+class Lifecycle(enum.Enum):
+    """A client is used once: opened, then closed; reopening a closed one is refused."""
+
+    NEW = "not opened"
+    OPEN = "open"
+    CLOSED = "closed"
 
 
 class SavedAudio:
@@ -241,7 +250,7 @@ class TTSClient:
         tts_path = _TRIAL_PATH if trial else _TTS_PATH
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
-        self._open = False
+        self._lifecycle = Lifecycle.NEW
         self._download_slots: asyncio.Semaphore | None = None
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
@@ -250,15 +259,19 @@ class TTSClient:
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
-        state = "closed" if self._session.closed else "open" if self._open else "not opened"
+        state = self._lifecycle.value
         return f"<TTSClient {self._base_url} {mode} {state}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> TTSClient:
+        if self._lifecycle is Lifecycle.CLOSED:
+            raise ClientClosedError("this client was closed; create a new TTSClient")
+        if self._lifecycle is Lifecycle.OPEN:
+            raise UsageError("this client is already open")
         await self._session.open()
         self._download_slots = asyncio.Semaphore(self._limits.downloads)
-        self._open = True
+        self._lifecycle = Lifecycle.OPEN
         return self
 
     def _the_scheduler(self) -> Scheduler:
@@ -289,7 +302,7 @@ class TTSClient:
     async def aclose(self) -> None:
         """Cancel running batches (waiting for their clean-up), then close the pool.
         Safe to call more than once."""
-        self._open = False
+        self._lifecycle = Lifecycle.CLOSED
         try:
             for batch in list(self._batches):
                 batch.cancel()
@@ -305,9 +318,9 @@ class TTSClient:
                 await self._session.close()
 
     def _require_open(self) -> None:
-        if not self._open:
-            if self._session.closed:
-                raise ClientClosedError("this client is closed; create a new TTSClient")
+        if self._lifecycle is Lifecycle.CLOSED:
+            raise ClientClosedError("this client is closed; create a new TTSClient")
+        if self._lifecycle is Lifecycle.NEW:
             raise ClientClosedError(
                 "this client is not open; use it as `async with TTSClient(...) as client:`"
             )

@@ -48,7 +48,7 @@ import yarl
 
 from aiotts import _redact
 from aiotts._auth import TokenManager
-from aiotts._body import TOKEN_ANSWER_LIMIT, read_prefix
+from aiotts._body import ERROR_BODY_LIMIT, TOKEN_ANSWER_LIMIT, read_prefix
 from aiotts._config import Limits, RetryPolicy, Timeouts
 from aiotts._errors import (
     AiottsError,
@@ -83,7 +83,6 @@ READ_CHUNK = 256 * 1024
 """Bytes per read of a response body, and aiohttp's read buffer: measured here, 256 KiB
 halves the CPU per MB of 64 KiB, and larger buffers gain nothing."""
 
-_ERROR_BODY_LIMIT = 64 * 1024
 
 Handler = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 
@@ -479,7 +478,7 @@ class HttpSession:
                 retry_after=retry_after,
             )
             raise Retryable(error, sent=True, retry_after=retry_after)
-        body = await response.content.read(_ERROR_BODY_LIMIT)
+        body, _ = await read_prefix(response, ERROR_BODY_LIMIT)  # the rest is left unread
         messages = _server_messages(body)
         detail = f": {'; '.join(messages)}" if messages else ""
         raise ApiError(

@@ -32,6 +32,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
+from aiotts import _redact
 from aiotts._body import body_chunks
 from aiotts._decode import AudioPiece, EnvelopeScanner, ScannedEnvelope
 from aiotts._errors import DecodeError, OutputError, ResponseError
@@ -223,7 +224,7 @@ def _small_body(response: aiohttp.ClientResponse) -> bool:
 def _bad_envelope(exc: DecodeError, task_id: str, response: aiohttp.ClientResponse) -> Retryable:
     what = "not a valid result envelope"
     if exc.offset == 0:  # not even the start of a JSON object: say what it claims to be
-        what = f"not JSON ({response.content_type or 'no content type'})"
+        what = f"not JSON ({_redact.server_text(response.content_type or 'no content type')})"
     error = DecodeError(
         f"task {task_id}: the answer is {what}: {exc.reason}",
         offset=exc.offset,

@@ -331,10 +331,25 @@ def build_parser() -> argparse.ArgumentParser:
     status = verb("status", "show a task's status", _STATUS_EXAMPLES)
     status.add_argument("id", metavar="ID", help="the task id")
     status.add_argument("--json", action="store_true", help="print the status as one JSON line")
+    status.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up when the server has not answered after this many seconds (default 300)",
+    )
     status.set_defaults(run=_commands.status)
 
     cancel = verb("cancel", "cancel a task and report what the server answered", _CANCEL_EXAMPLES)
     cancel.add_argument("id", metavar="ID", help="the task id")
+    cancel.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up when each of its requests has not been answered after this many seconds "
+        "(default 300)",
+    )
     cancel.set_defaults(run=_commands.cancel)
 
     emulator = verbs.add_parser(

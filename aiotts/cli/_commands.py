@@ -21,7 +21,7 @@ from rich.console import Console
 from aiotts._admission import TaskIds
 from aiotts._batch import Batch
 from aiotts._client import TTSClient
-from aiotts._config import DEFAULT_BASE_URL, DEFAULT_RETRY, Limits
+from aiotts._config import DEFAULT_RETRY, Limits
 from aiotts._context import log_task_id
 from aiotts._errors import TaskNotFoundError, UsageError
 from aiotts._models import Outcome, TaskStatus, printable_id
@@ -47,10 +47,10 @@ def make_client(
     args: argparse.Namespace, *, limits: Limits | None = None, durable: bool = False
 ) -> TTSClient:
     """A client configured from the connection options and the credentials' sources."""
-    base_url = args.base_url or os.environ.get("AIOTTS_BASE_URL") or DEFAULT_BASE_URL
     options: dict[str, Any] = {
         "retry": dataclasses.replace(DEFAULT_RETRY, max_attempts=args.retries + 1),
-        "base_url": base_url,
+        # None: the library's own precedence, $AIOTTS_BASE_URL then the service's address
+        "base_url": args.base_url,
         "token_url": args.token_url,
         "ca_file": args.ca_file,
         "allow_insecure_http": args.allow_insecure_http,
@@ -314,7 +314,7 @@ async def say(args: argparse.Namespace) -> int:
 async def status(args: argparse.Namespace) -> int:
     log_task_id.set(args.id)
     async with make_client(args) as client:
-        result = await client.status(args.id)
+        result = await client.status(args.id, timeout=args.timeout)
     if args.json:
         line = {
             "id": printable_id(result.task_id),
@@ -343,15 +343,15 @@ async def cancel(args: argparse.Namespace) -> int:
     task_id = args.id
     log_task_id.set(task_id)
     async with make_client(args) as client:
-        before = await client.status(task_id)
+        before = await client.status(task_id, timeout=args.timeout)
         if before.status is TaskStatus.NOT_EXIST:
             raise TaskNotFoundError(
                 f"the server knows no task {shown_id(task_id)} (unknown, already cancelled, or "
                 "older than 24 hours): nothing was cancelled",
                 task_id=task_id,
             )
-        await client.cancel(task_id)
-        after = await client.status(task_id)
+        await client.cancel(task_id, timeout=args.timeout)
+        after = await client.status(task_id, timeout=args.timeout)
     if after.status is not TaskStatus.NOT_EXIST:
         print(
             f"cancel sent for {shown_id(task_id)} (it was {before.status.value}), but the server "

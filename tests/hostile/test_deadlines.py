@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -19,7 +21,8 @@ from aiotts import (
     TTSClient,
     UsageError,
 )
-from tests.hostile.servers import TOKEN, HostileServer
+from tests.helpers import cli_env
+from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, TOKEN, HostileServer
 from tests.hostile.transport import (
     STATUS_PATH,
     TASK_ID,
@@ -68,6 +71,24 @@ async def test_a_trickling_body_cannot_hold_a_call_past_its_deadline(tmp_path: P
             with pytest.raises(UsageError, match="timeout"):
                 await client.status(TASK_ID, timeout=-1)
     assert list(tmp_path.iterdir()) == []  # no partial file anywhere
+
+
+@pytest.mark.parametrize("verb", ["status", "cancel"])
+async def test_the_command_line_gives_status_and_cancel_a_deadline(verb: str) -> None:
+    async with HostileServer() as server:
+        server.route("GET", STATUS_PATH, trickle)
+        env = cli_env(
+            None,
+            ASPOSE_CLIENT_ID=CLIENT_ID,
+            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
+            AIOTTS_BASE_URL=server.url,
+        )
+        command = [sys.executable, "-m", "aiotts", verb, TASK_ID, "--timeout", "0.5"]
+        with anyio.fail_after(30):
+            result = await anyio.run_process(command, env=env, check=False)
+    assert result.returncode == 4, result.stderr
+    assert b"0.5s" in result.stderr
+    assert b"Traceback" not in result.stderr
 
 
 async def test_a_submit_cut_by_its_deadline_after_sending_is_uncertain() -> None:
