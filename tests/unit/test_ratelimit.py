@@ -124,3 +124,39 @@ async def test_unlimited_client_throttles_then_returns_to_unlimited() -> None:
     for _ in range(10_000):
         rl.succeeded()
     assert math.isinf(rl.rate)
+
+
+@pytest.mark.parametrize(("ok", "refused"), [(0, 1), (2, 1), (9, 1), (0, 2)])
+async def test_a_429_among_the_very_first_answers_does_not_slow_the_client(
+    ok: int, refused: int
+) -> None:
+    # One refused answer out of one is not "everything is refused": too few answers to
+    # judge, so the share is taken over at least 20 of them.
+    for rate in (None, 50.0):
+        time = FakeTime()
+        rl = limiter(time, rate)
+        await second(rl, time, sent=ok + refused, ok=ok, refused=refused)
+        await rl.acquire()
+        assert rl.rate == (math.inf if rate is None else rate)
+        assert rl.throttle_events == 0
+
+
+async def test_the_share_of_429s_is_judged_over_twenty_answers_at_least() -> None:
+    time = FakeTime()
+    rl = limiter(time, None)
+    await second(rl, time, sent=3, ok=0, refused=3)  # 3 of at least 20: 15%, too many
+    await rl.acquire()
+    assert rl.throttle_events == 1
+    assert rl.rate == pytest.approx(3 * (1 - 3 / 20))
+
+
+@pytest.mark.parametrize(("ok", "refused", "slowed"), [(18, 2, False), (17, 3, True)])
+async def test_more_than_one_answer_in_ten_refused_slows_the_client(
+    ok: int, refused: int, slowed: bool
+) -> None:
+    time = FakeTime()
+    rl = limiter(time, 100.0)
+    await second(rl, time, sent=20, ok=ok, refused=refused)
+    await rl.acquire()
+    assert rl.throttle_events == int(slowed)
+    assert (rl.rate < 100.0) is slowed
