@@ -176,6 +176,13 @@ class Pacer(Generic[K]):
             return deadline
         fresh = self._live_top(self._fresh)
         again = self._live_top(self._due)
+        if again is not None and again[0] <= now and again[2].deadline <= now:
+            # Its deadline came while it was handed out, so its deadline entry is gone:
+            # it ends here, needing no budget, and is never polled at or after it.
+            heapq.heappop(self._due)
+            again[2].waiting = False
+            again[2].forgotten = True
+            return Expire(again[2].key)
         if again is not None and again[0] <= now:
             self._refill(now)
             if self._tokens >= 1 and (fresh is None or again[:2] < fresh[:2]):
@@ -205,7 +212,7 @@ class Pacer(Generic[K]):
 
         A task handed out when its deadline comes is not expired here: its owner bounds the
         poll in flight by the same deadline, and ``not_ready`` then schedules it at the
-        deadline, where ``_live_top`` expires it."""
+        deadline, where ``decide`` expires it."""
         deadlines = self._deadlines
         while deadlines:
             deadline, _, timing = deadlines[0]

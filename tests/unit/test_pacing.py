@@ -225,3 +225,93 @@ def test_every_task_is_polled_at_admission_and_ends_at_its_deadline(
     for key, admitted in enumerate(admissions):
         assert first_poll[key] == admitted  # never held back, whatever the budget
         assert expired[key] == pytest.approx(admitted + timeout)
+
+
+def test_a_deadline_that_passes_before_the_first_poll_expires_the_task() -> None:
+    # Every worker was busy until after the deadline: the task ends without a request.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    pacer.admit("late", now=0.0, deadline=1.0)
+    assert pacer.decide(2.0) == Expire("late")
+    assert pacer.decide(2.0) == Sleep(math.inf)
+
+
+def test_a_task_in_flight_at_its_deadline_is_left_to_its_owner() -> None:
+    # Its poll is bounded by the same deadline; the pacer must not end it a second time.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    assert pacer.decide(0.0) == Poll("a")
+    assert pacer.decide(1.5) == Sleep(math.inf)  # handed out: neither expired nor polled
+    assert pacer.not_ready(timing, now=1.5, processing=False) == 1.0  # due at its deadline
+    assert pacer.decide(1.5) == Expire("a")
+
+
+def test_polls_again_counts_each_poll_that_spent_a_token() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    log = run(pacer, timings, until=3.0)
+    assert [t for t, _, _ in log] == [0.0, 0.0, 1.0, 1.0, 3.0, 3.0]
+    assert pacer.polls_again == 4  # every poll but the two first ones
+
+
+def test_a_spent_budget_wakes_when_the_next_token_is_back() -> None:
+    # Two tokens a second, a bucket of one, no minimum wait: after a poll at 1.0, half a
+    # token is back at 1.25, so the next poll can go at 1.5 and not before.
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=2.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5, min_wait=0.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    for key in "ab":
+        assert pacer.decide(0.0) == Poll(key)
+        pacer.not_ready(timings[key], now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")
+    assert pacer.decide(1.25) == Sleep(1.5)
+    assert pacer.decide(1.5) == Poll("b")
+
+
+def test_a_spent_budget_still_wakes_for_a_deadline() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=1.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=1.0, min_wait=0.0)
+    a = pacer.admit("a", now=0.0)
+    b = pacer.admit("b", now=0.0, deadline=1.2)
+    for timing in (a, b):
+        assert pacer.decide(0.0) == Poll(timing.key)
+        pacer.not_ready(timing, now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")  # the one token
+    assert pacer.decide(1.0) == Sleep(1.2)  # b's deadline comes before the next token
+    assert pacer.decide(1.2) == Expire("b")
+
+
+def test_stale_deadlines_never_outnumber_the_live_ones() -> None:
+    # The entries kept for forgotten tasks follow the compaction rule (more than 64 and
+    # more than the live ones: compact), also after deadlines that came took some of them
+    # off, so memory follows the tasks still alive.
+    pacer: Pacer[int] = Pacer(STEADY, now=0.0)
+    timings = [pacer.admit(key, now=0.0, deadline=1.0 + key) for key in range(1_000)]
+
+    def check() -> None:
+        stale = sum(1 for entry in pacer._deadlines if entry[2].forgotten)
+        assert stale <= max(64, len(pacer._deadlines) - stale)
+
+    for timing in timings[:100]:
+        pacer.forget(timing)
+        check()
+    pacer.decide(100.5)  # the deadlines of those 100 came: their entries leave the heap
+    for timing in timings[100:]:
+        pacer.forget(timing)
+        check()
+    assert len(pacer._deadlines) <= 64
+
+
+def test_repr_shows_the_live_state() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=8.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5)
+    a = pacer.admit("a", now=0.0, deadline=2.5)
+    pacer.admit("b", now=0.0)
+    assert repr(pacer) == "<Pacer first=2 again=0 tokens=4.0/4>"
+    assert repr(a) == "<Timing 'a' waiting deadline=2.500>"
+    assert pacer.decide(0.0) == Poll("a")
+    assert repr(a) == "<Timing 'a' out deadline=2.500>"
+    pacer.not_ready(a, now=0.0, processing=False)
+    assert repr(pacer) == "<Pacer first=1 again=1 tokens=4.0/4>"
+    pacer.forget(a)
+    assert repr(a) == "<Timing 'a' forgotten deadline=2.500>"
+    assert repr(Pacer(STEADY, now=0.0)) == "<Pacer first=0 again=0 tokens=unlimited>"
