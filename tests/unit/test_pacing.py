@@ -301,6 +301,15 @@ def test_stale_deadlines_never_outnumber_the_live_ones() -> None:
     assert len(pacer._deadlines) <= 64
 
 
+def test_tasks_without_a_deadline_keep_no_deadline_entry() -> None:
+    # Most batches have no task deadline: their tasks must cost no entry that nothing
+    # would ever take off the heap.
+    pacer: Pacer[int] = Pacer(STEADY, now=0.0)
+    for timing in [pacer.admit(key, now=0.0) for key in range(1_000)]:
+        pacer.forget(timing)
+    assert pacer._deadlines == []
+
+
 def test_repr_shows_the_live_state() -> None:
     policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=8.0)
     pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5)
