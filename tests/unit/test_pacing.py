@@ -243,6 +243,17 @@ def test_a_task_in_flight_at_its_deadline_is_left_to_its_owner() -> None:
     assert pacer.decide(1.5) == Sleep(math.inf)  # handed out: neither expired nor polled
     assert pacer.not_ready(timing, now=1.5, processing=False) == 1.0  # due at its deadline
     assert pacer.decide(1.5) == Expire("a")
+    assert timing.forgotten  # ended: the owner need not forget it
+    assert pacer.decide(1.5) == Sleep(math.inf)
+
+
+def test_a_task_back_exactly_at_its_deadline_is_expired_not_polled() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    assert pacer.decide(0.0) == Poll("a")
+    assert pacer.decide(1.0) == Sleep(math.inf)  # its deadline came while it was out
+    assert pacer.not_ready(timing, now=1.0, processing=False) == 1.0
+    assert pacer.decide(1.0) == Expire("a")
 
 
 def test_polls_again_counts_each_poll_that_spent_a_token() -> None:
@@ -280,24 +291,38 @@ def test_a_spent_budget_still_wakes_for_a_deadline() -> None:
     assert pacer.decide(1.2) == Expire("b")
 
 
-def test_stale_deadlines_never_outnumber_the_live_ones() -> None:
-    # The entries kept for forgotten tasks follow the compaction rule (more than 64 and
-    # more than the live ones: compact), also after deadlines that came took some of them
-    # off, so memory follows the tasks still alive.
+def test_the_deadline_heap_is_compacted_exactly_when_stale_entries_outnumber_live_ones() -> None:
+    # Entries of forgotten tasks stay on the deadline heap until they reach its top, or
+    # until they are more than 64 and more than the live ones: then the heap is compacted.
+    # Not later (memory follows the live tasks), and not sooner (a compaction costs a pass
+    # over the heap, so it must stay rare). Also after deadlines that came took stale
+    # entries off the top, and with tasks that have no deadline mixed in.
     pacer: Pacer[int] = Pacer(STEADY, now=0.0)
-    timings = [pacer.admit(key, now=0.0, deadline=1.0 + key) for key in range(1_000)]
+    timings = [
+        pacer.admit(key, now=0.0, deadline=math.inf if key % 5 == 0 else 1.0 + key)
+        for key in range(1_000)
+    ]
 
-    def check() -> None:
+    def stale_and_live() -> tuple[int, int]:
         stale = sum(1 for entry in pacer._deadlines if entry[2].forgotten)
-        assert stale <= max(64, len(pacer._deadlines) - stale)
+        return stale, len(pacer._deadlines) - stale
 
-    for timing in timings[:100]:
+    def forget_and_check(timing: Timing[int]) -> None:
+        stale, live = stale_and_live()
         pacer.forget(timing)
-        check()
-    pacer.decide(100.5)  # the deadlines of those 100 came: their entries leave the heap
-    for timing in timings[100:]:
-        pacer.forget(timing)
-        check()
+        if timing.deadline == math.inf:
+            assert stale_and_live() == (stale, live)
+            return
+        stale, live = stale + 1, live - 1
+        due = stale > 64 and stale > live
+        assert stale_and_live() == ((0, live) if due else (stale, live)), (stale, live)
+
+    for timing in timings[:200]:
+        forget_and_check(timing)
+    assert pacer.decide(200.5) == Poll(200)  # the stale entries of 0..199 leave the top
+    assert stale_and_live() == (0, 640)
+    for timing in timings[200:]:
+        forget_and_check(timing)
     assert len(pacer._deadlines) <= 64
 
 
