@@ -335,6 +335,28 @@ def test_tasks_without_a_deadline_keep_no_deadline_entry() -> None:
     assert pacer._deadlines == []
 
 
+def test_a_sleep_ends_when_a_task_admitted_later_is_due() -> None:
+    # An owner may decide with a clock reading taken before its last admission: the
+    # sleep must still end at that admission, never pass it by.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    pacer.admit("a", now=5.0)
+    assert pacer.decide(4.0) == Sleep(5.0)
+    assert pacer.decide(5.0) == Poll("a")
+
+
+def test_a_spent_budget_sleeps_no_longer_than_the_next_first_poll() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=1.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=1.0, min_wait=10.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    for key in "ab":
+        assert pacer.decide(0.0) == Poll(key)
+        pacer.not_ready(timings[key], now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")  # the one token
+    pacer.admit("c", now=5.0)
+    assert pacer.decide(1.5) == Sleep(5.0)  # not the budget's 10 s: c's first poll is free
+    assert [pacer.decide(5.0), pacer.decide(5.0)] == [Poll("b"), Poll("c")]  # in due order
+
+
 def test_repr_shows_the_live_state() -> None:
     policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=8.0)
     pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5)
