@@ -243,3 +243,16 @@ async def test_repr_shows_the_rate_and_the_slowdowns() -> None:
     await second(rl, time, sent=200, ok=100, refused=100)
     await rl.acquire()
     assert repr(rl) == "<RateLimiter rate=100.0/s throttle_events=1>"
+
+
+async def test_free_again_as_soon_as_it_has_regrown_to_twice_what_it_was_sending() -> None:
+    time = FakeTime()
+    rl = RateLimiter(None, burst=1, clock=time.clock, sleep=time.sleep, recovery=1.0)
+    await second(rl, time, sent=200, ok=100, refused=100)
+    await rl.acquire()
+    assert rl.rate == 100.0
+    for _ in range(299):
+        rl.succeeded()
+    assert rl.rate == 399.0
+    rl.succeeded()  # exactly 400/s: twice the 200/s it was sending when slowed
+    assert math.isinf(rl.rate)
