@@ -352,9 +352,9 @@ def test_a_spent_budget_sleeps_no_longer_than_the_next_first_poll() -> None:
         assert pacer.decide(0.0) == Poll(key)
         pacer.not_ready(timings[key], now=0.0, processing=False)
     assert pacer.decide(1.0) == Poll("a")  # the one token
-    pacer.admit("c", now=5.0)
-    assert pacer.decide(1.5) == Sleep(5.0)  # not the budget's 10 s: c's first poll is free
-    assert [pacer.decide(5.0), pacer.decide(5.0)] == [Poll("b"), Poll("c")]  # in due order
+    pacer.admit("c", now=6.0)
+    assert pacer.decide(1.5) == Sleep(6.0)  # not the budget's 10 s: c's first poll is free
+    assert [pacer.decide(6.0), pacer.decide(6.0)] == [Poll("b"), Poll("c")]  # in due order
 
 
 def test_repr_shows_the_live_state() -> None:
