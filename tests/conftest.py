@@ -27,3 +27,14 @@ async def emulator() -> AsyncIterator[Emulator]:
 async def client(emulator: Emulator) -> AsyncIterator[TTSClient]:
     async with client_for(emulator, limits=Limits(polls=32)) as client:
         yield client
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long runs (the soak, thousands of tasks) are left out of the coverage measure when
+    it is on: they cover no line the rest of the suite misses, and tracing them would
+    add a third to the suite's time."""
+    if not config.pluginmanager.hasplugin("_cov"):
+        return
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker("no_cover")

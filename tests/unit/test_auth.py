@@ -22,6 +22,7 @@ class Endpoint:
         self.calls = 0
         self.lifetime = lifetime
         self.failure: Exception | None = None
+        self.gate: anyio.Event | None = None  # when set, each request waits for it
 
     def clock(self) -> float:
         return self.now
@@ -29,6 +30,8 @@ class Endpoint:
     async def fetch(self) -> tuple[str, float]:
         self.calls += 1
         await anyio.sleep(0.01)  # long enough for every caller to queue up
+        if self.gate is not None:
+            await self.gate.wait()
         if self.failure is not None:
             raise self.failure
         return f"token-{self.calls}", self.lifetime
@@ -49,23 +52,84 @@ async def test_a_thousand_callers_share_one_token_request() -> None:
     assert set(tokens) == {"token-1"}
 
 
-async def test_refreshed_before_expiry_while_others_keep_the_old_one() -> None:
+async def in_flight(endpoint: Endpoint, calls: int) -> None:
+    """Wait until the endpoint has received ``calls`` requests (the last one now waits)."""
+    with anyio.fail_after(5):
+        while endpoint.calls < calls:
+            await anyio.sleep(0)
+
+
+# A refresh that has not answered yet must not hold anyone up while the old token is
+# still valid. The gate keeps the refresh in flight for as long as the test wants, so a
+# caller that waited for it would never finish: the test fails instead of passing late
+# (as a test whose refresh answers by itself would).
+async def test_while_one_caller_refreshes_the_others_get_the_old_token_at_once() -> None:
     endpoint = Endpoint(lifetime=100.0)
     manager = TokenManager(endpoint.fetch, clock=endpoint.clock)
     first = await manager.get()
     assert first.refresh_at == pytest.approx(90.0)
     endpoint.now = 95.0  # past refresh_at, before expiry
+    endpoint.gate = anyio.Event()
+    refreshed: list[str] = []
+
+    async def refresher() -> None:
+        refreshed.append((await manager.get()).value)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refresher)
+        await in_flight(endpoint, 2)
+        others: list[str] = []
+
+        async def other() -> None:
+            others.append((await manager.get()).value)
+
+        with anyio.fail_after(2):  # only reached if a caller waits for the refresh
+            async with anyio.create_task_group() as callers:
+                for _ in range(50):
+                    callers.start_soon(other)
+        assert others == ["token-1"] * 50
+        assert refreshed == []  # the refresh is still in flight
+        endpoint.gate.set()
+    assert refreshed == ["token-2"]
+    assert (await manager.get()).value == "token-2"
+    assert endpoint.calls == 2
+
+
+async def test_an_expired_token_is_never_handed_out_while_it_is_refreshed() -> None:
+    endpoint = Endpoint(lifetime=100.0)
+    manager = TokenManager(endpoint.fetch, clock=endpoint.clock)
+    await manager.get()
+    endpoint.now = 100.0  # the old token has just expired
+    endpoint.gate = anyio.Event()
     seen: list[str] = []
 
     async def caller() -> None:
         seen.append((await manager.get()).value)
 
     async with anyio.create_task_group() as tg:
-        for _ in range(50):
+        for _ in range(20):
             tg.start_soon(caller)
+        await in_flight(endpoint, 2)
+        await anyio.sleep(0.02)
+        assert seen == []  # everyone waits for the new one
+        endpoint.gate.set()
+    assert seen == ["token-2"] * 20
     assert endpoint.calls == 2
-    assert "token-2" in seen
-    assert set(seen) <= {"token-1", "token-2"}  # nobody waited without need
+
+
+async def test_a_token_is_reused_until_its_refresh_time() -> None:
+    endpoint = Endpoint(lifetime=100.0)
+    manager = TokenManager(endpoint.fetch, clock=endpoint.clock)
+    assert manager.fresh() is None
+    first = await manager.get()
+    assert (first.refresh_at, first.expires_at) == (pytest.approx(90.0), pytest.approx(100.0))
+    endpoint.now = 89.9
+    assert manager.fresh() is first
+    assert await manager.get() is first
+    endpoint.now = 90.0
+    assert manager.fresh() is None
+    assert (await manager.get()).value == "token-2"
+    assert endpoint.calls == 2
 
 
 async def test_invalidate_drops_only_the_current_token() -> None:

@@ -256,3 +256,149 @@ def test_every_task_is_polled_at_admission_and_ends_at_its_deadline(
     for key, admitted in enumerate(admissions):
         assert first_poll[key] == admitted  # never held back, whatever the budget
         assert expired[key] == pytest.approx(admitted + timeout)
+
+
+def test_a_deadline_that_passes_before_the_first_poll_expires_the_task() -> None:
+    # Every worker was busy until after the deadline: the task ends without a request.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    pacer.admit("late", now=0.0, deadline=1.0)
+    assert pacer.decide(2.0) == Expire("late")
+    assert pacer.decide(2.0) == Sleep(math.inf)
+
+
+def test_a_task_in_flight_at_its_deadline_is_left_to_its_owner() -> None:
+    # Its poll is bounded by the same deadline; the pacer must not end it a second time.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    assert pacer.decide(0.0) == Poll("a")
+    assert pacer.decide(1.5) == Sleep(math.inf)  # handed out: neither expired nor polled
+    assert pacer.not_ready(timing, now=1.5, processing=False) == 1.0  # due at its deadline
+    assert pacer.decide(1.5) == Expire("a")
+    assert timing.forgotten  # ended: the owner need not forget it
+    assert pacer.decide(1.5) == Sleep(math.inf)
+
+
+def test_a_task_back_exactly_at_its_deadline_is_expired_not_polled() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timing = pacer.admit("a", now=0.0, deadline=1.0)
+    assert pacer.decide(0.0) == Poll("a")
+    assert pacer.decide(1.0) == Sleep(math.inf)  # its deadline came while it was out
+    assert pacer.not_ready(timing, now=1.0, processing=False) == 1.0
+    assert pacer.decide(1.0) == Expire("a")
+
+
+def test_polls_again_counts_each_poll_that_spent_a_token() -> None:
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    log = run(pacer, timings, until=3.0)
+    assert [t for t, _, _ in log] == [0.0, 0.0, 1.0, 1.0, 3.0, 3.0]
+    assert pacer.polls_again == 4  # every poll but the two first ones
+
+
+def test_a_spent_budget_wakes_when_the_next_token_is_back() -> None:
+    # Two tokens a second, a bucket of one, no minimum wait: after a poll at 1.0, half a
+    # token is back at 1.25, so the next poll can go at 1.5 and not before.
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=2.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5, min_wait=0.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    for key in "ab":
+        assert pacer.decide(0.0) == Poll(key)
+        pacer.not_ready(timings[key], now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")
+    assert pacer.decide(1.25) == Sleep(1.5)
+    assert pacer.decide(1.5) == Poll("b")
+
+
+def test_a_spent_budget_still_wakes_for_a_deadline() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=1.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=1.0, min_wait=0.0)
+    a = pacer.admit("a", now=0.0)
+    b = pacer.admit("b", now=0.0, deadline=1.2)
+    for timing in (a, b):
+        assert pacer.decide(0.0) == Poll(timing.key)
+        pacer.not_ready(timing, now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")  # the one token
+    assert pacer.decide(1.0) == Sleep(1.2)  # b's deadline comes before the next token
+    assert pacer.decide(1.2) == Expire("b")
+
+
+def test_the_deadline_heap_is_compacted_exactly_when_stale_entries_outnumber_live_ones() -> None:
+    # Entries of forgotten tasks stay on the deadline heap until they reach its top, or
+    # until they outnumber the live ones by more than 64: then the heap is compacted.
+    # Not later (memory follows the live tasks), and not sooner (a compaction costs a pass
+    # over the heap, so it must stay rare). Also after deadlines that came took stale
+    # entries off the top, and with tasks that have no deadline mixed in.
+    pacer: Pacer[int] = Pacer(STEADY, now=0.0)
+    timings = [
+        pacer.admit(key, now=0.0, deadline=math.inf if key % 5 == 0 else 1.0 + key)
+        for key in range(1_000)
+    ]
+
+    def stale_and_live() -> tuple[int, int]:
+        stale = sum(1 for entry in pacer._deadlines if entry[2].forgotten)
+        return stale, len(pacer._deadlines) - stale
+
+    def forget_and_check(timing: Timing[int]) -> None:
+        stale, live = stale_and_live()
+        pacer.forget(timing)
+        if timing.deadline == math.inf:
+            assert stale_and_live() == (stale, live)
+            return
+        stale, live = stale + 1, live - 1
+        due = stale > 64 + live
+        assert stale_and_live() == ((0, live) if due else (stale, live)), (stale, live)
+
+    for timing in timings[:200]:
+        forget_and_check(timing)
+    assert pacer.decide(200.5) == Poll(200)  # the stale entries of 0..199 leave the top
+    assert stale_and_live() == (0, 640)
+    for timing in timings[200:]:
+        forget_and_check(timing)
+    assert len(pacer._deadlines) <= 64
+
+
+def test_tasks_without_a_deadline_keep_no_deadline_entry() -> None:
+    # Most batches have no task deadline: their tasks must cost no entry that nothing
+    # would ever take off the heap.
+    pacer: Pacer[int] = Pacer(STEADY, now=0.0)
+    for timing in [pacer.admit(key, now=0.0) for key in range(1_000)]:
+        pacer.forget(timing)
+    assert pacer._deadlines == []
+
+
+def test_a_sleep_ends_when_a_task_admitted_later_is_due() -> None:
+    # An owner may decide with a clock reading taken before its last admission: the
+    # sleep must still end at that admission, never pass it by.
+    pacer: Pacer[str] = Pacer(STEADY, now=0.0)
+    pacer.admit("a", now=5.0)
+    assert pacer.decide(4.0) == Sleep(5.0)
+    assert pacer.decide(5.0) == Poll("a")
+
+
+def test_a_spent_budget_sleeps_no_longer_than_the_next_first_poll() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=1.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=1.0, min_wait=10.0)
+    timings = {key: pacer.admit(key, now=0.0) for key in "ab"}
+    for key in "ab":
+        assert pacer.decide(0.0) == Poll(key)
+        pacer.not_ready(timings[key], now=0.0, processing=False)
+    assert pacer.decide(1.0) == Poll("a")  # the one token
+    pacer.admit("c", now=6.0)
+    assert pacer.decide(1.5) == Sleep(6.0)  # not the budget's 10 s: c's first poll is free
+    assert [pacer.decide(6.0), pacer.decide(6.0)] == [Poll("b"), Poll("c")]  # in due order
+
+
+def test_repr_shows_the_live_state() -> None:
+    policy = PollPolicy(first_delay=1.0, min_delay=0.0, jitter="none", budget=8.0)
+    pacer: Pacer[str] = Pacer(policy, now=0.0, burst=0.5)
+    a = pacer.admit("a", now=0.0, deadline=2.5)
+    pacer.admit("b", now=0.0)
+    assert repr(pacer) == "<Pacer first=2 again=0 tokens=4.0/4>"
+    assert repr(a) == "<Timing 'a' waiting deadline=2.500>"
+    assert pacer.decide(0.0) == Poll("a")
+    assert repr(a) == "<Timing 'a' out deadline=2.500>"
+    pacer.not_ready(a, now=0.0, processing=False)
+    assert repr(pacer) == "<Pacer first=1 again=1 tokens=4.0/4>"
+    pacer.forget(a)
+    assert repr(a) == "<Timing 'a' forgotten deadline=2.500>"
+    assert repr(Pacer(STEADY, now=0.0)) == "<Pacer first=0 again=0 tokens=unlimited>"

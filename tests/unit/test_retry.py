@@ -133,3 +133,44 @@ async def test_cancellation_during_the_backoff_sleep_is_not_swallowed() -> None:
         )
     assert scope.cancelled_caught
     assert len(calls) <= 2
+
+
+async def test_on_retry_hears_of_each_retry_with_its_failure_and_delay() -> None:
+    clock = Clock()
+    failure = Retryable(ServerError("503", status=503), sent=True, retry_after=2.0)
+    _calls, attempt = failing(2, failure)
+    heard: list[tuple[Retryable, float]] = []
+    result = await retrying(
+        attempt,  # type: ignore[arg-type]
+        RetryPolicy(max_time=60),
+        idempotent=True,
+        clock=clock,
+        sleep=clock.sleep,
+        on_retry=lambda retry, delay: heard.append((retry, delay)),
+    )
+    assert result == "ok"
+    assert heard == [(failure, 2.0), (failure, 2.0)]
+    assert clock.sleeps == [2.0, 2.0]
+
+
+async def test_a_retry_that_ends_exactly_at_max_time_still_happens() -> None:
+    clock = Clock()
+    _calls, attempt = failing(
+        1, Retryable(ServerError("429", status=429), sent=True, retry_after=60.0)
+    )
+    result = await retrying(
+        attempt,  # type: ignore[arg-type]
+        RetryPolicy(max_time=60),
+        idempotent=True,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result == "ok"
+    assert clock.sleeps == [60.0]
+
+
+def test_the_internal_signals_carry_the_error_text() -> None:
+    error = ServerError("503 from the server", status=503)
+    assert str(Retryable(error, sent=True)) == str(error)
+    assert str(UncertainDelivery(error)) == str(error)
+    assert UncertainDelivery(error).error is error

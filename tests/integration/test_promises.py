@@ -1,0 +1,152 @@
+"""Promises the README makes, each shown over HTTP against the emulator.
+
+Each test here fails when the rule it names is broken: a batch that ends while a slow
+reader still has outcomes to take, a resume that trusts a file that is no longer whole, an
+outcome handed out before its manifest line is on disk, ``durable=True`` without fsync, a
+task deadline counted from the batch's start instead of the task's admission.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from aiotts import Limits, OutcomeState, read_manifest
+from aiotts.emulator import Emulator
+from tests.helpers import client_for, temp_files
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_slow_reader_gets_every_outcome(emulator: Emulator, tmp_path: Path) -> None:
+    # More ready tasks than the outcome buffer holds, read slowly: the workers end up
+    # waiting to hand over their outcomes when the last task ends, and every one of those
+    # outcomes must still reach the reader.
+    ids = emulator.create_tasks(400, audio_bytes=2_000)
+    async with client_for(emulator) as client:
+        received: list[str] = []
+        with anyio.fail_after(60):
+            async for outcome in client.fetch_many(ids, tmp_path):
+                received.append(outcome.task_id)
+                await anyio.sleep(0.002)
+    assert sorted(received) == sorted(ids)
+    assert len(received) == len(set(received))
+
+
+async def test_a_slow_reader_inside_async_with_gets_every_outcome(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    ids = emulator.create_tasks(300, audio_bytes=2_000)
+    async with client_for(emulator, limits=Limits(polls=16, downloads=8)) as client:
+        received: list[str] = []
+        with anyio.fail_after(60):
+            async with client.fetch_many(ids, tmp_path) as batch:
+                async for outcome in batch:
+                    received.append(outcome.task_id)
+                    await anyio.sleep(0.002)
+    assert sorted(received) == sorted(ids)
+
+
+async def test_resume_fetches_again_only_the_files_that_are_no_longer_whole(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    ids = emulator.create_tasks(6, audio_bytes=20_000)
+    out = tmp_path / "out"
+    manifest = tmp_path / "manifest.jsonl"
+    async with client_for(emulator) as client:
+        first = await client.fetch_all(ids, out, manifest=manifest)
+    assert len(first.done) == 6
+    truncated, bad_header, emptied, removed, *whole = ids
+    path = {i: out / f"{i}.wav" for i in ids}
+    with path[truncated].open("r+b") as file:
+        file.truncate(path[truncated].stat().st_size - 1000)
+    with path[bad_header].open("r+b") as file:  # same size, but no longer a WAV header
+        file.write(b"JUNK")
+    path[emptied].write_bytes(b"")
+    path[removed].unlink()
+    fetches = {i: emulator.record(i).fetches for i in ids}
+
+    async with client_for(emulator) as client:
+        again = await client.fetch_all(ids, out, manifest=manifest, resume=True)
+
+    assert again.failed == ()
+    refetched = {i for i in ids if emulator.record(i).fetches > fetches[i]}
+    assert refetched == {truncated, bad_header, emptied, removed}
+    assert {o.task_id for o in again.done if o.resumed} == set(whole)
+    for task_id in ids:  # every file whole again, byte for byte
+        assert path[task_id].read_bytes() == emulator.record(task_id).wav()
+    assert temp_files(out) == []
+    assert {e.state for e in read_manifest(manifest).values()} == {OutcomeState.DONE}
+
+
+async def test_each_outcome_is_in_the_manifest_on_disk_when_the_caller_gets_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    good = emulator.create_tasks(40, audio_bytes=2_000)
+    bad = emulator.create_tasks(5, fail=True)
+    ids = [*good, *bad, "TTSunknown-1", "", "TTSunknown-2"]
+    manifest = tmp_path / "manifest.jsonl"
+    async with client_for(emulator) as client:
+        seen = 0
+        async for outcome in client.fetch_many(ids, tmp_path / "out", manifest=manifest):
+            on_disk = read_manifest(manifest)  # a fresh open(): what a crash now would keep
+            assert outcome.task_id in on_disk, outcome
+            assert on_disk[outcome.task_id].state is outcome.state
+            assert on_disk[outcome.task_id].files == outcome.files
+            seen += 1
+    assert seen == len(ids)
+
+
+class FsyncCounter:
+    """Counts fsync and fdatasync calls from any thread, then does the real thing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+        for name in ("fsync", "fdatasync"):
+            real = getattr(os, name, None)
+            if real is not None:
+                monkeypatch.setattr(os, name, self._counting(real))
+
+    def _counting(self, real: object) -> object:
+        def counted(fd: int) -> None:
+            with self._lock:
+                self.calls += 1
+            real(fd)  # type: ignore[operator]
+
+        return counted
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_durable_fsyncs_every_file_and_only_when_asked(
+    durable: bool, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = emulator.create_tasks(8, audio_bytes=5_000)
+    single = emulator.create_tasks(1, audio_bytes=5_000)[0]
+    counter = FsyncCounter(monkeypatch)
+    async with client_for(emulator, durable=durable) as client:
+        report = await client.fetch_all(ids, tmp_path / "batch")
+        await client.download(single, tmp_path / "single")
+    assert len(report.done) == 8
+    if durable:
+        assert counter.calls >= 9  # one per file at least
+    else:
+        assert counter.calls == 0
+
+
+async def test_a_task_admitted_late_gets_its_whole_task_timeout(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # One task at a time; task n is ready 0.35 s after task n-1, so each is ready about
+    # 0.35 s after its admission, far within its 2 s, while the last is ready 2.8 s after
+    # the batch started. Counted from the batch's start, the later tasks would expire.
+    ids = [emulator.create_tasks(1, ready_after=0.35 * (n + 1))[0] for n in range(8)]
+    async with client_for(emulator, limits=Limits(tasks_in_flight=1)) as client:
+        with anyio.fail_after(60):
+            report = await client.fetch_all(ids, tmp_path, task_timeout=2.0)
+    assert [o.state for o in report.failed] == []
+    assert {o.task_id for o in report.done} == set(ids)
