@@ -1,17 +1,22 @@
-"""An async web backend sharing one TTSClient (one token, one pool) for its whole life.
+"""An async web backend sharing one TTSClient (one token, one pool, one poll loop).
 
     python examples/web_backend.py [PORT] [HOST]      (HOST: 127.0.0.1 unless given)
 
     POST /speak        {"text": "..."}  -> 201 {"id": "..."}; 400 for anything else
     GET  /audio/{id}                     -> 202 while pending, the WAV when done,
                                             404 for an unknown id, 502 if conversion failed
+    GET  /audio/{id}?wait=SECONDS        -> the same, but waits up to SECONDS (at most 60)
+                                            for the task to finish before answering 202
 
-Finished audio is streamed from the service to a cache folder once, then served from disk.
+Every request waits through the client's one scheduler: however many requests wait for
+the same id, it is polled as often as one, and its audio is streamed from the service to
+the cache folder once, then served from disk.
 Without credentials it runs against an emulator on this machine.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import tempfile
@@ -20,11 +25,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiotts import AiottsError, TaskStatus, TTSClient
+from aiotts import (
+    AiottsError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskStatus,
+    TaskTimeoutError,
+    TTSClient,
+)
 
 from _common import service
 
 TASK_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+MAX_WAIT = 60.0
 CLIENT = web.AppKey("client", TTSClient)
 CACHE = web.AppKey("cache", Path)
 
@@ -48,22 +61,39 @@ async def speak(request: web.Request) -> web.Response:
     return web.json_response({"id": task_id}, status=201)
 
 
+def wait_seconds(request: web.Request) -> float:
+    try:
+        seconds = float(request.query.get("wait", "0"))
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_WAIT:  # NaN too
+        raise web.HTTPBadRequest(text=f"wait must be a number of seconds from 0 to {MAX_WAIT:g}")
+    return seconds
+
+
 async def audio(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["id"]
     if not TASK_ID.fullmatch(task_id):  # ids name files below: accept only the id alphabet
         raise web.HTTPNotFound(text=f"no task {task_id!r}")
-    client = request.app[CLIENT]
-    saved = request.app[CACHE] / f"{task_id}.wav"
-    if not saved.is_file():
+    seconds = wait_seconds(request)
+    client, cache = request.app[CLIENT], request.app[CACHE]
+    saved = cache / f"{task_id}.wav"
+    if not seconds and not saved.is_file():  # answer at once: ask for its status only
         status = await client.status(task_id)
         if status.status in (TaskStatus.PENDING, TaskStatus.PROCESSING):
-            return web.json_response({"id": task_id, "status": status.status}, status=202)
-        if status.status is TaskStatus.NOT_EXIST:
-            raise web.HTTPNotFound(text=f"no task {task_id}")
-        if status.status is TaskStatus.ERROR:
-            raise web.HTTPBadGateway(text="; ".join(status.messages) or "conversion failed")
+            return web.json_response({"id": task_id, "ready": False}, status=202)
+        seconds = MAX_WAIT  # it ended: wait() below fetches it
+    # No await between this check and wait() joining the client's poll of the id: a
+    # request either finds the file whole or shares the one download still to come.
+    if not saved.is_file():
         try:
-            saved = (await client.download(task_id, request.app[CACHE])).path
+            saved = (await client.wait(task_id, cache, timeout=seconds)).path
+        except TaskTimeoutError:
+            return web.json_response({"id": task_id, "ready": False}, status=202)
+        except TaskNotFoundError:
+            raise web.HTTPNotFound(text=f"no task {task_id}") from None
+        except TaskFailedError as exc:
+            raise web.HTTPBadGateway(text="; ".join(exc.messages) or "conversion failed") from exc
         except AiottsError as exc:
             raise web.HTTPBadGateway(text=str(exc)) from exc
     return web.FileResponse(saved, headers={"Content-Type": "audio/wav"})

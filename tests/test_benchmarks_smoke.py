@@ -43,3 +43,12 @@ def test_compare_runs_and_writes_markdown(tmp_path: Path) -> None:
     text = markdown.read_text()
     assert "## (a) bulk retrieval" in text
     assert "| target | measured | verdict |" in text
+
+
+@pytest.mark.slow
+def test_bench_waits_runs() -> None:
+    out = run("bench_waits.py")
+    assert "x wait(), one client" in out
+    assert "fetch_many over the same number" in out
+    assert "waiters on one id" in out
+    assert out.count("PASS") + out.count("FAIL") == 4

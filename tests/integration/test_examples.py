@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import sys
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import anyio
 import pytest
+
+from aiotts.emulator import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.anyio
 
@@ -59,46 +63,106 @@ async def test_pipeline_yields_whole_files_as_they_land(tmp_path: Path) -> None:
             assert wav.getnframes() > 0
 
 
-async def test_web_backend_answers_202_then_streams_the_wav(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def web_backend(cwd: Path, env: dict[str, str]) -> AsyncIterator[str]:
+    """The web example running in a process of its own; yields its base URL once it
+    answers (a non-JSON POST, which asks nothing of the service)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with await anyio.open_process(
-        [sys.executable, str(EXAMPLES / "web_backend.py"), str(port)],
-        cwd=tmp_path,
-        env=example_env(),
+        [sys.executable, str(EXAMPLES / "web_backend.py"), str(port)], cwd=cwd, env=env
     ) as server:
         base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            with anyio.fail_after(30):
-                while True:
-                    try:
-                        async with http.post(base + "/speak", json={"text": "Hello, web"}) as r:
-                            assert r.status == 201
-                            task_id = (await r.json())["id"]
-                            break
-                    except aiohttp.ClientConnectorError:
-                        await anyio.sleep(0.1)
-            statuses = []
-            with anyio.fail_after(30):
-                while True:
-                    async with http.get(f"{base}/audio/{task_id}") as response:
-                        statuses.append(response.status)
-                        if response.status == 200:
-                            assert response.content_type == "audio/wav"
-                            body = await response.read()
-                            break
-                    await anyio.sleep(0.1)
-            assert statuses[0] == 202
-            assert body[:4] == b"RIFF"
-            async with http.get(f"{base}/audio/TTS00000-0000-4000-8000-000000000000") as r:
-                assert r.status == 404
-            async with http.get(f"{base}/audio/..%2F..%2Fetc%2Fpasswd") as r:
-                assert r.status == 404
-            async with http.post(base + "/speak", json={"text": ""}) as r:
-                assert r.status == 400
-            async with http.post(base + "/speak", data=b"text=not json") as r:
-                assert r.status == 400
-                assert "JSON" in await r.text()
-        server.terminate()
-        await server.wait()
+        try:
+            async with aiohttp.ClientSession() as http:
+                with anyio.fail_after(30):
+                    while True:
+                        try:
+                            async with http.post(base + "/speak", data=b"not json") as r:
+                                assert r.status == 400
+                                break
+                        except aiohttp.ClientConnectorError:
+                            await anyio.sleep(0.1)
+            yield base
+        finally:
+            server.terminate()
+            await server.wait()
+
+
+async def test_web_backend_answers_202_then_streams_the_wav(tmp_path: Path) -> None:
+    async with web_backend(tmp_path, example_env()) as base, aiohttp.ClientSession() as http:
+        async with http.post(base + "/speak", json={"text": "Hello, web"}) as r:
+            assert r.status == 201
+            task_id = (await r.json())["id"]
+        statuses = []
+        with anyio.fail_after(30):
+            while True:
+                async with http.get(f"{base}/audio/{task_id}") as response:
+                    statuses.append(response.status)
+                    if response.status == 200:
+                        assert response.content_type == "audio/wav"
+                        body = await response.read()
+                        break
+                await anyio.sleep(0.1)
+        assert statuses[0] == 202
+        assert body[:4] == b"RIFF"
+        async with http.get(f"{base}/audio/TTS00000-0000-4000-8000-000000000000") as r:
+            assert r.status == 404
+        async with http.get(f"{base}/audio/..%2F..%2Fetc%2Fpasswd") as r:
+            assert r.status == 404
+        async with http.post(base + "/speak", json={"text": ""}) as r:
+            assert r.status == 400
+        async with http.post(base + "/speak", data=b"text=not json") as r:
+            assert r.status == 400
+            assert "JSON" in await r.text()
+
+
+async def test_web_backend_serves_many_waiting_requests_through_one_poll_loop(
+    tmp_path: Path,
+) -> None:
+    """50 long-polling requests for one id and one for each of 50 others, at once: the
+    shared id is asked about as often as any other, and downloaded once."""
+    config = EmulatorConfig(audio_bytes=20_000)
+    async with Emulator(config) as emu:
+        env = {
+            **example_env(),
+            "ASPOSE_CLIENT_ID": emu.client_id,
+            "ASPOSE_CLIENT_SECRET": emu.client_secret,
+            "AIOTTS_BASE_URL": emu.url,
+        }
+        with anyio.fail_after(60):
+            async with (
+                web_backend(tmp_path, env) as base,
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+            ):
+                shared, *others = emu.create_tasks(51, ready_after=1.0, fail=False)
+                (late,) = emu.create_tasks(1, ready_after=3600, fail=False)
+                bodies: dict[int, tuple[str, int, bytes]] = {}
+
+                async def get(n: int, task_id: str) -> None:
+                    async with http.get(f"{base}/audio/{task_id}?wait=30") as response:
+                        bodies[n] = (task_id, response.status, await response.read())
+
+                async with anyio.create_task_group() as group:
+                    for n in range(50):
+                        group.start_soon(get, n, shared)
+                    for n, task_id in enumerate(others, start=50):
+                        group.start_soon(get, n, task_id)
+                async with http.get(f"{base}/audio/{late}?wait=0.3") as r:
+                    assert r.status == 202  # waited, not ready: try again later
+                    assert await r.json() == {"id": late, "ready": False}
+                for query in ("wait=soon", "wait=-1", "wait=nan", "wait=61"):
+                    async with http.get(f"{base}/audio/{late}?{query}") as r:
+                        assert r.status == 400
+                        assert "wait must be" in await r.text()
+        records = {task_id: emu.record(task_id) for task_id in (shared, *others)}
+        for task_id, status, body in bodies.values():
+            assert status == 200
+            assert body == emu.audio(task_id)
+    assert len(bodies) == 100
+    assert records[shared].audio_started == 1  # 50 requests, one download
+    assert all(records[task_id].audio_started == 1 for task_id in others)
+    # asked about as often as an id that one request waits for (polls are jittered)
+    assert records[shared].fetches <= max(records[i].fetches for i in others) + 1
+    assert records[shared].status_requests == 0  # long polls wait through the client
