@@ -223,9 +223,10 @@ class Pacer(Generic[K]):
         if fresh is not None and fresh[0] <= now:
             self._fresh.popleft()
             return self._hand_out(fresh[2])
-        return Sleep(
-            min(deadline, fresh[0] if fresh else math.inf, again[0] if again else math.inf)
-        )
+        # No deadline here: a waiting task is due at or before its deadline, so a deadline
+        # that comes earlier than every due time belongs to a task handed out, whose owner
+        # bounds its poll by it.
+        return Sleep(min(fresh[0] if fresh else math.inf, again[0] if again else math.inf))
 
     def _hand_out(self, timing: Timing[K]) -> Poll[K]:
         timing.waiting = False
@@ -245,8 +246,7 @@ class Pacer(Generic[K]):
             heapq.heappop(deadlines)
             timing = entry[2]
             if _current(entry) and timing.waiting:
-                self.forget(timing)
-                timing.waiting = False
+                self.forget(timing)  # from now on only ``forgotten`` is read
                 return Expire(timing.key)
         return math.inf
 
@@ -266,8 +266,7 @@ class Pacer(Generic[K]):
             else:
                 heapq.heappop(queue)
             if not timing.forgotten:
-                self.forget(timing)
-                timing.waiting = False
+                self.forget(timing)  # from now on only ``forgotten`` is read
                 return Expire(timing.key)
         return None
 

@@ -140,6 +140,28 @@ def test_a_later_deadline_replaces_an_earlier_one() -> None:
     assert [t for t, what, _ in log if what == "poll"] == [1.0, 3.0]
 
 
+def test_extending_deadlines_keeps_one_live_entry_per_task() -> None:
+    pacer: Pacer[int] = Pacer(STEADY, now=0.0)
+    timings = [pacer.admit(key, now=0.0, deadline=10.0) for key in range(100)]
+    for timing in timings:
+        for _ in range(3):
+            pacer.extend(timing, 10.0)  # the same deadline: nothing to do
+    assert len(pacer._deadlines) == 100
+    for timing in timings:
+        pacer.extend(timing, 20.0)
+    assert pacer._live_deadlines == 100  # a task counts once, however often extended
+    assert len(pacer._deadlines) == 200  # the earlier entries are stale until compacted
+    for timing in timings[:90]:
+        pacer.forget(timing)
+    assert pacer._live_deadlines == 10
+    assert len(pacer._deadlines) <= 64 + 2 * 10  # compacted as soon as stale ones dominate
+    # a task admitted without a deadline and given one later counts once too
+    open_ended = [pacer.admit(key, now=0.0) for key in range(100, 150)]
+    for timing in open_ended:
+        pacer.extend(timing, 30.0)
+    assert pacer._live_deadlines == 60
+
+
 def test_a_task_may_have_a_policy_of_its_own() -> None:
     fast = PollPolicy(first_delay=0.1, growth=1.0, processing_delay=0.05, jitter="none")
     pacer: Pacer[str] = Pacer(STEADY, now=0.0)
@@ -147,6 +169,13 @@ def test_a_task_may_have_a_policy_of_its_own() -> None:
     log = run(pacer, timings, until=1.0)
     assert [t for t, _, key in log if key == "b"] == [0.0, 1.0]
     assert len([t for t, _, key in log if key == "a"]) == 11  # every 0.1 s
+    # and its own processing delay once it is Processing
+    pacer = Pacer(STEADY, now=0.0)
+    timings = {"a": pacer.admit("a", now=0.0, policy=fast), "b": pacer.admit("b", now=0.0)}
+    log = run(pacer, timings, until=1.0, processing=frozenset({"a", "b"}))
+    assert [t for t, _, key in log if key == "b"] == [0.0, 0.5, 1.0]
+    a_times = [round(t, 6) for t, _, key in log if key == "a"]
+    assert a_times[:5] == [0.0, 0.05, 0.1, 0.15, 0.2]  # every 0.05 s
 
 
 def test_an_expired_task_needs_no_budget() -> None:
