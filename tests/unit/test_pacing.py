@@ -155,11 +155,11 @@ def test_extending_deadlines_keeps_one_live_entry_per_task() -> None:
         pacer.forget(timing)
     assert pacer._live_deadlines == 10
     assert len(pacer._deadlines) <= 64 + 2 * 10  # compacted as soon as stale ones dominate
-    # a task admitted without a deadline and given one later counts once too
-    open_ended = [pacer.admit(key, now=0.0) for key in range(100, 150)]
-    for timing in open_ended:
-        pacer.extend(timing, 30.0)
-    assert pacer._live_deadlines == 60
+    # a task without a deadline waits for ever: a finite one is earlier, so ignored
+    open_ended = pacer.admit(100, now=0.0)
+    pacer.extend(open_ended, 30.0)
+    assert open_ended.deadline == math.inf
+    assert pacer._live_deadlines == 10
 
 
 def test_a_task_may_have_a_policy_of_its_own() -> None:
