@@ -522,7 +522,12 @@ class TTSClient:
         timeout: float = 600.0,  # noqa: ASYNC109 -- the task's own deadline, kept by the scheduler
         poll: PollPolicy | None = None,
     ) -> SavedAudio:
-        """Poll the task until it ends (at most ``timeout`` seconds), then save its audio.
+        """Wait until the task ends (at most ``timeout`` seconds), then save its audio.
+
+        Every wait goes through the client's one scheduler: concurrent waits for the same id
+        share one poll loop and one download, and each gets its own file at ``to`` (a hard
+        link to the download, or a copy where links cannot be made). Cancelling a wait
+        leaves the others alone; when the last wait for an id leaves, its polling stops.
 
         Raises ``TaskTimeoutError`` at the deadline, ``TaskFailedError`` or
         ``TaskNotFoundError`` if it ends without audio.

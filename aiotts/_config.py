@@ -105,10 +105,12 @@ class PollPolicy:
     ``jitter="full"`` each delay is drawn uniformly from [``min_delay``, delay], so thousands
     of tasks started together do not poll in lockstep.
 
-    ``budget`` caps how many times a second a batch asks *again* about its tasks (first
-    polls are never held back; ``None``: no cap). A few pending tasks are each asked about
-    as the delays above say; when thousands are pending, the budget spreads the polls out,
-    so each is asked about every (pending tasks / budget) seconds instead.
+    ``budget`` caps how many times a second a client asks *again* about its tasks, every
+    batch and every wait together (first polls are never held back; ``None``: no cap). A
+    few pending tasks are each asked about as the delays above say; when thousands are
+    pending, the budget spreads the polls out, so each is asked about every (pending tasks
+    / budget) seconds instead. The client's policy sets the budget; a policy given to one
+    ``wait`` or ``fetch_many`` sets only the delays of the tasks it starts polling.
     """
 
     first_delay: float = 0.25
