@@ -83,6 +83,8 @@ def _metavar(name: str, default: object) -> str:
         return "SHARE"
     if name == "cut_at":
         return "FRACTION"
+    if name == "service_noise":
+        return "SIGMA"
     return "N" if isinstance(default, int) else "SECONDS"
 
 

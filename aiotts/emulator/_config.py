@@ -73,6 +73,9 @@ def check_duration(name: str, value: Duration) -> Duration:
 class EmulatorConfig:
     """How the emulated service behaves; fixed for the emulator's life.
 
+    With ``queue_workers > 0`` the queue model replaces ``pending_seconds`` and
+    ``processing_seconds`` for tasks created without explicit durations (see ``_queue``).
+
     Invariants (checked on construction): every duration is finite and non-negative, every
     share is in ``[0, 1]``, ``credentials`` is a non-empty read-only mapping of non-empty
     strings, and ``audio_bytes`` is ``None`` or large enough to hold the WAV header and one
@@ -96,6 +99,23 @@ class EmulatorConfig:
     )
     processing_seconds: Duration = field(
         default=0.3, metadata={"help": "seconds a task then stays Processing"}
+    )
+    queue_workers: int = field(
+        default=0,
+        metadata={
+            "help": "workers of the queue model: tasks wait in one FIFO queue (Pending), then "
+            "are served (Processing); 0 = off, pending/processing seconds apply"
+        },
+    )
+    service_base_seconds: float = field(
+        default=0.1, metadata={"help": "queue model: seconds to serve any task"}
+    )
+    service_seconds_per_char: float = field(
+        default=0.002, metadata={"help": "queue model: seconds added per character of text"}
+    )
+    service_noise: float = field(
+        default=0.2,
+        metadata={"help": "queue model: sigma of the lognormal factor (mean 1) on service time"},
     )
     error_share: float = field(
         default=0.0, metadata={"help": "share of tasks that end in Error instead of Completed"}
@@ -139,6 +159,17 @@ class EmulatorConfig:
         _check_seconds("token_lockout", self.token_lockout)
         for name in ("pending_seconds", "processing_seconds"):
             object.__setattr__(self, name, check_duration(name, getattr(self, name)))
+        _check_int("queue_workers", self.queue_workers, minimum=0)
+        _check_seconds("service_base_seconds", self.service_base_seconds)
+        _check_seconds("service_seconds_per_char", self.service_seconds_per_char)
+        if not (
+            isinstance(self.service_noise, int | float)
+            and not isinstance(self.service_noise, bool)
+            and 0.0 <= self.service_noise <= 5.0
+        ):
+            raise ValueError(
+                f"service_noise must be a sigma between 0 and 5, got {self.service_noise!r}"
+            )
         _check_share("error_share", self.error_share)
         messages = tuple(self.error_messages)
         if not messages or not all(isinstance(m, str) for m in messages):

@@ -193,7 +193,8 @@ class Emulator:
         ``texts``: the texts, or a count (each task then gets a distinct generated text).
         ``ready_after``: Pending for that many seconds (or a ``(low, high)`` range drawn per
         task), then the outcome; ``0`` makes them final at once. Otherwise ``pending`` and
-        ``processing`` (default: the config's). ``fail``: share ending in ``Error``
+        ``processing`` (default: the config's; with the queue model on, a task given none
+        of the three joins the queue like a submitted one). ``fail``: share ending in ``Error``
         (``True`` all, ``False`` none, ``None`` the config's). ``audio_bytes``: WAV size.
         """
         return self._state.create_tasks(

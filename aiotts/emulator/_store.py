@@ -2,8 +2,10 @@
 
 No timer runs per task. A task records when it was created and when it starts processing and
 becomes final; its state at any moment is computed from the clock on demand
-(:meth:`Task.state_at`). Its outcome (``Completed`` or ``Error``) is decided at creation from
-the seeded generator, so a run is reproducible given the seed and the order of creations.
+(:meth:`Task.state_at`). With the queue model on (``queue_workers > 0``) those two times come
+from :class:`ServiceQueue` at creation instead of being drawn independently. Its outcome
+(``Completed`` or ``Error``) is decided at creation from the seeded generator, so a run is
+reproducible given the seed and the order of creations.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 
 from aiotts.emulator._clock import Clock
 from aiotts.emulator._config import Duration, EmulatorConfig, check_duration
+from aiotts.emulator._queue import ServiceQueue
 from aiotts.emulator._snapshots import TaskState
 
 __all__ = ["Task", "TaskStore", "new_task_id"]
@@ -96,7 +99,7 @@ class Task:
 class TaskStore:
     """Every task created in this run, by id; tasks are never forgotten (see retention)."""
 
-    __slots__ = ("_clock", "_config", "_rng", "_tasks")
+    __slots__ = ("_clock", "_config", "_queue", "_rng", "_tasks")
 
     def __init__(self, config: EmulatorConfig, clock: Clock) -> None:
         self._config = config
@@ -105,6 +108,16 @@ class TaskStore:
         # draws do not shift task outcomes and vice versa.
         self._rng = random.Random(f"aiotts-emulator-tasks:{config.seed}")
         self._tasks: dict[str, Task] = {}
+        self._queue = (
+            ServiceQueue(
+                config.queue_workers,
+                base=config.service_base_seconds,
+                per_char=config.service_seconds_per_char,
+                noise=config.service_noise,
+            )
+            if config.queue_workers
+            else None
+        )
 
     def _draw(self, duration: Duration) -> float:
         if isinstance(duration, tuple):
@@ -124,6 +137,8 @@ class TaskStore:
     ) -> Task:
         """Add one task created now; ``None`` arguments take the config's values.
 
+        With the queue model on, a task given neither ``pending`` nor ``processing`` joins
+        the queue; one given either keeps to its own durations and takes no worker.
         ``fail`` is a share of tasks that end in ``Error`` (``True`` = all, ``False`` = none).
         """
         cfg = self._config
@@ -142,8 +157,11 @@ class TaskStore:
         while task_id in self._tasks:  # 2**122 ids: never in practice, but cheap to be sure
             task_id = new_task_id(self._rng)
         now = self._clock()
-        processing_at = now + self._draw(pending_d)
-        ready_at = processing_at + self._draw(processing_d)
+        if self._queue is not None and pending is None and processing is None:
+            processing_at, ready_at = self._queue.admit(now, len(text), self._rng)
+        else:
+            processing_at = now + self._draw(pending_d)
+            ready_at = processing_at + self._draw(processing_d)
         failed = self._rng.random() < share
         task = Task(
             task_id,
