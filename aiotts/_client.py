@@ -27,7 +27,7 @@ import anyio
 import orjson
 
 from aiotts import _redact
-from aiotts._admission import ResumeRules, TaskIds, id_problem
+from aiotts._admission import EarlierRecord, ResumeRules, TaskIds, id_problem
 from aiotts._batch import Batch, BatchOptions, BatchReport
 from aiotts._body import ID_ANSWER_LIMIT, drain, read_prefix
 from aiotts._config import (
@@ -55,12 +55,13 @@ from aiotts._errors import (
     UsageError,
 )
 from aiotts._files import OutputTarget, output_error, remove_stale_parts
-from aiotts._manifest import Manifest, read_manifest
+from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._states import State
+from aiotts._store import OutcomeStore, open_record
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -614,8 +615,17 @@ class TTSClient:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
         _prepare_folder(folder)
         remove_stale_parts(folder)
-        earlier = read_manifest(manifest) if (resume and manifest is not None) else {}
-        open_manifest = Manifest(manifest) if manifest is not None else None
+        record = open_record(manifest) if manifest is not None else None
+        try:
+            earlier: EarlierRecord = {}
+            if resume and isinstance(record, OutcomeStore):
+                earlier = record  # asked per id: nothing is read before the first request
+            elif resume and manifest is not None:
+                earlier = read_manifest(manifest)
+        except BaseException:
+            if record is not None:
+                record.close()
+            raise
         options = BatchOptions(
             target_for=target_for,
             capacity=self._limits.tasks_in_flight,
@@ -632,7 +642,7 @@ class TTSClient:
             ids,
             self._spawn,
             options,
-            manifest=open_manifest,
+            manifest=record,
         )
         self._batches.add(batch)
         return batch

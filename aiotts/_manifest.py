@@ -52,6 +52,9 @@ __all__ = [
     "ManifestEntry",
     "complete_size",
     "file_is_complete",
+    "manifest_lines",
+    "outcome_line",
+    "parse_line",
     "read_manifest",
     "whole_files",
 ]
@@ -102,7 +105,27 @@ def _texts(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in value)
 
 
-def _entry(line: bytes, base: Path) -> ManifestEntry | None:
+def outcome_line(outcome: Outcome, base: str) -> bytes:
+    """The record of ``outcome`` as one JSON object (no newline), its files relative to
+    ``base`` (an absolute folder): the line of a JSONL manifest and the row of a store."""
+    return orjson.dumps(
+        {
+            "v": MANIFEST_VERSION,
+            "id": printable_id(outcome.task_id),
+            "state": outcome.state.value,
+            "files": [os.path.relpath(os.path.abspath(p), base) for p in outcome.files],
+            "bytes": outcome.bytes_written,
+            "error": outcome.error,
+            "messages": list(outcome.messages),
+            "warnings": list(outcome.warnings),
+            "code": outcome.response_code,
+            "time": round(outcome.finished_at, 3),
+        }
+    )
+
+
+def parse_line(line: bytes, base: Path) -> ManifestEntry | None:
+    """The entry a record line holds (files joined to ``base``), or None if it is not one."""
     try:
         data = orjson.loads(line)
         legacy = data.get("v") is None
@@ -150,6 +173,20 @@ def _open_regular(path: Path, flags: int) -> int:
     return fd
 
 
+def manifest_lines(path: Path) -> Iterator[bytes]:
+    """The whole lines of the manifest at ``path`` (none if it is missing), in order.
+
+    Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
+    try:
+        fd = _open_regular(path, _READ_FLAGS)
+    except OutputError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    with os.fdopen(fd, "rb") as file:
+        yield from _lines(file)
+
+
 def _lines(file: IO[bytes]) -> Iterator[bytes]:
     for line in file:
         if line.endswith(b"\n"):  # a line without its newline is a torn write
@@ -171,7 +208,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
     base = target.parent
     with os.fdopen(fd, "rb") as file:
         for line in _lines(file):
-            entry = _entry(line, base)
+            entry = parse_line(line, base)
             if entry is not None:
                 entries[entry.task_id] = entry
     return entries
@@ -266,30 +303,21 @@ class Manifest:
     def __repr__(self) -> str:
         return f"<Manifest {self.path} lines_written={self.lines_written}>"
 
-    def _recorded(self, path: Path) -> str:
-        return os.path.relpath(os.path.abspath(path), self._base)
-
     def append(self, outcome: Outcome) -> None:
-        line = orjson.dumps(
-            {
-                "v": MANIFEST_VERSION,
-                "id": printable_id(outcome.task_id),
-                "state": outcome.state.value,
-                "files": [self._recorded(p) for p in outcome.files],
-                "bytes": outcome.bytes_written,
-                "error": outcome.error,
-                "messages": list(outcome.messages),
-                "warnings": list(outcome.warnings),
-                "code": outcome.response_code,
-                "time": round(outcome.finished_at, 3),
-            }
-        )
+        line = outcome_line(outcome, self._base)
         try:
             self._file.write(line + b"\n")
             self._file.flush()
         except OSError as exc:
             raise output_error(exc, self.path, outcome.task_id) from exc
         self.lines_written += 1
+
+    def add(self, outcome: Outcome) -> None:
+        """``append``: every line is flushed as it is written, so there is nothing to commit."""
+        self.append(outcome)
+
+    def commit(self) -> None:
+        """Nothing to do: each line was flushed to the operating system when added."""
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
