@@ -194,23 +194,23 @@ def _lines(file: IO[bytes]) -> Iterator[bytes]:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
-    """The last entry for each id; a missing file is an empty manifest.
+    """The last entry for each id, read whole: a JSONL manifest, or a store (a path ending
+    in ``.db``, ``.sqlite`` or ``.sqlite3``). A missing JSONL file is an empty manifest.
+    For large records, ask a store per id instead (``OutcomeStore.get``).
 
     Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
-    entries: dict[str, ManifestEntry] = {}
     target = Path(path)
-    try:
-        fd = _open_regular(target, _READ_FLAGS)
-    except OutputError as exc:
-        if exc.errno == errno.ENOENT:
-            return entries
-        raise
+    from aiotts._store import OutcomeStore, is_store_path  # the store is built on this module
+
+    if is_store_path(target):
+        with OutcomeStore(target, read_only=True) as store:
+            return {entry.task_id: entry for entry in store.entries()}
+    entries: dict[str, ManifestEntry] = {}
     base = target.parent
-    with os.fdopen(fd, "rb") as file:
-        for line in _lines(file):
-            entry = parse_line(line, base)
-            if entry is not None:
-                entries[entry.task_id] = entry
+    for line in manifest_lines(target):
+        entry = parse_line(line, base)
+        if entry is not None:
+            entries[entry.task_id] = entry
     return entries
 
 

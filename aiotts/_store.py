@@ -70,17 +70,27 @@ STORE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL
+    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
 CREATE TABLE IF NOT EXISTS ledger (
-    key TEXT PRIMARY KEY, task_id TEXT NOT NULL, time REAL NOT NULL
+    key BLOB PRIMARY KEY, task_id BLOB NOT NULL, time REAL NOT NULL
 ) WITHOUT ROWID;
 """
 _PUT = "INSERT OR REPLACE INTO outcomes (id, seq, state, line) VALUES (?, ?, ?, ?)"
 _GET = "SELECT line FROM outcomes WHERE id = ?"
 _CACHE_KIB = 8192
 """The page cache per connection: bounded, whatever the number of ids."""
+
+
+def _key(text: str) -> bytes:
+    """How an id or a key is stored: its UTF-8 bytes, lone surrogates included (an id read
+    from a file that was not UTF-8 is recorded too, never dropped)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(key: bytes) -> str:
+    return bytes(key).decode("utf-8", "surrogatepass")
 
 
 def is_store_path(path: str | os.PathLike[str]) -> bool:
@@ -224,7 +234,7 @@ class OutcomeStore:
     def get(self, task_id: str) -> ManifestEntry | None:
         """The last entry recorded for ``task_id``, or None."""
         try:
-            row = self._db.execute(_GET, (task_id,)).fetchone()
+            row = self._db.execute(_GET, (_key(task_id),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         if row is None:
@@ -242,7 +252,7 @@ class OutcomeStore:
     def _put(self, task_id: str, state: str, line: bytes) -> None:
         self._seq += 1
         try:
-            self._db.execute(_PUT, (task_id, self._seq, state, line))
+            self._db.execute(_PUT, (_key(task_id), self._seq, state, line))
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         self._pending += 1
@@ -269,6 +279,17 @@ class OutcomeStore:
         try:
             for (line,) in self._db.execute("SELECT line FROM outcomes ORDER BY seq"):
                 yield bytes(line)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        """Every id's last entry, in the order they were last written."""
+        try:
+            rows = self._db.execute("SELECT id, line FROM outcomes ORDER BY seq")
+            for task_id, line in rows:
+                entry = parse_line(line, self._base_path)
+                if entry is not None:
+                    yield dataclasses.replace(entry, task_id=_text(task_id))
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
 
@@ -315,7 +336,7 @@ class OutcomeStore:
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO ledger (key, task_id, time) VALUES (?, ?, ?)",
-                (key, task_id, time.time()),
+                (_key(key), _key(task_id), time.time()),
             )
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
@@ -326,10 +347,12 @@ class OutcomeStore:
     def task_id_for(self, key: str) -> str | None:
         """The task the text known by ``key`` became, or None if it was never submitted."""
         try:
-            row = self._db.execute("SELECT task_id FROM ledger WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT task_id FROM ledger WHERE key = ?", (_key(key),)
+            ).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
-        return None if row is None else str(row[0])
+        return None if row is None else _text(row[0])
 
     def close(self) -> None:
         """Commit what was added and close; idempotent."""
@@ -352,7 +375,7 @@ class OutcomeStore:
         self.close()
 
 
-def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
+def _records(path: Path) -> Iterator[tuple[bytes, str, bytes]]:
     """(id, state, line) for every record in the store or JSONL manifest at ``path``,
     in the order written (a JSONL manifest may hold several lines per id)."""
     if is_store_path(path):
@@ -360,14 +383,14 @@ def _records(path: Path) -> Iterator[tuple[str, str, bytes]]:
             try:
                 rows = store._db.execute("SELECT id, state, line FROM outcomes ORDER BY seq")
                 for task_id, state, line in rows:
-                    yield str(task_id), str(state), bytes(line)
+                    yield bytes(task_id), str(state), bytes(line)
             except sqlite3.Error as exc:
                 raise _store_error(exc, path) from exc
         return
     for line in manifest_lines(path):
         entry = parse_line(line, path.parent)
         if entry is not None:
-            yield entry.task_id, entry.state.value, line.rstrip(b"\n")
+            yield _key(entry.task_id), entry.state.value, line.rstrip(b"\n")
 
 
 def merged_records(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, bytes]]:
@@ -378,7 +401,7 @@ def merged_records(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[st
     try:
         merge.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         merge.execute(
-            "CREATE TABLE m (id TEXT PRIMARY KEY, seq INTEGER, state TEXT, line BLOB) WITHOUT ROWID"
+            "CREATE TABLE m (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB) WITHOUT ROWID"
         )
         merge.execute("CREATE INDEX m_by_seq ON m (seq)")
         merge.execute("BEGIN")
