@@ -92,6 +92,9 @@ class BatchReport:
         return not self.failed
 
 
+_YIELD_EVERY = 64
+"""Ids skipped on resume between two chances for the reader (and the rest) to run."""
+
 STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
 """Errors about the service, not about one task: the credentials (or a fresh token) were
 refused, or the service cannot be reached even after the request's retries. Every other
@@ -261,6 +264,10 @@ class Batch:
                 self._record(resumed.outcome)
             else:
                 self._queue(resumed.outcome)
+            if self._resumed % _YIELD_EVERY == 0:
+                # Skipping needs no I/O, so nothing else would ever wait: let the reader
+                # have the outcomes so far (the first one within moments of the start).
+                await anyio.lowlevel.checkpoint()
             return
         options = self._options
         self._held += 1

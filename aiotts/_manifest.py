@@ -35,7 +35,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -243,13 +243,17 @@ def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
     return size is not None and (expected_size is None or size == expected_size)
 
 
-def _in_folder(path: Path, folder_real: str) -> bool:
-    return os.path.realpath(path.parent) == folder_real
+def _in_folder(path: Path, folder: Path, folder_real: Callable[[], str]) -> bool:
+    # The recorded parent spelled as the folder is the folder; anything else is compared
+    # by real path (a link or ``..`` may still lead there).
+    return path.parent == folder or os.path.realpath(path.parent) == folder_real()
 
 
-def _located(entry: ManifestEntry, recorded: Path, folder: Path, folder_real: str) -> Path | None:
+def _located(
+    entry: ManifestEntry, recorded: Path, folder: Path, folder_real: Callable[[], str]
+) -> Path | None:
     """Where ``recorded`` is now, if it names a file directly in ``folder``."""
-    if _in_folder(recorded, folder_real):
+    if _in_folder(recorded, folder, folder_real):
         return folder / recorded.name
     if entry.legacy_paths and not recorded.is_absolute() and ".." not in recorded.parts:
         # Written relative to another working directory: every file of a batch is written
@@ -263,7 +267,13 @@ def whole_files(entry: ManifestEntry, folder: Path) -> tuple[Path, ...] | None:
     file directly in ``folder`` and their sizes add up to the recorded bytes; else None."""
     if entry.state is not OutcomeState.DONE or not entry.files:
         return None
-    folder_real = os.path.realpath(folder)
+    real: list[str] = []
+
+    def folder_real() -> str:  # asked for only when a path is not spelled as the folder
+        if not real:
+            real.append(os.path.realpath(folder))
+        return real[0]
+
     found: list[Path] = []
     total = 0
     for recorded in entry.files:
