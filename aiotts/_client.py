@@ -567,9 +567,16 @@ class TTSClient:
 
         ``ids`` may be a list, any iterable, or an async iterable: ids are taken in only as
         capacity frees. Each distinct id yields exactly one ``Outcome``. With ``manifest``,
-        each outcome is appended to that JSONL file before it is yielded; with ``resume``,
-        ids the manifest records as done (whose files are still whole) are reported without
-        a request, and failed ones are retried only with ``retry_failed``.
+        each outcome is recorded there before it is yielded; with ``resume``, ids the record
+        holds as done (whose files are still whole) are reported without a request, and
+        failed ones are retried only with ``retry_failed``.
+
+        The record's kind follows its suffix: ``.db``, ``.sqlite`` or ``.sqlite3`` is a
+        SQLite store, asked per id on resume (memory flat and the first outcome at once,
+        whatever its size; one run writes it at a time, ``aiotts report`` reads it any
+        time); any other name is a JSONL manifest, one line per outcome, read whole on
+        resume (fine for thousands of ids, slow for millions). Duplicate ids are detected
+        on disk, not in memory, so memory does not grow with the number of ids.
 
         ``task_timeout`` (default an hour; ``None``: none) is how long each task may take
         from when it is taken in; a task past it ends ``expired``. ``batch_timeout``

@@ -43,3 +43,11 @@ def test_compare_runs_and_writes_markdown(tmp_path: Path) -> None:
     text = markdown.read_text()
     assert "## (a) bulk retrieval" in text
     assert "| target | measured | verdict |" in text
+
+
+@pytest.mark.slow
+def test_bench_scale_runs() -> None:
+    out = run("bench_scale.py")
+    for run_name in ("fetch N/10", "fetch N", "resume N", "ledger write N", "ledger look-up N"):
+        assert out.count(run_name + " ") == 2  # the store and JSONL
+    assert out.count("PASS") + out.count("FAIL") == 7
