@@ -14,8 +14,11 @@ exception, a cancellation) can never tear down a task group from the wrong task.
 
 Invariants:
 
-* Every distinct id taken in ends exactly once: its manifest line is written, then its
-  outcome is queued for the caller. On cancellation the ids in flight are recorded as
+* Every distinct id taken in ends exactly once: its record is written and committed, then
+  its outcome is queued for the caller. Commits are grouped: the outcomes recorded during
+  one turn of the event loop are committed together at the end of it (``_save``), and only
+  then handed out; the batch's own ending saves synchronously before the record closes.
+  On cancellation the ids in flight are recorded as
   ``cancelled`` (synchronously, so the record is whole even then); at the batch deadline
   they and every id not yet taken in end as ``expired``.
 * Ids are taken in only while fewer than ``tasks_in_flight`` are in flight *or* waiting to
@@ -49,6 +52,7 @@ from aiotts._models import Outcome
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import HttpSession
 from aiotts._states import State
+from aiotts._store import OutcomeStore
 
 __all__ = ["STOPS_THE_BATCH", "Batch", "BatchOptions", "BatchReport", "BatchStatistics"]
 
@@ -88,6 +92,9 @@ class BatchReport:
         return not self.failed
 
 
+_YIELD_EVERY = 64
+"""Ids skipped on resume between two chances for the reader (and the rest) to run."""
+
 STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
 """Errors about the service, not about one task: the credentials (or a fresh token) were
 refused, or the service cannot be reached even after the request's retries. Every other
@@ -122,7 +129,7 @@ class Batch:
         spawn: Callable[[Coroutine[Any, Any, None]], object],
         options: BatchOptions,
         *,
-        manifest: Manifest | None = None,
+        manifest: Manifest | OutcomeStore | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._session = session
@@ -130,7 +137,9 @@ class Batch:
         self._spawn = spawn
         self._options = options
         self._manifest = manifest
-        self._seen = SeenIds()
+        self._seen: SeenIds | None = None  # made when the batch starts, closed when it ends
+        self._unsaved: deque[Outcome] = deque()  # recorded, not yet committed nor handed out
+        self._save_due = False
         self._active: dict[str, Subscription] = {}
         self._admitting: str | None = None
         self._ready: deque[Outcome] = deque()
@@ -205,6 +214,7 @@ class Batch:
 
     async def _run(self) -> None:
         source = each(self._ids)
+        self._seen = SeenIds()
         try:
             with self._scope:  # catches its own cancellation: the ending is recorded inside
                 try:
@@ -223,13 +233,16 @@ class Batch:
                 with anyio.CancelScope(shield=True):
                     await source.aclose()
             finally:
+                self._save()
                 if self._manifest is not None:
                     self._manifest.close()
+                self._seen.close()
                 self._done = True
                 self._finished.set()
                 self._tell_reader()
 
     async def _admit(self, raw: object) -> None:
+        assert self._seen is not None
         task_id = self._seen.first_sighting(raw)
         if task_id is None:
             return  # a duplicate is fetched once and reported once
@@ -251,6 +264,10 @@ class Batch:
                 self._record(resumed.outcome)
             else:
                 self._queue(resumed.outcome)
+            if self._resumed % _YIELD_EVERY == 0:
+                # Skipping needs no I/O, so nothing else would ever wait: let the reader
+                # have the outcomes so far (the first one within moments of the start).
+                await anyio.lowlevel.checkpoint()
             return
         options = self._options
         self._held += 1
@@ -286,13 +303,32 @@ class Batch:
     # -- endings -----------------------------------------------------------------------------
 
     def _record(self, outcome: Outcome) -> None:
-        """Write the outcome's manifest line, then queue it for the caller."""
+        """Add the outcome to the record; it is handed out after the next commit."""
+        self._held += 1  # held from now on: an unsaved outcome counts like a queued one
+        self._unsaved.append(outcome)
         if self._manifest is not None:
             try:
-                self._manifest.append(outcome)
+                self._manifest.add(outcome)
             except OutputError as exc:
                 self._stop(exc)
-        self._queue(outcome)
+        if not self._save_due:
+            self._save_due = True
+            asyncio.get_running_loop().call_soon(self._save)
+
+    def _save(self) -> None:
+        """Commit what was recorded, then queue it for the caller. If the commit fails, the
+        batch stops with that error; the outcomes are still handed out, before it."""
+        self._save_due = False
+        if not self._unsaved:
+            return
+        if self._manifest is not None:
+            try:
+                self._manifest.commit()
+            except OutputError as exc:
+                self._stop(exc)  # may record more: they join ``_unsaved``, below
+        self._ready.extend(self._unsaved)
+        self._unsaved.clear()
+        self._tell_reader()
 
     def _queue(self, outcome: Outcome) -> None:
         self._ready.append(outcome)
@@ -341,6 +377,7 @@ class Batch:
         ends as expired."""
         error = "the batch's deadline passed"
         self._end_active(State.EXPIRED, error)
+        assert self._seen is not None
         async for raw in source:
             task_id = self._seen.first_sighting(raw)
             if task_id is not None:

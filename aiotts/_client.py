@@ -27,7 +27,7 @@ import anyio
 import orjson
 
 from aiotts import _redact
-from aiotts._admission import ResumeRules, TaskIds, id_problem
+from aiotts._admission import EarlierRecord, ResumeRules, TaskIds, id_problem
 from aiotts._batch import Batch, BatchOptions, BatchReport
 from aiotts._body import ID_ANSWER_LIMIT, drain, read_prefix
 from aiotts._config import (
@@ -55,12 +55,13 @@ from aiotts._errors import (
     UsageError,
 )
 from aiotts._files import OutputTarget, output_error, remove_stale_parts
-from aiotts._manifest import Manifest, read_manifest
+from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._states import State
+from aiotts._store import OutcomeStore, open_record
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -571,9 +572,16 @@ class TTSClient:
 
         ``ids`` may be a list, any iterable, or an async iterable: ids are taken in only as
         capacity frees. Each distinct id yields exactly one ``Outcome``. With ``manifest``,
-        each outcome is appended to that JSONL file before it is yielded; with ``resume``,
-        ids the manifest records as done (whose files are still whole) are reported without
-        a request, and failed ones are retried only with ``retry_failed``.
+        each outcome is recorded there before it is yielded; with ``resume``, ids the record
+        holds as done (whose files are still whole) are reported without a request, and
+        failed ones are retried only with ``retry_failed``.
+
+        The record's kind follows its suffix: ``.db``, ``.sqlite`` or ``.sqlite3`` is a
+        SQLite store, asked per id on resume (memory flat and the first outcome at once,
+        whatever its size; one run writes it at a time, ``aiotts report`` reads it any
+        time); any other name is a JSONL manifest, one line per outcome, read whole on
+        resume (fine for thousands of ids, slow for millions). Duplicate ids are detected
+        on disk, not in memory, so memory does not grow with the number of ids.
 
         ``task_timeout`` (default an hour; ``None``: none) is how long each task may take
         from when it is taken in; a task past it ends ``expired``. ``batch_timeout``
@@ -619,8 +627,17 @@ class TTSClient:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
         _prepare_folder(folder)
         remove_stale_parts(folder)
-        earlier = read_manifest(manifest) if (resume and manifest is not None) else {}
-        open_manifest = Manifest(manifest) if manifest is not None else None
+        record = open_record(manifest) if manifest is not None else None
+        try:
+            earlier: EarlierRecord = {}
+            if resume and isinstance(record, OutcomeStore):
+                earlier = record  # asked per id: nothing is read before the first request
+            elif resume and manifest is not None:
+                earlier = read_manifest(manifest)
+        except BaseException:
+            if record is not None:
+                record.close()
+            raise
         options = BatchOptions(
             target_for=target_for,
             capacity=self._limits.tasks_in_flight,
@@ -637,7 +654,7 @@ class TTSClient:
             ids,
             self._spawn,
             options,
-            manifest=open_manifest,
+            manifest=record,
         )
         self._batches.add(batch)
         return batch

@@ -35,7 +35,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -52,6 +52,9 @@ __all__ = [
     "ManifestEntry",
     "complete_size",
     "file_is_complete",
+    "manifest_lines",
+    "outcome_line",
+    "parse_line",
     "read_manifest",
     "whole_files",
 ]
@@ -102,7 +105,27 @@ def _texts(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in value)
 
 
-def _entry(line: bytes, base: Path) -> ManifestEntry | None:
+def outcome_line(outcome: Outcome, base: str) -> bytes:
+    """The record of ``outcome`` as one JSON object (no newline), its files relative to
+    ``base`` (an absolute folder): the line of a JSONL manifest and the row of a store."""
+    return orjson.dumps(
+        {
+            "v": MANIFEST_VERSION,
+            "id": printable_id(outcome.task_id),
+            "state": outcome.state.value,
+            "files": [os.path.relpath(os.path.abspath(p), base) for p in outcome.files],
+            "bytes": outcome.bytes_written,
+            "error": outcome.error,
+            "messages": list(outcome.messages),
+            "warnings": list(outcome.warnings),
+            "code": outcome.response_code,
+            "time": round(outcome.finished_at, 3),
+        }
+    )
+
+
+def parse_line(line: bytes, base: Path) -> ManifestEntry | None:
+    """The entry a record line holds (files joined to ``base``), or None if it is not one."""
     try:
         data = orjson.loads(line)
         legacy = data.get("v") is None
@@ -150,6 +173,20 @@ def _open_regular(path: Path, flags: int) -> int:
     return fd
 
 
+def manifest_lines(path: Path) -> Iterator[bytes]:
+    """The whole lines of the manifest at ``path`` (none if it is missing), in order.
+
+    Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
+    try:
+        fd = _open_regular(path, _READ_FLAGS)
+    except OutputError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    with os.fdopen(fd, "rb") as file:
+        yield from _lines(file)
+
+
 def _lines(file: IO[bytes]) -> Iterator[bytes]:
     for line in file:
         if line.endswith(b"\n"):  # a line without its newline is a torn write
@@ -157,23 +194,23 @@ def _lines(file: IO[bytes]) -> Iterator[bytes]:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
-    """The last entry for each id; a missing file is an empty manifest.
+    """The last entry for each id, read whole: a JSONL manifest, or a store (a path ending
+    in ``.db``, ``.sqlite`` or ``.sqlite3``). A missing JSONL file is an empty manifest.
+    For large records, ask a store per id instead (``OutcomeStore.get``).
 
     Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
-    entries: dict[str, ManifestEntry] = {}
     target = Path(path)
-    try:
-        fd = _open_regular(target, _READ_FLAGS)
-    except OutputError as exc:
-        if exc.errno == errno.ENOENT:
-            return entries
-        raise
+    from aiotts._store import OutcomeStore, is_store_path  # the store is built on this module
+
+    if is_store_path(target):
+        with OutcomeStore(target, read_only=True) as store:
+            return {entry.task_id: entry for entry in store.entries()}
+    entries: dict[str, ManifestEntry] = {}
     base = target.parent
-    with os.fdopen(fd, "rb") as file:
-        for line in _lines(file):
-            entry = _entry(line, base)
-            if entry is not None:
-                entries[entry.task_id] = entry
+    for line in manifest_lines(target):
+        entry = parse_line(line, base)
+        if entry is not None:
+            entries[entry.task_id] = entry
     return entries
 
 
@@ -206,13 +243,17 @@ def file_is_complete(path: Path, expected_size: int | None = None) -> bool:
     return size is not None and (expected_size is None or size == expected_size)
 
 
-def _in_folder(path: Path, folder_real: str) -> bool:
-    return os.path.realpath(path.parent) == folder_real
+def _in_folder(path: Path, folder: Path, folder_real: Callable[[], str]) -> bool:
+    # The recorded parent spelled as the folder is the folder; anything else is compared
+    # by real path (a link or ``..`` may still lead there).
+    return path.parent == folder or os.path.realpath(path.parent) == folder_real()
 
 
-def _located(entry: ManifestEntry, recorded: Path, folder: Path, folder_real: str) -> Path | None:
+def _located(
+    entry: ManifestEntry, recorded: Path, folder: Path, folder_real: Callable[[], str]
+) -> Path | None:
     """Where ``recorded`` is now, if it names a file directly in ``folder``."""
-    if _in_folder(recorded, folder_real):
+    if _in_folder(recorded, folder, folder_real):
         return folder / recorded.name
     if entry.legacy_paths and not recorded.is_absolute() and ".." not in recorded.parts:
         # Written relative to another working directory: every file of a batch is written
@@ -226,7 +267,13 @@ def whole_files(entry: ManifestEntry, folder: Path) -> tuple[Path, ...] | None:
     file directly in ``folder`` and their sizes add up to the recorded bytes; else None."""
     if entry.state is not OutcomeState.DONE or not entry.files:
         return None
-    folder_real = os.path.realpath(folder)
+    real: list[str] = []
+
+    def folder_real() -> str:  # asked for only when a path is not spelled as the folder
+        if not real:
+            real.append(os.path.realpath(folder))
+        return real[0]
+
     found: list[Path] = []
     total = 0
     for recorded in entry.files:
@@ -266,30 +313,21 @@ class Manifest:
     def __repr__(self) -> str:
         return f"<Manifest {self.path} lines_written={self.lines_written}>"
 
-    def _recorded(self, path: Path) -> str:
-        return os.path.relpath(os.path.abspath(path), self._base)
-
     def append(self, outcome: Outcome) -> None:
-        line = orjson.dumps(
-            {
-                "v": MANIFEST_VERSION,
-                "id": printable_id(outcome.task_id),
-                "state": outcome.state.value,
-                "files": [self._recorded(p) for p in outcome.files],
-                "bytes": outcome.bytes_written,
-                "error": outcome.error,
-                "messages": list(outcome.messages),
-                "warnings": list(outcome.warnings),
-                "code": outcome.response_code,
-                "time": round(outcome.finished_at, 3),
-            }
-        )
+        line = outcome_line(outcome, self._base)
         try:
             self._file.write(line + b"\n")
             self._file.flush()
         except OSError as exc:
             raise output_error(exc, self.path, outcome.task_id) from exc
         self.lines_written += 1
+
+    def add(self, outcome: Outcome) -> None:
+        """``append``: every line is flushed as it is written, so there is nothing to commit."""
+        self.append(outcome)
+
+    def commit(self) -> None:
+        """Nothing to do: each line was flushed to the operating system when added."""
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -6,6 +6,7 @@ exits 0 when its targets pass and 1 when one fails; anything else is a crash.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,12 @@ def test_bench_waits_runs() -> None:
     assert "fetch_many over the same number" in out
     assert "waiters on one id" in out
     assert out.count("PASS") + out.count("FAIL") == 4
+
+
+@pytest.mark.slow
+def test_bench_scale_runs() -> None:
+    out = run("bench_scale.py")
+    for run_name in ("fetch N/10", "fetch N", "resume N", "ledger write N", "ledger look-up N"):
+        rows = re.findall(rf"^{re.escape(run_name)} +(store|JSONL) ", out, re.MULTILINE)
+        assert rows == ["store", "JSONL"], run_name
+    assert out.count("PASS") + out.count("FAIL") == 7

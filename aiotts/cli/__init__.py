@@ -180,12 +180,18 @@ def _exit_codes() -> str:
     return "exit codes:\n" + "\n".join(f"  {code.value:<4} {MEANINGS[code]}" for code in ExitCode)
 
 
+_REPORT_EXAMPLES = """examples:
+  aiotts report audio/aiotts.db
+  aiotts report audio/aiotts.db --json | jq -r 'select(.state != "done") | .id'
+  aiotts report old/manifest.jsonl audio/aiotts.db      # the later record wins per id
+"""
 _FETCH_EXAMPLES = """\
 examples:
   aiotts fetch TTS0a1b2-... TTS3c4d5-... --out audio/
   aiotts fetch --ids-file ids.txt --out audio/ --concurrency 64
   aiotts fetch --ids-file ids.txt --out audio/ --resume      # after Ctrl-C or failures
   cat ids.txt | aiotts fetch --ids-file - --out audio/ --json | jq .state
+  aiotts report audio/aiotts.db --json | grep '"failed"'    # what the record holds
 """
 
 _SUBMIT_EXAMPLES = """\
@@ -213,7 +219,7 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aiotts.cli import _commands, _demo
+    from aiotts.cli import _commands, _demo, _records
     from aiotts.emulator import _cli as emulator_cli
 
     parser = argparse.ArgumentParser(
@@ -269,7 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--manifest",
         metavar="FILE",
-        help="the JSONL record of outcomes (default: DIR/manifest.jsonl)",
+        help=(
+            "the record of outcomes: a store if FILE ends in .db, .sqlite or .sqlite3, "
+            "else a JSONL manifest (default: DIR/aiotts.db, importing DIR/manifest.jsonl "
+            "once when it exists)"
+        ),
     )
     fetch.add_argument(
         "--resume", action="store_true", help="skip the ids the manifest records as done"
@@ -351,6 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 300)",
     )
     cancel.set_defaults(run=_commands.cancel)
+
+    report = verbs.add_parser(
+        "report",
+        help="print what records hold: a count per state, or one JSON line per id",
+        description=(
+            "Print what one or more records of fetches hold (stores or JSONL manifests; "
+            "later ones win per id, as a resume would read them): a count per state, or "
+            "with --json the last line per id."
+        ),
+        epilog=_REPORT_EXAMPLES,
+        **_parser_options(),
+    )
+    report.add_argument("records", nargs="+", metavar="RECORD", help="a store or JSONL manifest")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print the last JSON line per id on standard output (the count on standard error)",
+    )
+    report.set_defaults(run=_records.report)
 
     emulator = verbs.add_parser(
         "emulator",

@@ -25,13 +25,17 @@ from aiotts._config import DEFAULT_RETRY, Limits
 from aiotts._context import log_task_id
 from aiotts._errors import TaskNotFoundError, UsageError
 from aiotts._models import Outcome, TaskStatus, printable_id
+from aiotts._store import OutcomeStore
 from aiotts.cli._credentials import find_credentials
 from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
 from aiotts.cli._text import shown, shown_id
 
 __all__ = ["cancel", "fetch", "make_client", "say", "status", "submit"]
 
-DEFAULT_MANIFEST = "manifest.jsonl"
+DEFAULT_RECORD = "aiotts.db"
+"""The record a fetch keeps in its output folder unless ``--manifest`` names another."""
+OLD_DEFAULT_MANIFEST = "manifest.jsonl"
+"""What earlier versions kept there: imported into the store once, when present."""
 
 
 def stderr_console() -> Console:
@@ -210,13 +214,25 @@ def print_summary(summary: Summary, *, title: str, folder: str, manifest: str | 
     print_failures(summary)
 
 
+def default_record(folder: str) -> str:
+    """``DIR/aiotts.db``; a ``DIR/manifest.jsonl`` that an earlier version wrote is imported
+    into it first (once: an unchanged manifest is not read again), so a resume skips what
+    it records."""
+    record = os.path.join(folder, DEFAULT_RECORD)
+    old = os.path.join(folder, OLD_DEFAULT_MANIFEST)
+    if os.path.lexists(old):
+        with OutcomeStore(record) as store:
+            store.import_jsonl(old)
+    return record
+
+
 async def fetch(args: argparse.Namespace) -> int:
     if args.retry_failed and not args.resume:
         raise UsageError("--retry-failed goes with --resume")
     if args.quiet and args.json:
         raise UsageError("--quiet and --json do not go together: --json prints only JSON lines")
     ids, total = _ids_and_total(args)
-    manifest = args.manifest or os.path.join(args.out, DEFAULT_MANIFEST)
+    manifest = args.manifest or default_record(args.out)
     limits = Limits(polls=args.concurrency, rate=args.rate)
     async with make_client(args, limits=limits, durable=args.durable) as client:
         batch = client.fetch_many(

@@ -113,7 +113,7 @@ async def test_resume_from_another_directory_asks_for_nothing_done(
     lines = [orjson.loads(line) for line in again.stdout.splitlines()]
     assert all(line["resumed"] and line["state"] == "done" for line in lines)
     assert {line["files"][0] for line in lines} == {f"../out/{task_id}.wav" for task_id in ids}
-    entries = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    entries = read_manifest(tmp_path / "out" / "aiotts.db")
     assert all(e.state is OutcomeState.DONE for e in entries.values())
 
 

@@ -46,7 +46,7 @@ async def test_fetch_ids_as_arguments(emulator: Emulator, tmp_path: Path) -> Non
     for task_id in ids:
         assert (tmp_path / f"{task_id}.wav").read_bytes() == emulator.audio(task_id)
     assert b"done" in result.stdout
-    assert read_manifest(tmp_path / "manifest.jsonl").keys() == set(ids)
+    assert read_manifest(tmp_path / "aiotts.db").keys() == set(ids)
 
 
 async def test_fetch_ids_from_a_file_and_from_stdin(emulator: Emulator, tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ async def test_ctrl_c_mid_fetch_then_resume_finishes_without_duplicates(tmp_path
             assert process.stderr is not None
         assert code == ExitCode.INTERRUPTED
         assert temp_files(out) == []
-        first = read_manifest(out / "manifest.jsonl")
+        first = read_manifest(out / "aiotts.db")
         done = {i for i, e in first.items() if e.state is OutcomeState.DONE}
         assert 20 <= len(done) < 200
         assert OutcomeState.CANCELLED in {e.state for e in first.values()}
@@ -222,7 +222,7 @@ async def test_no_secret_or_token_in_anything_printed_or_logged(
     outputs.append(wrong.stdout + wrong.stderr)
     assert len(tokens) >= 4
     assert any(b"DEBUG" in out for out in outputs)  # debug logging really was on
-    manifest = (tmp_path / "manifest.jsonl").read_bytes()
+    manifest = (tmp_path / "aiotts.db").read_bytes()
     for blob in [*outputs, manifest]:
         assert emulator.client_secret.encode() not in blob
         assert b"wrong-xyz-123" not in blob

@@ -75,7 +75,7 @@ def every_verb(task_id: str, folder: Path) -> dict[str, list[str]]:
 
 
 def assert_fetch_recorded_the_cause(folder: Path, task_id: str, cause: str) -> None:
-    entry = read_manifest(folder / "f" / "manifest.jsonl")[task_id]
+    entry = read_manifest(folder / "f" / "aiotts.db")[task_id]
     assert entry.state is OutcomeState.ABORTED
     assert entry.error is not None and cause in entry.error
 
@@ -220,7 +220,9 @@ async def test_exit_4_when_the_service_cannot_be_reached(tmp_path: Path) -> None
     commands = {
         name: [*args, "--retries", "0"] for name, args in every_verb("TTSx", tmp_path).items()
     }
-    trial = {"fetch --trial": [*commands["fetch"], "--trial"]}  # no token: the poll fails
+    # No token: the poll fails. A record of its own: one writer per store.
+    trial_record = str(tmp_path / "trial.db")
+    trial = {"fetch --trial": [*commands["fetch"], "--trial", "--manifest", trial_record]}
     results = await run_all(
         {**commands, **trial},
         cli_env(
@@ -347,5 +349,5 @@ async def test_exit_130_on_ctrl_c(tmp_path: Path) -> None:
         assert code == ExitCode.INTERRUPTED, (name, stderr.decode())
         assert b"Traceback" not in stderr, (name, stderr.decode())
     assert b"--resume" in results["fetch"][1]
-    entry = read_manifest(tmp_path / "f" / "manifest.jsonl")[pending]
+    entry = read_manifest(tmp_path / "f" / "aiotts.db")[pending]
     assert entry.state is OutcomeState.CANCELLED

@@ -65,9 +65,9 @@ async def test_an_ids_file_full_of_trouble(emulator: Emulator, tmp_path: Path) -
     assert "not valid UTF-8" in latin["error"]
     assert "20000 characters" in records["x" * 20_000]["error"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{i}.wav" for i in good] + ["manifest.jsonl"]
+        [f"{i}.wav" for i in good] + ["aiotts.db"]
     )
-    assert len(read_manifest(out / "manifest.jsonl")) == 7
+    assert len(read_manifest(out / "aiotts.db")) == 7
     assert emulator.stats().count("fetch") == 4  # the three good ids and the odd path
 
 

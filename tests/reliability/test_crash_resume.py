@@ -54,7 +54,7 @@ async def test_sigkill_at_a_random_moment_then_resume(seed: int, tmp_path: Path)
                 await process.wait()
             whole = {p for p in out.glob("*.wav") if file_is_complete(p)}
             assert whole == set(out.glob("*.wav"))  # no partial file at a final name
-            manifest = read_manifest(out / "manifest.jsonl")  # readable, torn line or not
+            manifest = read_manifest(out / "aiotts.db")  # readable, torn write or not
             assert all(e.state is OutcomeState.DONE for e in manifest.values())
         asked_before = {p.stem: emu.record(p.stem).fetches for p in out.glob("*.wav")}
         assert len(asked_before) < 150, "the kills came too late to test anything"

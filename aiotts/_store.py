@@ -1,0 +1,424 @@
+"""The record store: outcomes per id (and submitted texts per key) in one SQLite file.
+
+A JSONL manifest must be read whole before a resume can ask about its first id, and a
+batch that remembers every id it saw grows with the number of ids. The store is queried
+per id instead: memory stays flat in the number of ids, and a resume starts at once.
+
+Tables:
+
+* ``outcomes(id, seq, state, line)``: the last outcome per id (``INSERT OR REPLACE``: the
+  last word wins). ``line`` is exactly the JSON object a JSONL manifest line holds (format
+  version 2, files relative to the store's folder), so ``aiotts report`` prints the lines
+  users grep today. ``seq`` orders the ids by their last word.
+* ``ledger(key, task_id, time)``: which task a submitted text became (a key per text), so
+  that a resumed bulk submit never pays twice for one text.
+* ``meta(key, value)``: the format version, and which JSONL manifest was imported.
+
+Invariants:
+
+* An outcome is committed before its outcome is handed to the caller. The journal is the
+  write-ahead log with ``synchronous=NORMAL``: a commit is written to the operating system
+  before ``commit()`` returns, so a crash of the process loses nothing committed (a power
+  cut may lose the last commits, as with the JSONL manifest, which is flushed, not synced).
+  A torn write is a torn log frame, which SQLite discards when the store is next opened.
+* One writer per store: a writer holds an exclusive ``flock`` on the file for its whole
+  life, so a second run on the same store is refused at once (``OutputError``); readers
+  (``aiotts report``) take no lock and read a consistent snapshot while a batch writes.
+* Every SQLite or OS error is mapped here, in ``_store_error``, to an ``OutputError``
+  naming the store's path and what to do; opening proves the store writable (it commits
+  once), so a read-only folder or a full disk is refused before any request.
+* The store is opened only as a regular file, never through a symbolic link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from aiotts._errors import OutputError
+from aiotts._files import output_error
+from aiotts._manifest import (
+    Manifest,
+    ManifestEntry,
+    manifest_lines,
+    outcome_line,
+    parse_line,
+)
+from aiotts._models import Outcome
+
+__all__ = [
+    "STORE_SUFFIXES",
+    "STORE_VERSION",
+    "OutcomeStore",
+    "is_store_path",
+    "merged_records",
+    "open_record",
+]
+
+STORE_VERSION = 1
+STORE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
+"""A record path with one of these suffixes is a store; any other is a JSONL manifest."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
+CREATE TABLE IF NOT EXISTS ledger (
+    key BLOB PRIMARY KEY, task_id BLOB NOT NULL, time REAL NOT NULL
+) WITHOUT ROWID;
+"""
+_PUT = "INSERT OR REPLACE INTO outcomes (id, seq, state, line) VALUES (?, ?, ?, ?)"
+_GET = "SELECT line FROM outcomes WHERE id = ?"
+_CACHE_KIB = 8192
+"""The page cache per connection: bounded, whatever the number of ids."""
+
+
+def _key(text: str) -> bytes:
+    """How an id or a key is stored: its UTF-8 bytes, lone surrogates included (an id read
+    from a file that was not UTF-8 is recorded too, never dropped)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(key: bytes) -> str:
+    return bytes(key).decode("utf-8", "surrogatepass")
+
+
+def is_store_path(path: str | os.PathLike[str]) -> bool:
+    """True if a record at ``path`` is a store (by suffix), False for a JSONL manifest."""
+    return Path(path).suffix.lower() in STORE_SUFFIXES
+
+
+def _store_error(exc: sqlite3.Error | OSError, path: Path) -> OutputError:
+    """The one place where SQLite's and the OS's errors about a store become ours."""
+    if isinstance(exc, OSError):
+        return output_error(exc, path, None)
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    if code == sqlite3.SQLITE_FULL or "full" in text:
+        advice = "free some space, then resume"
+        number: int | None = errno.ENOSPC
+    elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        advice = "choose a folder you can write to, or pass another --manifest"
+        number = errno.EACCES
+    elif code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        advice = "it is not an aiotts store: pass another path (JSONL manifests end in .jsonl)"
+        number = None
+    elif code == sqlite3.SQLITE_BUSY:
+        advice = "another run is writing it: wait for it, or pass another path"
+        number = errno.EBUSY
+    else:
+        advice = "check the folder it is in"
+        number = None
+    return OutputError(
+        f"cannot use the store {path}: {text}; {advice}", path=str(path), errno=number
+    )
+
+
+class OutcomeStore:
+    """An open store. ``get`` and ``task_id_for`` are point queries; ``add`` plus
+    ``commit`` (or ``append``) record outcomes; ``read_only`` opens it for reports."""
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._base = os.path.abspath(self.path.parent)
+        self._base_path = Path(self._base)
+        self._lock_fd: int | None = None
+        self._seq = 0
+        self._pending = 0
+        self.rows_written = 0
+        try:
+            if read_only:
+                self._db = self._connect_read_only()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = self._take_writer_lock()
+                self._db = self._connect_writer()
+        except (sqlite3.Error, OSError) as exc:
+            self._release_lock()
+            if isinstance(exc, OutputError):
+                raise
+            raise _store_error(exc, self.path) from exc
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else f"rows_written={self.rows_written}"
+        return f"<OutcomeStore {self.path} {mode}>"
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _refuse_non_regular(self) -> None:
+        try:
+            seen = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(seen.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(seen.st_mode) else "not a regular file"
+            raise OutputError(
+                f"the store {self.path} is {what}; aiotts opens a store only as a regular "
+                "file, never through a link: remove it, or pass another path",
+                path=str(self.path),
+            )
+
+    def _take_writer_lock(self) -> int:
+        self._refuse_non_regular()
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputError(
+                    f"the store {self.path} is not a regular file: pass another path",
+                    path=str(self.path),
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise OutputError(
+                    f"the store {self.path} is being written by another run; wait for it to "
+                    "end, or pass another path",
+                    path=str(self.path),
+                    errno=errno.EBUSY,
+                ) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                raise sqlite3.OperationalError("the write-ahead log cannot be used here")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+            # Proves the store writable (a read-only folder or a full disk fails here,
+            # before any request), and records the format.
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(STORE_VERSION),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (repr(time.time()),))
+            db.execute("COMMIT")
+            self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM outcomes").fetchone()[0]
+            db.execute("BEGIN")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        self._refuse_non_regular()
+        if not self.path.exists():
+            raise OSError(errno.ENOENT, "no such store", str(self.path))
+        uri = f"{self.path.absolute().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        return db
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> ManifestEntry | None:
+        """The last entry recorded for ``task_id``, or None."""
+        try:
+            row = self._db.execute(_GET, (_key(task_id),)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        if row is None:
+            return None
+        entry = parse_line(row[0], self._base_path)
+        if entry is None or entry.task_id == task_id:
+            return entry
+        # The line holds the id made printable: the key is the id itself.
+        return dataclasses.replace(entry, task_id=task_id)
+
+    def add(self, outcome: Outcome) -> None:
+        """Record ``outcome`` in the open transaction; durable only after ``commit``."""
+        self._put(outcome.task_id, outcome.state.value, outcome_line(outcome, self._base))
+
+    def _put(self, task_id: str, state: str, line: bytes) -> None:
+        self._seq += 1
+        try:
+            self._db.execute(_PUT, (_key(task_id), self._seq, state, line))
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        self._pending += 1
+
+    def commit(self) -> None:
+        """Make every ``add`` so far durable (see the module's invariants)."""
+        if not self._pending:
+            return
+        try:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        self.rows_written += self._pending
+        self._pending = 0
+
+    def append(self, outcome: Outcome) -> None:
+        """Record ``outcome`` and commit: the manifest's interface."""
+        self.add(outcome)
+        self.commit()
+
+    def lines(self) -> Iterator[bytes]:
+        """Every id's last line, in the order they were last written."""
+        try:
+            for (line,) in self._db.execute("SELECT line FROM outcomes ORDER BY seq"):
+                yield bytes(line)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        """Every id's last entry, in the order they were last written."""
+        try:
+            rows = self._db.execute("SELECT id, line FROM outcomes ORDER BY seq")
+            for task_id, line in rows:
+                entry = parse_line(line, self._base_path)
+                if entry is not None:
+                    yield dataclasses.replace(entry, task_id=_text(task_id))
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def import_jsonl(self, manifest: str | os.PathLike[str]) -> int:
+        """Import a JSONL manifest (last line per id wins), once: a manifest already
+        imported (the same path, size and modification time) is not read again. Returns
+        the number of lines imported."""
+        source = Path(manifest)
+        try:
+            seen = os.stat(source)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise output_error(exc, source, None) from exc
+        mark = f"{os.path.abspath(source)}:{seen.st_size}:{seen.st_mtime_ns}"
+        key = "imported:" + os.path.abspath(source)
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        if row is not None and row[0] == mark:
+            return 0
+        count = 0
+        base = source.parent
+        for line in manifest_lines(source):
+            entry = parse_line(line, base)
+            if entry is None:
+                continue
+            self.add(entry.as_outcome())
+            count += 1
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, mark))
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        self._pending += 1
+        self.commit()
+        return count
+
+    # -- the ledger of submitted texts ---------------------------------------------------------
+
+    def record_submitted(self, key: str, task_id: str, *, commit: bool = True) -> None:
+        """Record that the text known by ``key`` became ``task_id`` (the last word wins).
+        Committed at once unless ``commit=False`` (then at the next ``commit``)."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO ledger (key, task_id, time) VALUES (?, ?, ?)",
+                (_key(key), _key(task_id), time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        self._pending += 1
+        if commit:
+            self.commit()
+
+    def task_id_for(self, key: str) -> str | None:
+        """The task the text known by ``key`` became, or None if it was never submitted."""
+        try:
+            row = self._db.execute(
+                "SELECT task_id FROM ledger WHERE key = ?", (_key(key),)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        return None if row is None else _text(row[0])
+
+    def close(self) -> None:
+        """Commit what was added and close; idempotent."""
+        db = getattr(self, "_db", None)
+        if db is None:
+            return
+        try:
+            if not self.read_only:
+                with contextlib.suppress(sqlite3.Error):
+                    self.commit()
+            db.close()
+        finally:
+            self._db = None  # type: ignore[assignment]
+            self._release_lock()
+
+    def __enter__(self) -> OutcomeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _records(path: Path) -> Iterator[tuple[bytes, str, bytes]]:
+    """(id, state, line) for every record in the store or JSONL manifest at ``path``,
+    in the order written (a JSONL manifest may hold several lines per id)."""
+    if is_store_path(path):
+        with OutcomeStore(path, read_only=True) as store:
+            try:
+                rows = store._db.execute("SELECT id, state, line FROM outcomes ORDER BY seq")
+                for task_id, state, line in rows:
+                    yield bytes(task_id), str(state), bytes(line)
+            except sqlite3.Error as exc:
+                raise _store_error(exc, path) from exc
+        return
+    for line in manifest_lines(path):
+        entry = parse_line(line, path.parent)
+        if entry is not None:
+            yield _key(entry.task_id), entry.state.value, line.rstrip(b"\n")
+
+
+def merged_records(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[str, bytes]]:
+    """(state, line) per id across the records at ``paths``: the last word per id wins,
+    later paths after earlier ones (as a resume would read them). Merged in a temporary
+    on-disk database, so memory stays flat whatever the number of ids."""
+    merge = sqlite3.connect("", isolation_level=None)
+    try:
+        merge.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        merge.execute(
+            "CREATE TABLE m (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB) WITHOUT ROWID"
+        )
+        merge.execute("CREATE INDEX m_by_seq ON m (seq)")
+        merge.execute("BEGIN")
+        seq = 0
+        for path in paths:
+            for task_id, state, line in _records(Path(path)):
+                seq += 1
+                merge.execute(
+                    "INSERT OR REPLACE INTO m VALUES (?, ?, ?, ?)", (task_id, seq, state, line)
+                )
+        for state, line in merge.execute("SELECT state, line FROM m ORDER BY seq"):
+            yield str(state), bytes(line)
+    finally:
+        merge.close()
+
+
+def open_record(path: str | os.PathLike[str]) -> Manifest | OutcomeStore:
+    """The record at ``path`` opened for writing: a store if its suffix is ``.db``,
+    ``.sqlite`` or ``.sqlite3``, else a JSONL manifest (as every earlier version wrote)."""
+    return OutcomeStore(path) if is_store_path(path) else Manifest(path)

@@ -1,0 +1,299 @@
+"""Many ids on one machine: memory and resume time of the record, store against JSONL.
+
+The emulator runs in its own process (``EmulatorProcess``), and so does every measured
+client (this script re-run as ``--worker NAME``), which reports the CPU time and wall time
+of its work alone and the peak RSS of its process, before and after the work.
+
+``--n`` ready tasks with small audio (2 KB of WAV) are created, their ids written to a
+file. For each record, a store (``aiotts.db``) and a JSONL manifest (``manifest.jsonl``,
+what every earlier version kept, read whole on resume):
+
+* ``fetch N/10`` and ``fetch N``: ``fetch_many`` over a generator that reads the ids file
+  line by line, into a fresh folder; throughput in ids/s and the growth of peak RSS over
+  the work (the process's RSS once everything is imported is the base);
+* ``resume N``: the same command again with ``resume=True``: every id is skipped (its
+  file is whole); the time from the call to the first outcome, ids skipped a second, and
+  the growth of peak RSS;
+* ``ledger N``: N keys recorded (``record_submitted``, committed every 1,000), then
+  every key looked up again (``task_id_for``) from a fresh process, as a resumed bulk
+  submit would; for JSONL, the same as lines of ``{"key", "id"}`` read into a dict.
+
+Targets (store only): RSS growth <= 64 MB for each run; throughput at N within 10% of N/10;
+first outcome of a resume within 1 s; >= 100,000 skipped ids a second; ledger lookups at
+that rate, within that memory.
+
+Run: ``python benchmarks/bench_scale.py --n 100000`` (default 1,000,000: long on a small
+machine). ``--smoke``: tiny sizes, seconds, figures meaningless. Exits 1 if a target fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    MB,
+    Check,
+    Result,
+    Spec,
+    Table,
+    checks_table,
+    fmt,
+    machine,
+    run_worker,
+    scratch_folder,
+    worker_main,
+)
+
+SCRIPT = Path(__file__).resolve()
+AUDIO_BYTES = 2_000
+CREATE_CHUNK = 20_000
+RSS_LIMIT_MB = 64.0
+LEDGER_COMMIT_EVERY = 1_000
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+def _ids(path: str, count: int) -> Iterator[str]:
+    with open(path) as file:
+        for n, line in enumerate(file):
+            if n >= count:
+                return
+            yield line.rstrip("\n")
+
+
+def fetch_worker(spec: Spec) -> Result:
+
+    from aiotts import TTSClient
+    from aiotts.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    async def work() -> Result:
+        first: float | None = None
+        counts = {"done": 0, "resumed": 0, "other": 0}
+        started = time.monotonic()
+        async with TTSClient(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=spec["url"]) as c:
+            batch = c.fetch_many(
+                _ids(spec["ids_file"], spec["count"]),
+                spec["out"],
+                manifest=spec["record"],
+                resume=spec["resume"],
+            )
+            async for outcome in batch:
+                if first is None:
+                    first = time.monotonic() - started
+                if outcome.resumed:
+                    counts["resumed"] += 1
+                elif outcome.ok:
+                    counts["done"] += 1
+                else:
+                    counts["other"] += 1
+        return {"first": first, **counts}
+
+    return _run(work())
+
+
+def _run(coroutine: Any) -> Result:
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result: Result = runner.run(coroutine)
+    return result
+
+
+def ledger_write_worker(spec: Spec) -> Result:
+    n, path = spec["count"], spec["record"]
+    if spec["kind"] == "store":
+        from aiotts._store import OutcomeStore
+
+        with OutcomeStore(path) as store:
+            for i in range(n):
+                store.record_submitted(f"key-{i}", f"TTS{i:08d}", commit=False)
+                if i % LEDGER_COMMIT_EVERY == 0:
+                    store.commit()
+    else:
+        import orjson
+
+        with open(path, "ab") as file:
+            for i in range(n):
+                file.write(orjson.dumps({"key": f"key-{i}", "id": f"TTS{i:08d}"}) + b"\n")
+                file.flush()
+    return {}
+
+
+def ledger_read_worker(spec: Spec) -> Result:
+    n, path = spec["count"], spec["record"]
+    found = 0
+    started = time.monotonic()
+    first: float | None = None
+    if spec["kind"] == "store":
+        from aiotts._store import OutcomeStore
+
+        with OutcomeStore(path, read_only=True) as store:
+            for i in range(n):
+                found += store.task_id_for(f"key-{i}") == f"TTS{i:08d}"
+                if first is None:
+                    first = time.monotonic() - started
+    else:
+        import orjson
+
+        ledger: dict[str, str] = {}
+        with open(path, "rb") as file:
+            for line in file:
+                data = orjson.loads(line)
+                ledger[data["key"]] = data["id"]
+        for i in range(n):
+            found += ledger.get(f"key-{i}") == f"TTS{i:08d}"
+            if first is None:
+                first = time.monotonic() - started
+    return {"first": first, "found": found}
+
+
+WORKERS = {
+    "fetch": fetch_worker,
+    "ledger_write": ledger_write_worker,
+    "ledger_read": ledger_read_worker,
+}
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+
+def growth_mb(result: Result) -> float:
+    return (result["peak_rss_kib"] - result["rss_before_kib"]) * 1024 / MB
+
+
+def row(label: str, kind: str, count: int, result: Result, ids: int) -> list[str]:
+    first = result.get("first")
+    return [
+        label,
+        kind,
+        f"{count:,}",
+        fmt(result["wall"], 1),
+        f"{ids / result['wall']:,.0f}",
+        "-" if first is None else f"{first * 1000:,.0f}",
+        fmt(growth_mb(result), 1),
+        fmt(result["cpu"], 1),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker")
+    parser.add_argument("--n", type=int, default=1_000_000, help="ids (default %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; figures meaningless")
+    parser.add_argument("--out-dir", default=None, help="where the files go (default: /tmp)")
+    args = parser.parse_args()
+    if args.worker:
+        imports = ("aiotts", "aiotts._store", "aiotts.emulator", "orjson", "uvloop")
+        return worker_main(WORKERS, args.worker, imports)
+    from aiotts.emulator import EmulatorConfig, EmulatorProcess
+
+    n = 300 if args.smoke else args.n
+    tenth = max(n // 10, 1)
+    started = time.monotonic()
+    rows: list[list[str]] = []
+    checks: list[Check] = []
+    with (
+        EmulatorProcess(EmulatorConfig(seed=1)) as emulator,
+        scratch_folder("aiotts-scale-", args.out_dir) as scratch,
+    ):
+        ids_file = scratch / "ids.txt"
+        with ids_file.open("w") as file:
+            left = n
+            while left:
+                chunk = min(left, CREATE_CHUNK)
+                ids = emulator.create_tasks(chunk, ready_after=0, audio_bytes=AUDIO_BYTES)
+                file.write("\n".join(ids) + "\n")
+                left -= chunk
+        print(
+            f"{n:,} ready tasks of {AUDIO_BYTES:,} bytes of WAV; ids read from a file by a "
+            "generator; client and emulator in processes of their own",
+            flush=True,
+        )
+
+        def fetch(kind: str, folder: str, count: int, resume: bool) -> Result:
+            out = scratch / folder
+            record = out / ("aiotts.db" if kind == "store" else "manifest.jsonl")
+            spec = {
+                "url": emulator.url,
+                "ids_file": str(ids_file),
+                "count": count,
+                "out": str(out),
+                "record": str(record),
+                "resume": resume,
+            }
+            return run_worker(SCRIPT, "fetch", lambda: spec, timeout=3600)
+
+        for kind in ("store", "JSONL"):
+            small = fetch(kind, f"{kind}-tenth", tenth, False)
+            rows.append(row("fetch N/10", kind, tenth, small, small["done"]))
+            big = fetch(kind, f"{kind}-all", n, False)
+            rows.append(row("fetch N", kind, n, big, big["done"]))
+            again = fetch(kind, f"{kind}-all", n, True)
+            rows.append(row("resume N", kind, n, again, again["resumed"]))
+            record = str(scratch / f"ledger-{kind}.{'db' if kind == 'store' else 'jsonl'}")
+            ledger_spec = {"kind": kind.lower(), "record": record, "count": n}
+            write = run_worker(SCRIPT, "ledger_write", lambda s=ledger_spec: s, timeout=3600)
+            rows.append(row("ledger write N", kind, n, write, n))
+            read = run_worker(SCRIPT, "ledger_read", lambda s=ledger_spec: s, timeout=3600)
+            rows.append(row("ledger look-up N", kind, n, read, read["found"]))
+            if kind != "store":
+                continue
+            small_rate, big_rate = small["done"] / small["wall"], big["done"] / big["wall"]
+            checks += [
+                Check(
+                    "store: RSS growth, fetch N <= 64 MB",
+                    f"{growth_mb(big):.1f} MB",
+                    growth_mb(big) <= RSS_LIMIT_MB,
+                ),
+                Check(
+                    "store: throughput at N within 10% of N/10",
+                    f"{big_rate:,.0f} vs {small_rate:,.0f} ids/s",
+                    big_rate >= 0.9 * small_rate,
+                ),
+                Check(
+                    "store: resume, first outcome <= 1 s",
+                    f"{again['first'] * 1000:,.0f} ms",
+                    again["first"] <= 1.0,
+                ),
+                Check(
+                    "store: resume, >= 100,000 skipped ids/s",
+                    f"{again['resumed'] / again['wall']:,.0f}/s",
+                    again["resumed"] / again["wall"] >= 100_000 and again["resumed"] == n,
+                ),
+                Check(
+                    "store: resume, RSS growth <= 64 MB",
+                    f"{growth_mb(again):.1f} MB",
+                    growth_mb(again) <= RSS_LIMIT_MB,
+                ),
+                Check(
+                    "store: ledger look-ups >= 100,000/s",
+                    f"{read['found'] / read['wall']:,.0f}/s",
+                    read["found"] / read["wall"] >= 100_000 and read["found"] == n,
+                ),
+                Check(
+                    "store: ledger look-ups, RSS growth <= 64 MB",
+                    f"{growth_mb(read):.1f} MB",
+                    growth_mb(read) <= RSS_LIMIT_MB,
+                ),
+            ]
+    headers = ["run", "record", "ids", "wall s", "ids/s", "first ms", "RSS +MB", "CPU s"]
+    print(Table(headers, rows, left=2).text(), end="\n\n")
+    print(checks_table(checks).text())
+    print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
