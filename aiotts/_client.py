@@ -709,4 +709,6 @@ def _saved_or_raise(outcome: Outcome) -> SavedAudio:
         raise TaskNotFoundError(f"task {task_id}: {error}", task_id=task_id)
     if outcome.state is OutcomeState.EXPIRED:
         raise TaskTimeoutError(f"task {task_id}: not finished before the deadline", task_id=task_id)
+    if outcome.state is OutcomeState.CANCELLED:
+        raise ClientClosedError(f"task {task_id}: {error}")
     raise ResponseError(f"task {task_id}: {error}", task_id=task_id)
