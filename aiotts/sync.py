@@ -23,8 +23,9 @@ Invariants:
   stops the loop, so no caller is ever left waiting on a loop that stopped.
 * Calls are taken under one lock that ``close()`` also takes: a call is either refused
   with ``ClientClosedError`` or submitted before the shutdown, never lost in between.
-* Nothing blocks on the loop from the loop's own thread: a blocking call made there
-  raises ``UsageError`` instead of waiting forever.
+* Nothing blocks on a loop that no thread runs: a blocking call made from the loop's own
+  thread, or in a child process forked after the client was made, raises ``UsageError``
+  instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self._loop = _new_event_loop()
+        self._pid = os.getpid()  # a forked child has the loop but not the thread running it
         self._lock = threading.Lock()
         self._closed = False
         self._calls: set[asyncio.Task[Any]] = set()  # touched on the loop's thread only
@@ -127,6 +129,12 @@ class _LoopThread:
                 "a blocking aiotts.sync call was made from the client's own event loop "
                 "thread; it would wait for itself forever"
             )
+        if os.getpid() != self._pid:
+            raise UsageError(
+                "this aiotts.sync client was made in another process, and its loop thread did "
+                "not survive the fork: make the client in the process that uses it (for "
+                "example inside the task function)"
+            )
         ended = threading.Event()
         with self._lock:
             if self._closed:
@@ -164,8 +172,8 @@ class _LoopThread:
             if self._closed:
                 return
             self._closed = True
-        if self._loop.is_closed():
-            return
+        if self._loop.is_closed() or os.getpid() != self._pid:
+            return  # no thread runs the loop: a forked child must not wait for it at exit
         done = asyncio.run_coroutine_threadsafe(self._close(client), self._loop)
         if self.on_loop_thread():
             return  # _close stops the loop when it is done; nothing here may wait for it

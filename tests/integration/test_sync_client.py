@@ -375,3 +375,25 @@ def test_ctrl_c_cancels_the_call_in_the_background_loop(
     assert temp_files(tmp_path) == []
     assert client.status(task_id).status is TaskStatus.PENDING  # the client still works
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_is_told_to_make_its_own_client(client: TTSClient) -> None:
+    # A Celery prefork worker inherits a client made before the fork, without its thread.
+    child = os.fork()
+    if child == 0:  # pragma: no cover -- the child reports through its exit status only
+        signal.alarm(20)  # a call that waited forever would end the child here
+        try:
+            client.status("TTS00000-0000-4000-8000-000000000000")
+        except UsageError as exc:
+            if "another process" not in str(exc):
+                os._exit(2)
+        except BaseException:
+            os._exit(3)
+        else:
+            os._exit(1)
+        client.close()  # what exiting the child does: it must not wait for the parent's loop
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.status("TTS00000-0000-4000-8000-000000000000").status is TaskStatus.NOT_EXIST
