@@ -183,6 +183,9 @@ class _LoopThread:
             self._thread.join()
 
     async def _close(self, client: AsyncTTSClient) -> None:
+        # Every call submitted before ``_closed`` was set is in ``_calls`` by now: the loop
+        # runs callbacks in the order they were scheduled, so a call's first step (which
+        # adds it) runs before this coroutine's, which was scheduled after it.
         try:
             calls = list(self._calls)
             for task in calls:
