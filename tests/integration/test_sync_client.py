@@ -397,3 +397,16 @@ def test_a_forked_child_is_told_to_make_its_own_client(client: TTSClient) -> Non
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert client.status("TTS00000-0000-4000-8000-000000000000").status is TaskStatus.NOT_EXIST
+
+
+def test_cancel_stops_a_batch_whose_outcomes_can_still_be_read(
+    client: TTSClient, server: ThreadedEmulator, tmp_path: Path
+) -> None:
+    waiting = server.create_tasks(3, ready_after=NEVER)
+    # The batch deadline only bounds the test if cancel() did nothing.
+    with client.fetch_many(waiting, tmp_path, batch_timeout=10) as batch:
+        server.until_fetched(waiting[0])
+        batch.cancel()  # does not wait: the outcomes arrive through the iterator
+        states = [o.state for o in batch]
+    assert states == [OutcomeState.CANCELLED] * 3
+    assert temp_files(tmp_path) == []
