@@ -7,7 +7,9 @@ straight to a WAV file on disk::
         async for outcome in client.fetch_many(ids, "audio/"):
             print(outcome.task_id, outcome.state, outcome.files)
 
-``aiotts.emulator`` is a local emulator of the API, for tests and demos.
+``aiotts.sync.TTSClient`` is the same client for code that is not async (scripts,
+notebooks, Airflow or Celery tasks). ``aiotts.emulator`` is a local emulator of the API,
+for tests and demos.
 """
 
 import importlib.metadata as _metadata
