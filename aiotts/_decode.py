@@ -137,6 +137,15 @@ _SHORT_ESCAPES: Final = {
 }
 
 _NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
+# A whole plain member (``"key": "text"`` or ``"key": null``, then ``,`` or ``}``) in one
+# match: printable ASCII strings without quote or backslash, which every JSON parser reads
+# as the very same characters, so no parse is needed. The key is neither ``results`` nor
+# ``data`` (those two may open the audio, so they always take the general path).
+_PLAIN: Final = rb"[\x20\x21\x23-\x5b\x5d-\x7f]*"
+_PLAIN_MEMBER: Final = re.compile(
+    rb'"(?!(?:results|data)")(' + _PLAIN + rb')"[ \t\n\r]*:[ \t\n\r]*'
+    rb'(?:"(' + _PLAIN + rb')"|null)[ \t\n\r]*([,}])'
+)
 _STRING_SPECIAL: Final = re.compile(rb'["\\]')
 _CONTAINER_SPECIAL: Final = re.compile(rb'["\[\]{}]')
 _SCALAR_END: Final = re.compile(rb"[ \t\n\r,\]}]")
@@ -480,6 +489,10 @@ class EnvelopeScanner:
                 self._state = _S_VALUE
             elif state in (_S_OBJ_OPEN, _S_OBJ_KEY):
                 if c == _QUOTE:
+                    m = _PLAIN_MEMBER.match(buf, i)
+                    if m is not None and self._plain_member(m):
+                        i = m.end()
+                        continue
                     i = self._token(buf, i, off, _M_STRING, _T_KEY)
                     continue
                 if c == 0x7D and state == _S_OBJ_OPEN:  # "}"
@@ -521,6 +534,29 @@ class EnvelopeScanner:
             else:  # pragma: no cover - FAILED never reaches here: feed() raises first
                 raise DecodeError("the scanner already failed", offset=off)
             i += 1
+
+    def _plain_member(self, m: re.Match[bytes]) -> bool:
+        """Store a member that ``_PLAIN_MEMBER`` matched whole, and move past its ``,`` or
+        ``}``: what the general path does for it, in one step. False, having changed
+        nothing, if a cap would be passed (the general path then raises its error)."""
+        raw_key, raw_text, closer = m.group(1, 2, 3)
+        key_size = len(raw_key) + 2
+        value_size = 4 if raw_text is None else len(raw_text) + 2
+        held = self._held + key_size + value_size
+        if max(key_size, value_size) > self._max_value or held > self._max_held:
+            return False
+        self._held = held
+        key = self._key = raw_key.decode("ascii")
+        value = None if raw_text is None else raw_text.decode("ascii")
+        if self._level == _L_TOP:
+            self._fields[key] = value  # a repeated key: the last wins, as in orjson
+        else:
+            self._rfields[key] = value
+        if closer == b",":
+            self._state = _S_OBJ_KEY
+        else:
+            self._close_object()
+        return True
 
     def _value(self, buf: bytes, i: int, off: int) -> int:
         """The value starting at ``buf[i]`` (absolute ``off``), for the key ``self._key``;
