@@ -115,6 +115,9 @@ MAX_RESULTS: Final = 1000
 # The slow path unescapes a data string this many bytes at a time.
 _WINDOW: Final = 16 * 1024
 
+# How far from a chunk's end a quote makes the data string skip its optimistic decode.
+_TAIL: Final = 256
+
 # orjson refuses documents nested deeper than this many arrays and objects.
 _MAX_DEPTH: Final = 1024
 
@@ -817,13 +820,17 @@ class EnvelopeScanner:
         n = len(buf)
         # Optimistic: the rest of the chunk is plain Base64. If it decodes, it holds no
         # quote and no backslash, so the string goes on; this spares a search of the chunk.
+        # Not when a quote sits in the chunk's last bytes (the string most likely ends
+        # there, as it does in the last chunk of most bodies): the decode would fail there.
         fast = not self._pending
-        if fast and self._data_raw(buf, i, n, out):
+        tried = fast and buf.find(b'"', max(i, n - _TAIL)) < 0
+        if tried and self._data_raw(buf, i, n, out):
             return n
         q = buf.find(b'"', i)
         end = n if q < 0 else q
         # The run up to the quote gets the fast path too, unless it was just tried.
-        if end > i and not (fast and end < n and self._data_raw(buf, i, end, out)):
+        fast = fast and not (tried and end == n)
+        if end > i and not (fast and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
         if q < 0:
             return end

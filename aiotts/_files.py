@@ -104,7 +104,7 @@ class OutputTarget:
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike[str], task_id: str) -> OutputTarget:
-        return cls(Path(folder), safe_stem(task_id))
+        return cls(folder if isinstance(folder, Path) else Path(folder), safe_stem(task_id))
 
     @classmethod
     def at_path(cls, path: str | os.PathLike[str], task_id: str) -> OutputTarget:
