@@ -115,7 +115,7 @@ MAX_RESULTS: Final = 1000
 # The slow path unescapes a data string this many bytes at a time.
 _WINDOW: Final = 16 * 1024
 
-# How far from a chunk's end a quote makes the data string skip its optimistic decode.
+# How far from a chunk's end the data string looks for its closing quote before decoding.
 _TAIL: Final = 256
 
 # orjson refuses documents nested deeper than this many arrays and objects.
@@ -818,22 +818,29 @@ class EnvelopeScanner:
     def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
         """Consume data-string content from ``buf[i]``; return where the scan goes on."""
         n = len(buf)
-        # Optimistic: the rest of the chunk is plain Base64. If it decodes, it holds no
-        # quote and no backslash, so the string goes on; this spares a search of the chunk.
-        # Not when a quote sits in the chunk's last bytes (the string most likely ends
-        # there, as it does in the last chunk of most bodies): the decode would fail there.
-        fast = not self._pending
-        tried = fast and buf.find(b'"', max(i, n - _TAIL)) < 0
-        if tried and self._data_raw(buf, i, n, out):
-            return n
+        # Optimistic, and no search of the chunk: if the first quote in the chunk's last
+        # bytes is at ``tail`` (or there is none: ``n``), try to decode up to there. A run
+        # that decodes holds no quote and no backslash, so ``tail`` is the closing quote
+        # (or the string goes on past the chunk).
+        tried = -1  # the end of the run tried, if it failed
+        if not self._pending:
+            tail = buf.find(b'"', max(i, n - _TAIL))
+            tail = n if tail < 0 else tail
+            if self._data_raw(buf, i, tail, out):
+                return n if tail == n else self._data_end(tail, base)
+            tried = tail
         q = buf.find(b'"', i)
         end = n if q < 0 else q
-        # The run up to the quote gets the fast path too, unless it was just tried.
-        fast = fast and not (tried and end == n)
+        # The run up to the first quote gets the fast path too, unless it was just tried.
+        fast = not self._pending and end != tried
         if end > i and not (fast and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
         if q < 0:
             return end
+        return self._data_end(q, base)
+
+    def _data_end(self, q: int, base: int) -> int:
+        """The data string's closing quote is at ``q``: check the string ended whole."""
         # The closing quote (a quote right after a cut escape belongs to that escape).
         if self._pending:
             raise DecodeError(
