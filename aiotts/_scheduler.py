@@ -301,28 +301,11 @@ class Scheduler:
 
     async def _work(self) -> None:
         while True:
-            task: _Task | None = await self._due.get()
+            task = await self._due.get()
             try:
-                while task is not None:
-                    await self._poll(task)
-                    task = self._next_due()
+                await self._poll(task)
             finally:
                 self._idle.release()
-
-    def _next_due(self) -> _Task | None:
-        """A task due now, taken straight from the pacer by the worker that just finished
-        a poll (it stays busy, so no hand-off through the dispatcher); None when nothing
-        is due (the worker then waits for the dispatcher). Ends the tasks whose deadline
-        came on the way, as the dispatcher does."""
-        pacer = self._pacer
-        while True:
-            decision = pacer.decide(self.clock())
-            if isinstance(decision, Poll):
-                return decision.key
-            if isinstance(decision, Expire):
-                self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
-                continue
-            return None
 
     # -- one poll ----------------------------------------------------------------------------
 
