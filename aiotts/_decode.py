@@ -115,6 +115,9 @@ MAX_RESULTS: Final = 1000
 # The slow path unescapes a data string this many bytes at a time.
 _WINDOW: Final = 16 * 1024
 
+# How far from a chunk's end the data string looks for its closing quote before decoding.
+_TAIL: Final = 256
+
 # orjson refuses documents nested deeper than this many arrays and objects.
 _MAX_DEPTH: Final = 1024
 
@@ -137,6 +140,15 @@ _SHORT_ESCAPES: Final = {
 }
 
 _NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
+# A whole plain member (``"key": "text"`` or ``"key": null``, then ``,`` or ``}``) in one
+# match: printable ASCII strings without quote or backslash, which every JSON parser reads
+# as the very same characters, so no parse is needed. The key is neither ``results`` nor
+# ``data`` (those two may open the audio, so they always take the general path).
+_PLAIN: Final = rb"[\x20\x21\x23-\x5b\x5d-\x7f]*"
+_PLAIN_MEMBER: Final = re.compile(
+    rb'"(?!(?:results|data)")(' + _PLAIN + rb')"[ \t\n\r]*:[ \t\n\r]*'
+    rb'(?:"(' + _PLAIN + rb')"|null)[ \t\n\r]*([,}])'
+)
 _STRING_SPECIAL: Final = re.compile(rb'["\\]')
 _CONTAINER_SPECIAL: Final = re.compile(rb'["\[\]{}]')
 _SCALAR_END: Final = re.compile(rb"[ \t\n\r,\]}]")
@@ -480,6 +492,10 @@ class EnvelopeScanner:
                 self._state = _S_VALUE
             elif state in (_S_OBJ_OPEN, _S_OBJ_KEY):
                 if c == _QUOTE:
+                    m = _PLAIN_MEMBER.match(buf, i)
+                    if m is not None and self._plain_member(m):
+                        i = m.end()
+                        continue
                     i = self._token(buf, i, off, _M_STRING, _T_KEY)
                     continue
                 if c == 0x7D and state == _S_OBJ_OPEN:  # "}"
@@ -521,6 +537,29 @@ class EnvelopeScanner:
             else:  # pragma: no cover - FAILED never reaches here: feed() raises first
                 raise DecodeError("the scanner already failed", offset=off)
             i += 1
+
+    def _plain_member(self, m: re.Match[bytes]) -> bool:
+        """Store a member that ``_PLAIN_MEMBER`` matched whole, and move past its ``,`` or
+        ``}``: what the general path does for it, in one step. False, having changed
+        nothing, if a cap would be passed (the general path then raises its error)."""
+        raw_key, raw_text, closer = m.group(1, 2, 3)
+        key_size = len(raw_key) + 2
+        value_size = 4 if raw_text is None else len(raw_text) + 2
+        held = self._held + key_size + value_size
+        if max(key_size, value_size) > self._max_value or held > self._max_held:
+            return False
+        self._held = held
+        key = self._key = raw_key.decode("ascii")
+        value = None if raw_text is None else raw_text.decode("ascii")
+        if self._level == _L_TOP:
+            self._fields[key] = value  # a repeated key: the last wins, as in orjson
+        else:
+            self._rfields[key] = value
+        if closer == b",":
+            self._state = _S_OBJ_KEY
+        else:
+            self._close_object()
+        return True
 
     def _value(self, buf: bytes, i: int, off: int) -> int:
         """The value starting at ``buf[i]`` (absolute ``off``), for the key ``self._key``;
@@ -779,18 +818,29 @@ class EnvelopeScanner:
     def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
         """Consume data-string content from ``buf[i]``; return where the scan goes on."""
         n = len(buf)
-        # Optimistic: the rest of the chunk is plain Base64. If it decodes, it holds no
-        # quote and no backslash, so the string goes on; this spares a search of the chunk.
-        fast = not self._pending
-        if fast and self._data_raw(buf, i, n, out):
-            return n
+        # Optimistic, and no search of the chunk: if the first quote in the chunk's last
+        # bytes is at ``tail`` (or there is none: ``n``), try to decode up to there. A run
+        # that decodes holds no quote and no backslash, so ``tail`` is the closing quote
+        # (or the string goes on past the chunk).
+        tried = -1  # the end of the run tried, if it failed
+        if not self._pending:
+            tail = buf.find(b'"', max(i, n - _TAIL))
+            tail = n if tail < 0 else tail
+            if self._data_raw(buf, i, tail, out):
+                return n if tail == n else self._data_end(tail, base)
+            tried = tail
         q = buf.find(b'"', i)
         end = n if q < 0 else q
-        # The run up to the quote gets the fast path too, unless it was just tried.
-        if end > i and not (fast and end < n and self._data_raw(buf, i, end, out)):
+        # The run up to the first quote gets the fast path too, unless it was just tried.
+        fast = not self._pending and end != tried
+        if end > i and not (fast and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
         if q < 0:
             return end
+        return self._data_end(q, base)
+
+    def _data_end(self, q: int, base: int) -> int:
+        """The data string's closing quote is at ``q``: check the string ended whole."""
         # The closing quote (a quote right after a cut escape belongs to that escape).
         if self._pending:
             raise DecodeError(

@@ -25,7 +25,7 @@ import re
 import shutil
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiotts._errors import DecodeError, OutputError
@@ -96,10 +96,15 @@ class OutputTarget:
     folder: Path
     stem: str
     suffix: str = ".wav"
+    _base: str = field(init=False, repr=False, compare=False)
+    """``folder/stem`` as a string, built once: every file name of the target starts with it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_base", os.path.join(os.fspath(self.folder), self.stem))
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike[str], task_id: str) -> OutputTarget:
-        return cls(Path(folder), safe_stem(task_id))
+        return cls(folder if isinstance(folder, Path) else Path(folder), safe_stem(task_id))
 
     @classmethod
     def at_path(cls, path: str | os.PathLike[str], task_id: str) -> OutputTarget:
@@ -111,9 +116,12 @@ class OutputTarget:
         return cls(target.parent, target.stem, target.suffix or ".wav")
 
     def path(self, index: int, result_type: str = "WavFile") -> Path:
+        return Path(self.name(index, result_type))
+
+    def name(self, index: int, result_type: str = "WavFile") -> str:
+        """``path`` as a string (what the files are opened and renamed by)."""
         suffix = self.suffix if result_type in _SUFFIXES else ".bin"
-        numbered = self.stem if index == 0 else f"{self.stem}.{index}"
-        return self.folder / f"{numbered}{suffix}"
+        return self._base + suffix if index == 0 else f"{self._base}.{index}{suffix}"
 
 
 def output_error(exc: OSError, path: Path, task_id: str | None) -> OutputError:
@@ -200,35 +208,53 @@ class ResultFile:
     byte is written: a closed file keeps its temporary name and can still be verified,
     synced (reopened read-only) and renamed, so a writer holds one descriptor at a time.
     ``final`` may change until the rename (``name_as``): the name depends on the result's
-    ``type``, which an answer may send after the audio.
+    ``type``, which an answer may send after the audio. ``verify`` checks the bytes once;
+    ``commit_all`` only checks again a file written to since.
     """
 
-    __slots__ = ("_fd", "_final", "_head", "_temp", "final", "result_type", "size", "task_id")
+    __slots__ = (
+        "_fd",
+        "_final",
+        "_head",
+        "_temp",
+        "_verified",
+        "result_type",
+        "size",
+        "task_id",
+    )
 
-    def __init__(self, final: Path, *, task_id: str, result_type: str = "WavFile") -> None:
-        self.final = final
+    def __init__(
+        self, final: str | os.PathLike[str], *, task_id: str, result_type: str = "WavFile"
+    ) -> None:
         self.task_id = task_id
         self.result_type = result_type
         # The writer's pid is in the name, so a later run can tell a crashed run's leftovers
         # from the files of a process that is still writing (``remove_stale_parts``); the
         # counter keeps the names of one process apart. Kept as strings: this runs per file.
-        folder, name = os.path.split(os.fspath(final))
         self._final = os.fspath(final)
+        folder, name = os.path.split(self._final)
         self._temp = os.path.join(
             folder, f".{name}.{os.getpid()}.{next(_temp_numbers)}{PART_SUFFIX}"
         )
         self.size = 0
         self._head = b""
+        self._verified = False
         try:
             self._fd: int | None = os.open(self._temp, _CREATE_NEW, 0o644)
         except OSError as exc:
-            raise output_error(exc, final, task_id) from exc
+            raise output_error(exc, self.final, task_id) from exc
 
-    def name_as(self, final: Path, result_type: str) -> None:
+    @property
+    def final(self) -> Path:
+        """The name the file takes at ``rename``."""
+        return Path(self._final)
+
+    def name_as(self, final: str | os.PathLike[str], result_type: str) -> None:
         """Set the final name and the type (which decides whether the WAV check applies)."""
-        self.final = final
         self._final = os.fspath(final)
-        self.result_type = result_type
+        if result_type != self.result_type:
+            self.result_type = result_type
+            self._verified = False
 
     @property
     def temp(self) -> Path:
@@ -237,12 +263,13 @@ class ResultFile:
 
     def __repr__(self) -> str:
         state = "open" if self._fd is not None else "closed"
-        return f"<ResultFile {self.final.name} {state} {self.size} bytes>"
+        return f"<ResultFile {os.path.basename(self._final)} {state} {self.size} bytes>"
 
     def write(self, data: bytes | memoryview) -> None:
         fd = self._fd
         if fd is None:
             raise RuntimeError("write to a closed ResultFile")
+        self._verified = False
         if len(self._head) < WAV_HEAD_BYTES:
             self._head += bytes(data[: WAV_HEAD_BYTES - len(self._head)])
         view = memoryview(data)
@@ -257,8 +284,9 @@ class ResultFile:
 
     def verify(self) -> None:
         """Check the bytes written form a whole WAV file (raises ``DecodeError``)."""
-        if self.result_type == "WavFile":
+        if self.result_type == "WavFile" and not self._verified:
             check_wav(self._head, self.size, task_id=self.task_id)
+        self._verified = True
 
     async def sync(self) -> None:
         """Flush to disk and close, off the event loop (fsync can take milliseconds)."""

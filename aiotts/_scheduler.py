@@ -47,7 +47,7 @@ from aiotts._config import Limits, PollPolicy
 from aiotts._context import log_task_id
 from aiotts._errors import AiottsError, OutputError, ResponseError, UnexpectedStatusError
 from aiotts._files import OutputTarget, share_file
-from aiotts._models import Outcome, TaskResult, TaskStatus
+from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._pacing import Expire, Pacer, Poll, Timing
 from aiotts._session import HttpSession
 from aiotts._states import Event, State, TaskMachine
@@ -56,6 +56,8 @@ from aiotts._transfer import Answer, read_answer
 __all__ = ["Listener", "Scheduler", "Subscription"]
 
 _DEADLINE_PASSED = "the task's deadline passed"
+_OUTCOMES: dict[State, OutcomeState] = {state: state.outcome for state in State if state.is_final}
+"""The outcome each final state reports (``State.outcome``, looked up once)."""
 
 
 class Listener(Protocol):
@@ -429,7 +431,7 @@ class Scheduler:
                     state, failure, failed_because = State.ABORTED, str(exc), exc
             outcome = Outcome(
                 task.task_id,
-                state.outcome,
+                _OUTCOMES[state],
                 files=files,
                 bytes_written=answer.bytes_written if files and answer is not None else 0,
                 error=failure,

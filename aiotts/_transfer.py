@@ -22,7 +22,6 @@ descriptors is local and passes: it is retried the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import aiohttp
 import orjson
 
 from aiotts import _redact
-from aiotts._body import body_chunks
+from aiotts._body import READ_CHUNK, body_chunks, check_encoding
 from aiotts._decode import AudioPiece, EnvelopeScanner, ScannedEnvelope
 from aiotts._errors import DecodeError, OutputError, ResponseError
 from aiotts._files import OutputTarget, ResultFile, commit_all, is_out_of_descriptors
@@ -157,7 +156,7 @@ def decide(
                 )
             )
         kind = _result_type(scanned.fields)
-        file.name_as(target.path(index, kind), kind)
+        file.name_as(target.name(index, kind), kind)
         saved.append(file)
     try:
         for file in saved:
@@ -189,7 +188,7 @@ class _AudioWriter:
                 if file is not None:
                     file.close()
                     self._current = None
-                file = ResultFile(self.target.path(piece.index), task_id=self.task_id)
+                file = ResultFile(self.target.name(piece.index), task_id=self.task_id)
                 self.files[piece.index] = file
                 self._current = file
             file.write(piece.data)
@@ -248,40 +247,51 @@ async def read_answer(
     A download slot is taken when the first audio arrives; ``on_download`` is called once
     it is held.
     """
-    chunks: AsyncIterator[bytes]
+    whole: bytes | None = None
     if _small_body(response):
-        body = await response.read()
-        quick = _quick(body)
+        whole = await response.read()
+        quick = _quick(whole)
         if quick is not None:
             return decide(quick, task_id, {}, target)
-        chunks = _whole(body)
     else:
-        chunks = body_chunks(response)
+        check_encoding(response, "result")
+    content = response.content
     scanner = EnvelopeScanner()
     writer = _AudioWriter(target, task_id)
-    async with contextlib.AsyncExitStack() as slot:
+    holding_slot = False  # a download slot is held from the first audio to the end
+    try:
         try:
-            try:
-                async for chunk in chunks:
-                    pieces = scanner.feed(chunk)
-                    if pieces:
-                        if not writer.files:
-                            await slot.enter_async_context(download_slots)
-                            if on_download is not None:
-                                on_download()
-                        writer.write(pieces)
-                envelope = scanner.finish()
-            except DecodeError as exc:
-                raise _bad_envelope(exc, task_id, response) from exc
-            except OutputError as exc:
-                if is_out_of_descriptors(exc):
-                    raise Retryable(exc, sent=True) from exc
-                raise
-            # The last file stays open: commit_all syncs it through the same descriptor.
-            return decide(envelope, task_id, writer.files, target)
-        except BaseException:
-            _discard(writer.files)
+            while True:
+                # A small body is fed whole; a large one, read by read, as it arrives.
+                if whole is None:
+                    chunk = await content.read(READ_CHUNK)
+                else:
+                    chunk, whole = whole, b""
+                if not chunk:
+                    break
+                pieces = scanner.feed(chunk)
+                if pieces:
+                    if not holding_slot:
+                        await download_slots.acquire()
+                        holding_slot = True
+                        if on_download is not None:
+                            on_download()
+                    writer.write(pieces)
+            envelope = scanner.finish()
+        except DecodeError as exc:
+            raise _bad_envelope(exc, task_id, response) from exc
+        except OutputError as exc:
+            if is_out_of_descriptors(exc):
+                raise Retryable(exc, sent=True) from exc
             raise
+        # The last file stays open: commit_all syncs it through the same descriptor.
+        return decide(envelope, task_id, writer.files, target)
+    except BaseException:
+        _discard(writer.files)
+        raise
+    finally:
+        if holding_slot:
+            download_slots.release()
 
 
 async def read_envelope(

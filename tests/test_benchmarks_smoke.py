@@ -41,6 +41,9 @@ def test_compare_runs_and_writes_markdown(tmp_path: Path) -> None:
     out = run("compare.py", "--only", "a", "--markdown", str(markdown))
     for client in ("aiotts", "vendor SDK", "script"):
         assert client in out
+    # The reference that a target of (a) is judged against runs in every run of (a).
+    assert "bare aiohttp (reference" in out
+    assert "(a) aiotts CPU per task / bare aiohttp's" in out
     text = markdown.read_text()
     assert "## (a) bulk retrieval" in text
     assert "| target | measured | verdict |" in text
