@@ -45,7 +45,13 @@ import yarl
 
 from aiotts._config import Limits, PollPolicy
 from aiotts._context import log_task_id
-from aiotts._errors import AiottsError, OutputError, ResponseError, UnexpectedStatusError
+from aiotts._errors import (
+    AiottsError,
+    ClientClosedError,
+    OutputError,
+    ResponseError,
+    UnexpectedStatusError,
+)
 from aiotts._files import OutputTarget, share_file
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._pacing import Expire, Pacer, Poll, Timing
@@ -156,6 +162,7 @@ class Scheduler:
         self._idle = asyncio.Semaphore(limits.polls)
         self._due: asyncio.Queue[_Task] = asyncio.Queue()
         self.bytes_written = 0
+        self._stopped: AiottsError | None = None  # why ``run`` ended, once it has
 
     def __repr__(self) -> str:
         return f"<Scheduler tasks={len(self._tasks)} {self._pacer!r}>"
@@ -174,6 +181,8 @@ class Scheduler:
         """Wait for ``task_id`` until ``deadline`` (on ``clock``); its files go to
         ``target``. A task already being polled is joined, not polled again; ``poll`` only
         applies to a task that is new."""
+        if self._stopped is not None:
+            raise self._stopped
         now = self.clock()
         task = self._tasks.get(task_id)
         new = task is None
@@ -247,6 +256,7 @@ class Scheduler:
         starts a task of its own."""
         if task.timing is not None:
             self._pacer.forget(task.timing)
+            task.timing = None  # no cycle through the pacer's entry outlives the task
         self._let_go(task)
 
     def _let_go(self, task: _Task) -> None:
@@ -256,11 +266,24 @@ class Scheduler:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Dispatch and poll until cancelled."""
-        async with anyio.create_task_group() as workers:
-            for _ in range(self._limits.polls):
-                workers.start_soon(self._work)
-            await self._dispatch()
+        """Dispatch and poll until cancelled (the client closes). However it stops, every
+        task still subscribed to ends then, so no waiter is left waiting."""
+        try:
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._limits.polls):
+                    workers.start_soon(self._work)
+                await self._dispatch()
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # a bug: say so to every subscriber
+                error: AiottsError = ResponseError(f"the scheduler stopped: {exc!r}")
+                event = Event.GAVE_UP
+            else:
+                error, event = ClientClosedError("the client was closed"), Event.CANCEL
+            self._stopped = error
+            for task in list(self._tasks.values()):
+                if task.subscriptions and not task.machine.state.is_final:
+                    self._end(task, event, error=str(error), cause=error)
+            raise
 
     async def _dispatch(self) -> None:
         """Hand due tasks to free workers, and end the ones whose deadline came, as the
@@ -301,18 +324,14 @@ class Scheduler:
 
     async def _work(self) -> None:
         while True:
-            task = await self._due.get()
-            try:
-                await self._poll(task)
-            finally:
-                self._idle.release()
+            await self._poll(await self._due.get())  # no finished task kept while idle
+            self._idle.release()
 
     # -- one poll ----------------------------------------------------------------------------
 
     async def _poll(self, task: _Task) -> None:
         timing = task.timing
-        assert timing is not None
-        if not task.subscriptions:
+        if timing is None or not task.subscriptions:
             return  # everyone left after the pacer handed it out
         target = task.download_target = task.subscriptions[0].target
         log_task_id.set(task.task_id)  # this worker's log lines name the task it polls
@@ -414,6 +433,7 @@ class Scheduler:
         self._let_go(task)
         if task.timing is not None:
             self._pacer.forget(task.timing)
+            task.timing = None  # no cycle through the pacer's entry outlives the task
         subscriptions, task.subscriptions = task.subscriptions, []
         if answer is not None:
             result = answer.result

@@ -4,12 +4,14 @@ its own wait (the last one leaving stops the polling)."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import anyio
 import pytest
 
-from aiotts import OutcomeState, PollPolicy, TaskTimeoutError
+from aiotts import ClientClosedError, OutcomeState, PollPolicy, TaskTimeoutError
+from aiotts._scheduler import _Task
 from aiotts.emulator import Emulator, EmulatorConfig
 from tests.helpers import client_for, temp_files
 
@@ -167,3 +169,45 @@ async def test_outcomes_of_a_shared_task_are_each_subscribers_own(tmp_path: Path
         assert emu.record(task_id).fetches <= 6
     assert [o.state for o in outcomes] == [OutcomeState.FAILED, OutcomeState.FAILED]
     assert outcomes[0] is not outcomes[1]
+
+
+async def test_closing_the_client_ends_every_wait(tmp_path: Path) -> None:
+    async with Emulator(CONFIG) as emu:
+        (task_id,) = emu.create_tasks(1, ready_after=60, fail=False)
+        client = client_for(emu, poll=STEADY)
+        await client.__aenter__()
+        failures: list[BaseException] = []
+
+        async def wait() -> None:
+            try:
+                await client.wait(task_id, tmp_path)
+            except ClientClosedError as exc:
+                failures.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(wait)
+                group.start_soon(wait)
+                await anyio.sleep(0.3)
+                await client.aclose()  # e.g. a web app's clean-up while requests wait
+    assert len(failures) == 2
+    assert "closed" in str(failures[0])
+
+
+async def test_a_finished_task_leaves_nothing_for_the_garbage_collector(tmp_path: Path) -> None:
+    # Memory must follow the tasks in flight: a finished task may not linger in a reference
+    # cycle until the next full collection (a million ids would pile up between them).
+    async with Emulator(CONFIG) as emu:
+        ids = emu.create_tasks(300, ready_after=0, fail=False)
+        async with client_for(emu, poll=STEADY) as client:
+            gc.collect()
+            gc.disable()
+            try:
+                report = await client.fetch_all(ids, tmp_path)
+                lingering = sum(isinstance(o, _Task) for o in gc.get_objects())
+            finally:
+                gc.enable()
+    assert len(report.done) == 300
+    # At most the stale deadline entries the pacer keeps before compacting (64) and a few
+    # in transit: not one per task
+    assert lingering < 100
