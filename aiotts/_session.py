@@ -48,7 +48,7 @@ import yarl
 
 from aiotts import _redact
 from aiotts._auth import TokenManager
-from aiotts._body import ERROR_BODY_LIMIT, TOKEN_ANSWER_LIMIT, read_prefix
+from aiotts._body import ERROR_BODY_LIMIT, READ_CHUNK, TOKEN_ANSWER_LIMIT, read_prefix
 from aiotts._config import Limits, RetryPolicy, Timeouts
 from aiotts._errors import (
     AiottsError,
@@ -79,9 +79,6 @@ log = logging.getLogger("aiotts")
 
 T = TypeVar("T")
 
-READ_CHUNK = 256 * 1024
-"""Bytes per read of a response body, and aiohttp's read buffer: measured here, 256 KiB
-halves the CPU per MB of 64 KiB, and larger buffers gain nothing."""
 
 
 Handler = Callable[[aiohttp.ClientResponse], Awaitable[T]]
