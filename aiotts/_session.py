@@ -80,7 +80,6 @@ log = logging.getLogger("aiotts")
 T = TypeVar("T")
 
 
-
 Handler = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 
 
