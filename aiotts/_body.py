@@ -27,11 +27,9 @@ __all__ = [
     "ID_ANSWER_LIMIT",
     "SMALL_ANSWER_LIMIT",
     "TOKEN_ANSWER_LIMIT",
-    "BodyTooLargeError",
     "body_chunks",
     "check_encoding",
     "drain",
-    "read_capped",
     "read_prefix",
 ]
 
@@ -67,17 +65,6 @@ def check_encoding(response: aiohttp.ClientResponse, what: str) -> None:
         )
 
 
-class BodyTooLargeError(ResponseError):
-    """An answer that is not audio was longer than its cap (inflated bytes)."""
-
-    def __init__(self, what: str, limit: int) -> None:
-        super().__init__(
-            f"{what}: the answer is longer than {limit} bytes (once inflated), far more than "
-            "the API sends; the server is not answering as the API does"
-        )
-        self.limit = limit
-
-
 async def body_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body, inflated, in pieces of at most ``READ_CHUNK`` bytes."""
     check_encoding(response, "result")
@@ -106,14 +93,6 @@ async def read_prefix(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
         size += len(chunk)
     body = b"".join(parts)
     return body[:limit], True
-
-
-async def read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """The whole body, or ``BodyTooLargeError`` as soon as it passes ``limit`` bytes."""
-    body, more = await read_prefix(response, limit)
-    if more:
-        raise BodyTooLargeError(what, limit)
-    return body
 
 
 async def drain(response: aiohttp.ClientResponse, limit: int = SMALL_ANSWER_LIMIT) -> None:
