@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 
 import aiotts
 from aiotts import ServerError, TTSClient, UsageError
 from aiotts.emulator import Emulator
-from tests.helpers import client_for
+from tests.helpers import client_for, tls_server_context
 from tests.hostile.servers import HostileServer
 from tests.hostile.transport import FEW_RETRIES, STATUS_PATH, TASK_ID, TOKEN_PATH, client_of
 
@@ -193,3 +195,21 @@ def test_headers_aiotts_sets_itself_are_refused(name: str) -> None:
 def test_a_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(UsageError, match="line break"):
         TTSClient("id", "secret", headers={"X-Team": "a\r\nInjected: yes"})
+
+
+async def test_certificate_settings_apply_to_a_session_given_in() -> None:
+    ca = trustme.CA()
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    async with Emulator(ssl_context=tls_server_context(ca)) as emu:
+        async with (
+            aiohttp.ClientSession() as session,  # trusts only the system's authorities
+            client_for(emu, session=session, ssl_context=trusted) as client,
+        ):
+            await client.status(TASK_ID)
+        connector = aiohttp.TCPConnector()
+        try:
+            async with client_for(emu, connector=connector, ssl_context=trusted) as client:
+                await client.status(TASK_ID)
+        finally:
+            await connector.close()
