@@ -151,6 +151,8 @@ def env_proxy(url: str) -> Proxy | None:
     chosen = proxies.get(parts.scheme)
     if not chosen or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
         return None
+    if "://" not in chosen:
+        chosen = "http://" + chosen  # ``host:port``, as curl and urllib take it
     return parse_proxy(chosen, source=f"{parts.scheme.upper()}_PROXY")
 
 

@@ -212,6 +212,10 @@ class TTSClient:
     exceptions. Open on construction; ``close()`` (or leaving ``with``) cancels whatever
     is still running, waits for its clean-up and stops the client's loop thread. Safe to
     call from several threads at once and from inside a running event loop.
+
+    ``session=`` and ``connector=`` are refused (``UsageError``): aiohttp's sessions and
+    connectors belong to the loop they were made in, and this client's loop is its own.
+    ``proxy=``, ``trust_env=`` and ``headers=`` work as in the async client.
     """
 
     def __init__(

@@ -54,6 +54,12 @@ def test_the_environment_by_scheme_and_no_proxy(monkeypatch: pytest.MonkeyPatch)
     assert env_proxy("http://10.0.0.1:8080") is None
 
 
+def test_a_variable_without_a_scheme_is_an_http_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
+    proxy = env_proxy("https://api.aspose.cloud")
+    assert proxy is not None and proxy.shown == "http://proxy.example:3128"
+
+
 def test_nothing_in_the_environment_means_no_proxy() -> None:
     assert env_proxy("https://api.aspose.cloud") is None
 
