@@ -2,21 +2,30 @@
 
 Lifecycle: ``async with TTSClient(...) as client:`` opens one aiohttp session (inside the
 running loop); each batch runs in a task the client keeps; leaving the block cancels any
-batch still running, waits for its clean-up, and closes the session exactly once. Opening
-and closing may happen in different tasks (a web app's start-up and clean-up hooks). A
-client is used once: reopening a closed one is refused.
+batch still running, ends every call still running (``ClientClosedError``), waits for
+their clean-up, and closes the session exactly once (unless it was given in: aiotts
+closes only what it opened). Opening and closing may happen in different tasks (a web
+app's start-up and clean-up hooks). A client is used once: reopening a closed one is
+refused.
+
+``client.with_options(...)`` makes a view: another ``TTSClient`` with other timeouts,
+retry or poll policy that shares everything else with the client it came from (the
+session, the token, the rate limiter, the one scheduler, the running batches and the
+lifecycle, all held by one ``_Shared``). A view opens and closes with that client: its
+own ``aclose`` closes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 import ipaddress
 import math
 import os
 import ssl
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -57,6 +66,7 @@ from aiotts._errors import (
 from aiotts._files import OutputTarget, output_error, remove_stale_parts
 from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._network import Proxy, check_headers, env_proxy, parse_proxy
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
@@ -126,6 +136,56 @@ class Lifecycle(enum.Enum):
     CLOSED = "closed"
 
 
+class _Shared:
+    """What a client and every view of it share: one lifecycle, the session with its
+    pool, token and limiter, the one scheduler, the running batches."""
+
+    __slots__ = (
+        "batch_tasks",
+        "batches",
+        "download_slots",
+        "lifecycle",
+        "poll",
+        "scheduler",
+        "scheduler_task",
+        "session",
+    )
+
+    def __init__(self, session: HttpSession, poll: PollPolicy) -> None:
+        self.session = session
+        """The client's own session (not a view's): the scheduler's polls go through it."""
+        self.poll = poll
+        """The client's poll policy: the scheduler's, its budget included."""
+        self.lifecycle = Lifecycle.NEW
+        self.download_slots: asyncio.Semaphore | None = None
+        self.scheduler: Scheduler | None = None
+        self.scheduler_task: asyncio.Task[None] | None = None
+        self.batches: WeakSet[Batch] = WeakSet()
+        self.batch_tasks: set[asyncio.Task[None]] = set()
+
+
+def _proxies(
+    proxy: str | None,
+    proxy_auth: aiohttp.BasicAuth | tuple[str, str] | None,
+    trust_env: bool,
+    urls: tuple[str, str],
+) -> tuple[Proxy | None, Proxy | None]:
+    """The proxies of the API's requests and of the token request."""
+    if proxy is not None and trust_env:
+        raise UsageError(
+            "pass either proxy=... or trust_env=True (the proxy from HTTP_PROXY/HTTPS_PROXY), "
+            "not both"
+        )
+    if proxy is not None:
+        chosen = parse_proxy(proxy, proxy_auth)
+        return chosen, chosen
+    if proxy_auth is not None:
+        raise UsageError("proxy_auth needs a proxy: pass proxy=... too")
+    if trust_env:
+        return env_proxy(urls[0]), env_proxy(urls[1])
+    return None, None
+
+
 class SavedAudio:
     """The files one task's audio was saved to."""
 
@@ -175,6 +235,13 @@ class TTSClient:
     process never leaves a partial file at a final name. ``durable=True`` also fsyncs each
     file before the rename, so that a power cut cannot either; it costs throughput, and a
     resumed batch checks every file it skips (size and WAV header) in any case.
+
+    The network: ``proxy="http://host:port"`` (credentials in the URL or in
+    ``proxy_auth``) carries every request, the token request included; ``trust_env=True``
+    takes the proxy from ``HTTP_PROXY``/``HTTPS_PROXY`` instead, skipping hosts that
+    ``NO_PROXY`` names. ``headers`` are sent with every request (a ``User-Agent`` here
+    replaces aiotts's own). ``session=`` (an open ``aiohttp.ClientSession``) or
+    ``connector=`` make the client send through yours; it never closes either.
     """
 
     def __init__(
@@ -193,7 +260,21 @@ class TTSClient:
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure_http: bool = False,
         durable: bool = False,
+        proxy: str | None = None,
+        proxy_auth: aiohttp.BasicAuth | tuple[str, str] | None = None,
+        trust_env: bool = False,
+        headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connector: aiohttp.BaseConnector | None = None,
     ) -> None:
+        if session is not None and connector is not None:
+            raise UsageError(
+                "pass either session=... or connector=..., not both (a session has its own)"
+            )
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise UsageError(f"session must be an aiohttp.ClientSession, got {session!r}")
+        if connector is not None and not isinstance(connector, aiohttp.BaseConnector):
+            raise UsageError(f"connector must be an aiohttp.BaseConnector, got {connector!r}")
         if trial:
             if client_id or client_secret:
                 raise UsageError("trial mode sends no credentials: drop client_id/client_secret")
@@ -231,10 +312,17 @@ class TTSClient:
             sends_secrets=sends_secrets,
             allow_insecure_http=allow_insecure_http,
         )
+        api_proxy, token_proxy = _proxies(
+            proxy, proxy_auth, trust_env, (self._base_url, self._token_url)
+        )
         self._trial = trial
         self._client_id = client_id
         self._poll = poll
+        self._view_poll: PollPolicy | None = None
+        """A view's poll policy, for the tasks its waits and batches start."""
+        self._is_view = False
         self._timeouts = timeouts
+        self._retry = retry
         self._limits = limits
         self._durable = durable
         self._session = HttpSession(
@@ -246,51 +334,106 @@ class TTSClient:
                 retry=retry,
                 limits=limits,
                 ssl=_ssl_setting(ca_file, ssl_context),
+                base_url=self._base_url,
+                api_proxy=api_proxy,
+                token_proxy=token_proxy,
+                headers=check_headers(headers),
+                session=session,
+                connector=connector,
             )
         )
+        self._shared = _Shared(self._session, poll)
         tts_path = _TRIAL_PATH if trial else _TTS_PATH
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
-        self._lifecycle = Lifecycle.NEW
-        self._download_slots: asyncio.Semaphore | None = None
-        self._scheduler: Scheduler | None = None
-        self._scheduler_task: asyncio.Task[None] | None = None
-        self._batches: WeakSet[Batch] = WeakSet()
-        self._batch_tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
-        state = self._lifecycle.value
-        return f"<TTSClient {self._base_url} {mode} {state}>"
+        state = self._shared.lifecycle.value
+        view = " (a view: with_options)" if self._is_view else ""
+        return f"<TTSClient {self._base_url} {mode} {state}{view}>"
+
+    def with_options(
+        self,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+    ) -> TTSClient:
+        """This client with other options: a view that shares its session, token, rate
+        limiter, scheduler and lifecycle, and leaves it unchanged.
+
+        ``timeouts`` and ``retry`` apply to the view's own calls (``submit``, ``fetch``,
+        ``status``, ``cancel``, ``download``); ``poll`` sets the delays of the tasks its
+        ``wait`` and ``fetch_many`` start (the budget stays the client's). Polls are sent
+        by the one scheduler, with the client's own retry policy and timeouts.
+
+        A view may be made before or after the client opens; it is open while the client
+        is. Closing the view (``aclose``, or leaving ``async with view``) closes nothing;
+        closing the client ends the view's calls with ``ClientClosedError``.
+        """
+        for name, value, kind in (
+            ("timeouts", timeouts, Timeouts),
+            ("retry", retry, RetryPolicy),
+            ("poll", poll, PollPolicy),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {value!r}")
+        view = copy.copy(self)  # shares _shared, and with it every piece of live state
+        view._is_view = True
+        view._timeouts = timeouts or self._timeouts
+        view._retry = retry or self._retry
+        if poll is not None:
+            view._poll = view._view_poll = poll
+        view._session = self._session.derive(timeouts=view._timeouts, retry=view._retry)
+        return view
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> TTSClient:
-        if self._lifecycle is Lifecycle.CLOSED:
+        shared = self._shared
+        if self._is_view:
+            self._require_open()  # a view opens with its client
+            return self
+        if shared.lifecycle is Lifecycle.CLOSED:
             raise ClientClosedError("this client was closed; create a new TTSClient")
-        if self._lifecycle is Lifecycle.OPEN:
+        if shared.lifecycle is Lifecycle.OPEN:
             raise UsageError("this client is already open")
         await self._session.open()
-        self._download_slots = asyncio.Semaphore(self._limits.downloads)
-        self._lifecycle = Lifecycle.OPEN
+        shared.download_slots = asyncio.Semaphore(self._limits.downloads)
+        shared.lifecycle = Lifecycle.OPEN
         return self
 
+    @property
+    def _download_slots(self) -> asyncio.Semaphore | None:
+        return self._shared.download_slots
+
+    @property
+    def _batches(self) -> WeakSet[Batch]:
+        return self._shared.batches
+
+    @property
+    def _scheduler(self) -> Scheduler | None:
+        return self._shared.scheduler
+
     def _the_scheduler(self) -> Scheduler:
-        """The one scheduler every wait and batch of this client feeds, started on first
-        use in a task the client keeps (so it outlives the caller that started it)."""
-        if self._scheduler is None:
-            assert self._download_slots is not None
-            self._scheduler = Scheduler(
-                self._session,
+        """The one scheduler every wait and batch of this client (and of its views)
+        feeds, started on first use in a task the client keeps (so it outlives the caller
+        that started it)."""
+        shared = self._shared
+        if shared.scheduler is None:
+            assert shared.download_slots is not None
+            shared.scheduler = Scheduler(
+                shared.session,
                 fetch_url=self._tts_url,
                 authorised=not self._trial,
-                poll=self._poll,
+                poll=shared.poll,
                 limits=self._limits,
-                download_slots=self._download_slots,
+                download_slots=shared.download_slots,
                 durable=self._durable,
             )
-            self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
-        return self._scheduler
+            shared.scheduler_task = asyncio.get_running_loop().create_task(shared.scheduler.run())
+        return shared.scheduler
 
     async def __aexit__(
         self,
@@ -301,35 +444,42 @@ class TTSClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel running batches (waiting for their clean-up), then close the pool.
-        Safe to call more than once."""
-        self._lifecycle = Lifecycle.CLOSED
+        """Cancel running batches (waiting for their clean-up), end running calls, then
+        close the pool (if the client opened it). Safe to call more than once. On a view
+        (``with_options``) it does nothing: the client it came from owns all of that."""
+        if self._is_view:
+            return
+        shared = self._shared
+        shared.lifecycle = Lifecycle.CLOSED
         try:
-            for batch in list(self._batches):
+            for batch in list(shared.batches):
                 batch.cancel()
-            if self._batch_tasks:
+            if shared.batch_tasks:
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(*self._batch_tasks, return_exceptions=True)
-            if self._scheduler_task is not None:
-                self._scheduler_task.cancel()
+                    await asyncio.gather(*shared.batch_tasks, return_exceptions=True)
+            if shared.scheduler_task is not None:
+                shared.scheduler_task.cancel()
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(self._scheduler_task, return_exceptions=True)
+                    await asyncio.gather(shared.scheduler_task, return_exceptions=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._session.close()
 
     def _require_open(self) -> None:
-        if self._lifecycle is Lifecycle.CLOSED:
+        lifecycle = self._shared.lifecycle
+        if lifecycle is Lifecycle.CLOSED:
             raise ClientClosedError("this client is closed; create a new TTSClient")
-        if self._lifecycle is Lifecycle.NEW:
+        if lifecycle is Lifecycle.NEW:
             raise ClientClosedError(
                 "this client is not open; use it as `async with TTSClient(...) as client:`"
+                + (" (a view opens with the client it was made from)" if self._is_view else "")
             )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._batch_tasks.add(task)
-        task.add_done_callback(self._batch_tasks.discard)
+        tasks = self._shared.batch_tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     @property
     def trial(self) -> bool:
@@ -544,7 +694,11 @@ class TTSClient:
         scheduler = self._the_scheduler()
         waiter = _Waiter()
         subscription = scheduler.subscribe(
-            task_id, target, waiter, deadline=scheduler.clock() + timeout, poll=poll
+            task_id,
+            target,
+            waiter,
+            deadline=scheduler.clock() + timeout,
+            poll=poll or self._view_poll,
         )
         try:
             outcome = await waiter.outcome
@@ -643,7 +797,7 @@ class TTSClient:
             capacity=self._limits.tasks_in_flight,
             task_timeout=math.inf if task_timeout is None else task_timeout,
             batch_timeout=math.inf if batch_timeout is None else batch_timeout,
-            poll=poll,
+            poll=poll or self._view_poll,
             resume=ResumeRules(earlier, target_for, retry_failed, check_files=True)
             if resume
             else None,

@@ -24,11 +24,21 @@ passes through ``_redact.server_text`` before it reaches an exception or a log l
 A call may carry a deadline (``timeout``): the whole call, token, retries and body
 included, runs in one cancel scope; past it, a ``RequestTimeout`` names the call and the
 deadline (an ``UncertainDelivery`` for a non-idempotent request that may have been sent).
+
+The aiohttp session is aiotts's own (made at ``open``, closed at ``close``) unless one is
+given in (``SessionSettings.session``, or only its ``connector``): aiotts never closes
+what it did not open. With a session given in, what keeps aiotts safe is passed with
+each request, where aiohttp lets it override the session's own settings: no redirects,
+``raise_for_status=False``, decompression on, the read buffer, aiotts's connect and read
+timeouts, the proxy, and the User-Agent and extra headers (unless the session sets its
+own). ``derive`` makes a view: the same pool, token, limiter and counters, other
+timeouts and retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import logging
 import math
@@ -37,9 +47,9 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -63,6 +73,7 @@ from aiotts._errors import (
     TokenRateLimitedError,
     UsageError,
 )
+from aiotts._network import PROXY_ERRORS, Proxy, Route, proxy_error, user_agent
 from aiotts._ratelimit import RateLimiter
 from aiotts._retry import Retryable, UncertainDelivery, retry_after
 
@@ -92,6 +103,43 @@ class SessionSettings:
     retry: RetryPolicy
     limits: Limits
     ssl: ssl.SSLContext | bool
+    base_url: str = ""
+    """The API's address (its scheme decides how a proxy is spoken to)."""
+    api_proxy: Proxy | None = None
+    """The proxy of requests to the API (``base_url``), if any."""
+    token_proxy: Proxy | None = None
+    """The proxy of the token request (``token_url``), if any."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers of every request; a ``User-Agent`` here replaces aiotts's."""
+    session: aiohttp.ClientSession | None = None
+    """A session given in: used, never closed."""
+    connector: aiohttp.BaseConnector | None = None
+    """A connector given in: aiotts's own session runs on it, and never closes it."""
+
+
+def client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiotts's timeouts as aiohttp's: no total (each call has its own deadline), and
+    bounds on connecting and on each wait for bytes."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeouts.connect,
+        sock_connect=timeouts.connect,
+        sock_read=timeouts.read,
+    )
+
+
+class _Pool:
+    """What a session and all its views share: the aiohttp session while it is open."""
+
+    __slots__ = ("calls", "closed", "session", "timeouts")
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.closed = False
+        self.calls: set[anyio.CancelScope] = set()
+        """The deadlines of the single calls running: ``close`` ends them."""
+        self.timeouts = timeouts
+        """The timeouts the session was made with (its views may have others)."""
 
 
 @dataclass(slots=True)
@@ -257,14 +305,32 @@ def _redirect_refusal(kind: str, response: aiohttp.ClientResponse) -> str:
     )
 
 
+def _adopt(
+    session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop
+) -> aiohttp.ClientSession:
+    """A session given in, if it can carry this client's requests."""
+    if session.closed:
+        raise UsageError(
+            "the aiohttp session given in is closed: pass an open one (aiotts never closes "
+            "a session it did not open, so keep it open while the client is)"
+        )
+    if getattr(session, "_loop", loop) is not loop:
+        raise UsageError(
+            "the aiohttp session given in belongs to another event loop: make it inside "
+            "the loop that opens the client"
+        )
+    return session
+
+
 class HttpSession:
-    """Owns the aiohttp session. Opened once inside the running loop, closed once."""
+    """Owns the aiohttp session (unless one was given in). Opened once inside the running
+    loop, closed once."""
 
     def __init__(self, settings: SessionSettings) -> None:
         self._settings = settings
         _redact.register_secret(settings.client_secret)
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
+        self._pool = _Pool(settings.timeouts)
+        self._api_route, self._token_route = self._routes(settings)
         self._slots = asyncio.Semaphore(settings.limits.polls)
         self.counters = RequestCounters()
         self.limiter = RateLimiter(
@@ -277,9 +343,49 @@ class HttpSession:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._session else "not opened"
-        return f"<HttpSession {state} {self.counters!r} {self.limiter!r} {self.tokens!r}>"
+        given = " (session given in)" if self._settings.session is not None else ""
+        return f"<HttpSession {state}{given} {self.counters!r} {self.limiter!r} {self.tokens!r}>"
+
+    def _routes(self, settings: SessionSettings) -> tuple[Route, Route]:
+        """How requests to the API and to the token endpoint are sent, decided once."""
+        own_headers = {"User-Agent": user_agent(), **settings.headers}
+        extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        given = settings.session
+        if given is not None:
+            # The session's own settings may be anything: what aiotts relies on goes with
+            # each request. Its own headers beat aiotts's User-Agent, not the user's.
+            extra.update(raise_for_status=False, auto_decompress=True, read_bufsize=READ_CHUNK)
+            headers = {
+                name: value
+                for name, value in own_headers.items()
+                if name in settings.headers or name not in given.headers
+            }
+        if given is not None or settings.timeouts != self._pool.timeouts:
+            extra["timeout"] = client_timeout(settings.timeouts)
+        if (given is not None or settings.connector is not None) and settings.ssl is not True:
+            extra["ssl"] = settings.ssl  # the connector given in verifies as it was made to
+        api = Route.to(settings.base_url, settings.api_proxy, headers, extra)
+        token = Route.to(settings.token_url, settings.token_proxy, headers, extra)
+        return api, token
+
+    def derive(self, *, timeouts: Timeouts, retry: RetryPolicy) -> HttpSession:
+        """A view of this session with other timeouts and retry policy: the same pool,
+        token, rate limiter, slots and counters, so it opens and closes with this one."""
+        view = copy.copy(self)
+        view._settings = replace(self._settings, timeouts=timeouts, retry=retry)
+        view._api_route, view._token_route = view._routes(view._settings)
+        return view
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        return self._pool.session
+
+    @property
+    def _closed(self) -> bool:
+        return self._pool.closed
 
     async def open(self) -> None:
         if self._closed:
@@ -287,28 +393,39 @@ class HttpSession:
         if self._session is not None:
             raise UsageError("this client is already open")
         settings = self._settings
-        connector = aiohttp.TCPConnector(
-            limit=settings.limits.polls, ssl=settings.ssl, enable_cleanup_closed=True
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=settings.timeouts.connect,
-            sock_connect=settings.timeouts.connect,
-            sock_read=settings.timeouts.read,
-        )
-        self._session = aiohttp.ClientSession(
+        loop = asyncio.get_running_loop()
+        if settings.session is not None:
+            self._pool.session = _adopt(settings.session, loop)
+            return
+        connector = settings.connector
+        if connector is None:
+            connector = aiohttp.TCPConnector(
+                limit=settings.limits.polls, ssl=settings.ssl, enable_cleanup_closed=True
+            )
+        elif connector.closed or getattr(connector, "_loop", loop) is not loop:
+            raise UsageError(
+                "the connector given in is closed or belongs to another event loop: make it "
+                "inside the loop that opens the client, and keep it open while the client is"
+            )
+        self._pool.session = aiohttp.ClientSession(
             connector=connector,
-            timeout=timeout,
+            connector_owner=settings.connector is None,
+            timeout=client_timeout(settings.timeouts),
+            headers={"User-Agent": user_agent(), **settings.headers},
             read_bufsize=READ_CHUNK,
             raise_for_status=False,
             auto_decompress=True,
         )
 
     async def close(self) -> None:
-        """Close the pool; safe to call more than once."""
-        self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
+        """Close the pool if aiotts opened it (a session given in stays open, a connector
+        given in too); safe to call more than once."""
+        pool = self._pool
+        pool.closed = True
+        for call in pool.calls:
+            call.cancel()
+        session, pool.session = pool.session, None
+        if session is not None and self._settings.session is None:
             await session.close()
 
     @property
@@ -358,13 +475,24 @@ class HttpSession:
             return await self._retry(first, request, handle)
 
     async def _within(self, request: _Request, handle: Handler[T], *, deadline: float) -> T:
-        """The request under one cancel scope of ``deadline`` seconds."""
-        with anyio.move_on_after(deadline):
-            try:
-                return await self._send(request, handle)
-            except Retryable as first:
-                return await self._retry(first, request, handle)
-        # Only reached when the deadline cancelled the call.
+        """The request under one cancel scope of ``deadline`` seconds, which ``close``
+        also cancels."""
+        scope = anyio.move_on_after(deadline)
+        calls = self._pool.calls
+        calls.add(scope)
+        try:
+            with scope:
+                try:
+                    return await self._send(request, handle)
+                except Retryable as first:
+                    return await self._retry(first, request, handle)
+        finally:
+            calls.discard(scope)
+        # Only reached when the deadline or the client's close cancelled the call.
+        if self._closed:
+            raise ClientClosedError(
+                f"{request.kind}: the client was closed while this call was running"
+            )
         kind, idempotent = request.kind, request.idempotent
         error = RequestTimeout(
             f"{kind}: no complete answer within the call's deadline of {deadline:g}s "
@@ -393,9 +521,10 @@ class HttpSession:
     async def _send(self, request: _Request, handle: Handler[T]) -> T:
         session = self._require_open()
         kind, method = request.kind, request.method
+        route = self._token_route if kind == "token" else self._api_route
         replayed = False
         while True:
-            headers: dict[str, str] = {}
+            headers = dict(route.headers) if route.headers else {}
             token = None
             if request.body is not None:
                 headers["Content-Type"] = request.content_type
@@ -420,6 +549,7 @@ class HttpSession:
                         data=request.body,
                         headers=headers,
                         allow_redirects=False,  # see the module docstring
+                        **route.options,
                     ) as response:
                         status = response.status
                         if log.isEnabledFor(logging.DEBUG):
@@ -445,14 +575,25 @@ class HttpSession:
                                 "check the credentials' permissions for this API",
                                 status=401,
                             )
-                        await self._raise_for_status(request, response)
+                        await self._raise_for_status(request, response, route)
                 except (AiottsError, Retryable):
                     raise
+                except PROXY_ERRORS as exc:
+                    raise proxy_error(kind, route.proxy, exc) from _redact.safe_cause(exc)
                 except _FOREIGN_TYPES as exc:
                     raise foreign_error(kind, exc) from _redact.safe_cause(exc)
 
-    async def _raise_for_status(self, request: _Request, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for_status(
+        self, request: _Request, response: aiohttp.ClientResponse, route: Route
+    ) -> None:
         kind, status = request.kind, response.status
+        if status == 407 and route.proxy is not None:
+            raise ConnectError(
+                f"{kind}: the proxy {route.proxy.shown} refused the request (HTTP 407, proxy "
+                "authentication required): check the proxy's credentials (proxy_auth=..., or "
+                "user:password@ in the proxy URL)",
+                status=407,
+            )
         if 300 <= status < 400:
             raise ResponseError(_redirect_refusal(kind, response), status=status)
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=time.time())
@@ -469,7 +610,7 @@ class HttpSession:
         if status == 429 or status >= 500:
             reason = _redact.server_text(response.reason or "", limit=80)
             error = ServerError(
-                f"{kind}: the server answered HTTP {status} {reason}".rstrip(),
+                f"{kind}: the server answered HTTP {status} {reason}".rstrip() + route.through(),
                 status=status,
                 retry_after=retry_after,
             )

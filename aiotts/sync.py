@@ -37,9 +37,11 @@ import os
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
+
+import aiohttp
 
 from aiotts._admission import TaskIds
 from aiotts._batch import Batch as AsyncBatch
@@ -210,6 +212,10 @@ class TTSClient:
     exceptions. Open on construction; ``close()`` (or leaving ``with``) cancels whatever
     is still running, waits for its clean-up and stops the client's loop thread. Safe to
     call from several threads at once and from inside a running event loop.
+
+    ``session=`` and ``connector=`` are refused (``UsageError``): aiohttp's sessions and
+    connectors belong to the loop they were made in, and this client's loop is its own.
+    ``proxy=``, ``trust_env=`` and ``headers=`` work as in the async client.
     """
 
     def __init__(
@@ -228,7 +234,21 @@ class TTSClient:
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure_http: bool = False,
         durable: bool = False,
+        proxy: str | None = None,
+        proxy_auth: aiohttp.BasicAuth | tuple[str, str] | None = None,
+        trust_env: bool = False,
+        headers: Mapping[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connector: aiohttp.BaseConnector | None = None,
     ) -> None:
+        if session is not None or connector is not None:
+            # Both belong to the loop they were made in; this client's loop is its own.
+            raise UsageError(
+                "the blocking client runs its own event loop, so it cannot use an aiohttp "
+                "session or connector made in yours: pass proxy=..., trust_env=True or "
+                "headers=... instead, or use aiotts.TTSClient in your loop"
+            )
+
         async def open_client() -> AsyncTTSClient:
             # Made and opened on the loop: its pool belongs to that loop.
             client = AsyncTTSClient(
@@ -245,6 +265,10 @@ class TTSClient:
                 ssl_context=ssl_context,
                 allow_insecure_http=allow_insecure_http,
                 durable=durable,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                trust_env=trust_env,
+                headers=headers,
             )
             await client.__aenter__()
             return client
@@ -256,8 +280,25 @@ class TTSClient:
             runner.shut_down(_NOT_OPENED)
             raise
         self._runner = runner
+        self._parent: TTSClient | None = None
         # Closes a client nobody closed when it is collected, or at interpreter exit.
         self._finalizer = weakref.finalize(self, runner.shut_down, self._client)
+
+    def with_options(
+        self,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+    ) -> TTSClient:
+        """This client with other options, as :meth:`aiotts.TTSClient.with_options`: a
+        view sharing its loop thread, session, token, scheduler and lifecycle. Closing the
+        view closes nothing; closing this client ends the view's calls too."""
+        view = object.__new__(TTSClient)
+        view._client = self._client.with_options(timeouts=timeouts, retry=retry, poll=poll)
+        view._runner = self._runner
+        view._parent = self._parent or self  # keeps the client (and its loop) alive
+        return view
 
     def __repr__(self) -> str:
         inner = repr(self._client).removeprefix("<TTSClient ").removesuffix(">")
@@ -280,8 +321,10 @@ class TTSClient:
 
     def close(self) -> None:
         """Cancel running calls and batches (waiting for their clean-up), close the pool
-        and stop the loop thread. Safe to call more than once, from any thread."""
-        self._finalizer()
+        and stop the loop thread. Safe to call more than once, from any thread. On a view
+        (``with_options``) it does nothing: the client it was made from owns all that."""
+        if self._parent is None:
+            self._finalizer()
 
     @property
     def closed(self) -> bool:
