@@ -300,15 +300,18 @@ class Submissions:
             return Submitted(key, entry.task_id, resumed=True)
         if self._resubmit_uncertain:
             return _Send(key, text, digest)
+        error = (
+            entry.error
+            or "an earlier run was sending this text when it stopped: the server may have "
+            "it (it may be billed)"
+        ) + "; sent again only with resubmit_uncertain=True (CLI: --resubmit-uncertain)"
         return Submitted(
             key,
             None,
             uncertain=True,
             resumed=True,
-            error=entry.error
-            or "an earlier run was sending this text when it stopped: the server may have "
-            "it (it may be billed); sent again only with resubmit_uncertain=True "
-            "(CLI: --resubmit-uncertain)",
+            error=error,
+            cause=SubmitUncertainError(error, text=text),
         )
 
     async def _send(self, item: _Send) -> Submitted:
