@@ -38,7 +38,7 @@ from aiotts.cli._commands import DEFAULT_RECORD, make_client, say_on_stderr, std
 from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
 from aiotts.cli._text import shown
 
-__all__ = ["EXAMPLES", "add_arguments", "synthesize"]
+__all__ = ["EXAMPLES", "add_arguments", "drive_synthesis", "synthesize"]
 
 EXAMPLES = """\
 examples:
@@ -228,7 +228,7 @@ def _shown_statistics(synthesis: Synthesis) -> BatchStatistics:
     return dataclasses.replace(statistics, states=states)
 
 
-async def _drive(
+async def drive_synthesis(
     synthesis: Synthesis, *, total: int, json_lines: bool, show_progress: bool
 ) -> Summary:
     console = stderr_console()
@@ -306,7 +306,7 @@ async def synthesize(args: argparse.Namespace) -> int:
                 task_timeout=args.timeout,
                 concurrency=args.submits,
             )
-            summary = await _drive(
+            summary = await drive_synthesis(
                 synthesis, total=total, json_lines=args.json, show_progress=not args.quiet
             )
     if args.quiet:
