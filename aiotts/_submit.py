@@ -102,7 +102,8 @@ class Submitted:
 
     @property
     def ok(self) -> bool:
-        return self.task_id is not None
+        """True when the text has its task id (sent now, or resumed) and no error."""
+        return self.task_id is not None and self.error is None
 
 
 @dataclass(frozen=True, slots=True)

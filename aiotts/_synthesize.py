@@ -131,7 +131,7 @@ class Synthesis:
         one is handed out at once, as its own outcome."""
         try:
             async for submitted in self._submissions:
-                if submitted.task_id is not None and submitted.error is None:
+                if submitted.ok and submitted.task_id is not None:
                     self._targets.add(submitted.task_id, submitted.key)
                     yield submitted.task_id
                 else:
