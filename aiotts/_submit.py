@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from asyncio import FIRST_COMPLETED
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -73,6 +74,9 @@ DEFAULT_SUBMIT_CONCURRENCY = 16
 
 THROTTLE_PATIENCE = 600.0
 """How long one text keeps being sent again after 429 answers before it fails."""
+
+_END = object()
+"""The end of the input."""
 
 _STOPS_THE_RUN: tuple[type[AiottsError], ...] = (
     AuthenticationError,
@@ -223,9 +227,20 @@ class Submissions:
     # -- the run ---------------------------------------------------------------------------
 
     async def _submit_all(self) -> AsyncGenerator[Submitted, None]:
-        source = _each(self._texts)
+        """Take texts in while fewer than ``concurrency`` submits are in flight; hand out
+        each result as soon as it is known. An async source is read in a task of its own,
+        so a source that waits (for more input, or for outcomes the caller has not seen
+        yet) never holds back the results already in."""
+        texts = self._texts
+        source: AsyncGenerator[object, None] | None = None
+        items: Iterator[object] | None = None
+        if isinstance(texts, AsyncIterable):
+            source = _each(texts)
+        else:
+            items = iter(texts)
         seen = SeenIds()
         running: set[asyncio.Task[Submitted]] = set()
+        pull: asyncio.Future[Any] | None = None
         position = 0
         exhausted = False
         try:
@@ -234,9 +249,21 @@ class Submissions:
                     running.discard(task)
                     yield task.result()  # a run-stopping error is raised here
                 if not exhausted and len(running) < self._concurrency:
-                    try:
-                        raw = await source.__anext__()
-                    except StopAsyncIteration:
+                    if items is not None:
+                        raw = next(items, _END)
+                    else:
+                        assert source is not None
+                        if pull is None:
+                            pull = asyncio.ensure_future(source.__anext__())
+                        if not pull.done():
+                            await asyncio.wait({*running, pull}, return_when=FIRST_COMPLETED)
+                            continue
+                        taken, pull = pull, None
+                        try:
+                            raw = taken.result()
+                        except StopAsyncIteration:
+                            raw = _END
+                    if raw is _END:
                         exhausted = True
                         continue
                     decided = self._decide(raw, position, seen)
@@ -248,14 +275,18 @@ class Submissions:
                     continue
                 if not running:
                     return
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(running, return_when=FIRST_COMPLETED)
         finally:
-            for task in running:
-                task.cancel()
+            waiting: set[asyncio.Future[Any]] = set(running)
+            if pull is not None:
+                waiting.add(pull)
+            for future in waiting:
+                future.cancel()
             with anyio.CancelScope(shield=True):
-                if running:
-                    await asyncio.gather(*running, return_exceptions=True)
-                await source.aclose()
+                if waiting:
+                    await asyncio.gather(*waiting, return_exceptions=True)
+                if source is not None:
+                    await source.aclose()
             seen.close()
             if self._owns_ledger and self._ledger is not None:
                 self._ledger.close()
