@@ -19,12 +19,13 @@ Invariants of ``file_stem`` (what ``synthesize`` names each text's file after):
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -119,7 +120,7 @@ def _decoded(name: str, number: int, raw: bytes) -> str:
         raise _bad(name, number, "not valid UTF-8; save the file as UTF-8") from None
 
 
-def _txt(file: IO[bytes], name: str) -> Iterator[TextLine]:
+def _txt(file: IO[bytes], name: str) -> Generator[TextLine, None, None]:
     """One text a line; its key is its line number. Blank lines are skipped (their numbers
     are not reused, so keys stay the line numbers of the file)."""
     for number, raw in enumerate(file, start=1):
@@ -130,7 +131,7 @@ def _txt(file: IO[bytes], name: str) -> Iterator[TextLine]:
             yield TextLine(str(number), text, number)
 
 
-def _jsonl(file: IO[bytes], name: str) -> Iterator[TextLine]:
+def _jsonl(file: IO[bytes], name: str) -> Generator[TextLine, None, None]:
     """``{"key": ..., "text": ...}`` a line; a key may be a string or a whole number."""
     for number, raw in enumerate(file, start=1):
         if not raw.strip():
@@ -151,7 +152,9 @@ def _jsonl(file: IO[bytes], name: str) -> Iterator[TextLine]:
         yield TextLine(key, text, number)
 
 
-def _csv(file: IO[bytes], name: str, key_column: str, text_column: str) -> Iterator[TextLine]:
+def _csv(
+    file: IO[bytes], name: str, key_column: str, text_column: str
+) -> Generator[TextLine, None, None]:
     """A header row naming the columns, then a text a row (quoted texts may span lines;
     the line named is where the row starts)."""
     stream = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
@@ -184,7 +187,8 @@ def _csv(file: IO[bytes], name: str, key_column: str, text_column: str) -> Itera
     except csv.Error as exc:
         raise _bad(name, reader.line_num, f"not valid CSV ({exc})") from None
     finally:
-        stream.detach()
+        with contextlib.suppress(ValueError):  # the file was closed first: nothing to undo
+            stream.detach()
 
 
 def read_texts(
@@ -204,11 +208,12 @@ def read_texts(
         lines = _csv(file, name, key_column, text_column)
     else:
         lines = _txt(file, name)
-    for item in lines:
-        if not item.key.strip():
-            raise _bad(name, item.line, "the key is empty")
-        if len(item.key) > MAX_KEY_LENGTH:
-            raise _bad(name, item.line, f"the key is {len(item.key)} characters long")
-        if not item.text.strip():
-            raise _bad(name, item.line, f"the text of key {shown_key(item.key)} is empty")
-        yield item
+    with contextlib.closing(lines):  # a bad line ends the reading at once, not at collection
+        for item in lines:
+            if not item.key.strip():
+                raise _bad(name, item.line, "the key is empty")
+            if len(item.key) > MAX_KEY_LENGTH:
+                raise _bad(name, item.line, f"the key is {len(item.key)} characters long")
+            if not item.text.strip():
+                raise _bad(name, item.line, f"the text of key {shown_key(item.key)} is empty")
+            yield item
