@@ -139,6 +139,11 @@ class Synthesis:
                     await self._sender.send(no_task_outcome(submitted))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return  # nobody reads any more: the synthesis is being cancelled
+        except AiottsError as exc:
+            # The submits stopped (credentials refused, the ledger unwritable): the batch
+            # ends what it holds, then the caller gets this error after those outcomes.
+            self._error = self._error or exc
+            return
         finally:
             with anyio.CancelScope(shield=True):
                 await self._submissions.aclose()
@@ -152,7 +157,7 @@ class Synthesis:
                         key = self._targets.key_of(outcome.task_id)
                         await self._sender.send(dataclasses.replace(outcome, key=key))
         except AiottsError as exc:
-            self._error = exc  # raised to the caller after the outcomes queued before it
+            self._error = self._error or exc  # raised to the caller after the outcomes queued
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         finally:
@@ -186,6 +191,7 @@ class Synthesis:
         try:
             return await self._receiver.receive()
         except anyio.EndOfStream:
+            self._receiver.close()
             if self._error is not None:
                 raise self._error from None
             raise StopAsyncIteration from None
@@ -210,3 +216,6 @@ class Synthesis:
     def __del__(self) -> None:
         if self._started and not self._finished.is_set():
             self._scope.cancel()
+        self._receiver.close()  # nothing reads any more: the pump's next send ends it
+        if not self._started:
+            self._sender.close()

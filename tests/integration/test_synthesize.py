@@ -12,7 +12,7 @@ import pytest
 
 import aiotts
 import aiotts.sync
-from aiotts import Outcome, OutcomeState, SubmitUncertainError, TTSClient
+from aiotts import CredentialsError, Outcome, OutcomeState, SubmitUncertainError, TTSClient
 from aiotts._store import OutcomeStore
 from aiotts._texts import file_stem
 from aiotts.emulator import Emulator, EmulatorConfig
@@ -169,3 +169,32 @@ def test_the_blocking_client_mirrors_both_calls(tmp_path: Path) -> None:
         assert [(p.name, p.kind, p.default) for p in blocking.values()] == [
             (p.name, p.kind, p.default) for p in asynchronous.values()
         ]
+
+
+async def test_refused_credentials_stop_the_run_with_their_error(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "aiotts.db"
+    client = TTSClient(emulator.client_id, "not-the-secret", base_url=emulator.url)
+    async with client:
+        with pytest.raises(CredentialsError):
+            await run(client, [("a", "Never sent.")], tmp_path, ledger=ledger)
+    assert emulator.task_ids() == ()
+    with OutcomeStore(ledger) as store:
+        entry = store.ledger_entry("a")
+    assert entry is not None and entry.state == "unsent"  # a resume sends it
+
+
+def test_the_blocking_client_synthesizes_and_submits(tmp_path: Path) -> None:
+    from tests.integration.test_sync_client import ThreadedEmulator, blocking_client
+
+    server = ThreadedEmulator(EmulatorConfig(pending_seconds=0, processing_seconds=0))
+    try:
+        with blocking_client(server) as client:
+            outcomes = list(client.synthesize([("a", "Blocking one."), ("b", "Two.")], tmp_path))
+            submitted = list(client.submit_many(["Three."], ledger=tmp_path / "l.db"))
+    finally:
+        server.close()
+    assert sorted((o.key, o.state.value) for o in outcomes) == [("a", "done"), ("b", "done")]
+    assert (tmp_path / "a.wav").exists()
+    assert [(s.key, s.ok) for s in submitted] == [("0", True)]
