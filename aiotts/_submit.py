@@ -216,6 +216,12 @@ class Submissions:
     async def __aenter__(self) -> Submissions:
         return self
 
+    def __del__(self) -> None:
+        # Made, never iterated: release the ledger's lock (a started run closes it in its
+        # own clean-up, which the event loop runs when the run is collected).
+        if self._run is None and self._owns_ledger and self._ledger is not None:
+            self._ledger.close()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -30,7 +30,7 @@ from aiotts._batch import BatchStatistics
 from aiotts._config import Limits
 from aiotts._errors import OutputError, SubmitUncertainError, UsageError
 from aiotts._models import Outcome, OutcomeState, printable_id
-from aiotts._store import OutcomeStore
+from aiotts._store import OutcomeStore, is_store_path
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY
 from aiotts._synthesize import Synthesis
 from aiotts._texts import INPUT_FORMATS, TextLine, input_format, read_texts, shown_key
@@ -285,6 +285,8 @@ async def synthesize(args: argparse.Namespace) -> int:
     name = "standard input" if args.file == "-" else args.file
     form = input_format("" if args.file == "-" else args.file, args.format)
     ledger = args.ledger or os.path.join(args.out, DEFAULT_RECORD)
+    if not is_store_path(ledger):
+        raise UsageError(f"--ledger {ledger} must be a store: a file ending in .db")
     with _open_input(args.file) as file:
         total = _checked(file, name, args, form)
         try:
