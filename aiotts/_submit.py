@@ -72,6 +72,10 @@ pairs, from any iterable or async iterable."""
 DEFAULT_SUBMIT_CONCURRENCY = 16
 """Submits in flight at once, by default."""
 
+STOP_GRACE = 5.0
+"""When a run stops early, how long the POSTs already out may take to bring their ids
+back before they are cancelled (and left in the uncertain window)."""
+
 THROTTLE_PATIENCE = 600.0
 """How long one text keeps being sent again after 429 answers before it fails."""
 
@@ -187,6 +191,8 @@ class Submissions:
         self._resubmit = resubmit
         self._clock = clock
         self._run: AsyncGenerator[Submitted, None] | None = None
+        self._stopping = False
+        self._backing_off: set[asyncio.Task[Any]] = set()  # waiting out a 429: not sent
         self.sent = 0
         self.resumed = 0
         self.throttled = 0
@@ -283,14 +289,27 @@ class Submissions:
                     return
                 await asyncio.wait(running, return_when=FIRST_COMPLETED)
         finally:
-            waiting: set[asyncio.Future[Any]] = set(running)
+            # Stopping early (Ctrl-C, ``break`` then ``aclose``, an error): the POSTs out
+            # get up to ``STOP_GRACE`` seconds to bring their ids back, so that a stop
+            # leaves as few texts as possible in the uncertain window; texts waiting out
+            # a 429 were not sent, and are not.
+            self._stopping = True
             if pull is not None:
-                waiting.add(pull)
-            for future in waiting:
-                future.cancel()
+                pull.cancel()
+            for task in self._backing_off:
+                task.cancel()
             with anyio.CancelScope(shield=True):
-                if waiting:
+                if running:
+                    with anyio.move_on_after(STOP_GRACE):
+                        await asyncio.wait(running)
+                    waiting: set[asyncio.Future[Any]] = set(running)
+                    if pull is not None:
+                        waiting.add(pull)
+                    for future in waiting:
+                        future.cancel()
                     await asyncio.gather(*waiting, return_exceptions=True)
+                elif pull is not None:
+                    await asyncio.gather(pull, return_exceptions=True)
                 if source is not None:
                     await source.aclose()
             seen.close()
@@ -371,8 +390,14 @@ class Submissions:
                     if exc.status == 429 and not isinstance(exc, TrialLimitError):
                         self.throttled += 1
                         delay = next(delays)
-                        if self._clock() + delay <= give_up_at:
-                            await anyio.sleep(delay)
+                        if self._clock() + delay <= give_up_at and not self._stopping:
+                            me = asyncio.current_task()
+                            assert me is not None
+                            self._backing_off.add(me)
+                            try:
+                                await anyio.sleep(delay)
+                            finally:
+                                self._backing_off.discard(me)
                             continue
                     raise
                 self.sent += 1

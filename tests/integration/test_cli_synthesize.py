@@ -136,6 +136,27 @@ async def test_a_second_run_without_resume_is_refused(emulator: Emulator, tmp_pa
     assert texts_sent(emulator) == Counter({"Only once.": 1})
 
 
+async def test_ctrl_c_records_what_was_sent_and_resume_finishes(tmp_path: Path) -> None:
+    config = EmulatorConfig(pending_seconds=(0, 0.5), processing_seconds=(0, 0.2), seed=5)
+    source = tmp_path / "texts.txt"
+    source.write_text("".join(f"Interrupted text number {n}.\n" for n in range(30)))
+    args = ["synthesize", str(source), "--out", str(tmp_path / "out"), "--submits", "4"]
+    async with Emulator(config) as emu:
+        process = await anyio.open_process(
+            [*AIOTTS, *args], env=cli_env(emu), stdout=subprocess.DEVNULL
+        )
+        with anyio.fail_after(60):
+            while len(emu.task_ids()) < 10:
+                await anyio.sleep(0.002)
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == ExitCode.INTERRUPTED
+        assert process.stderr is not None
+        assert b"--resume" in await process.stderr.receive()
+        final = await run([*args, "--resume", "--json"], emu)
+        assert final.returncode == ExitCode.OK, final.stderr.decode()  # nothing uncertain
+        assert max(texts_sent(emu).values()) == 1 and len(texts_sent(emu)) == 30
+
+
 # -- SIGKILL at random moments, then --resume ---------------------------------------------------
 
 

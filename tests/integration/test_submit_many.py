@@ -242,27 +242,70 @@ async def test_the_row_is_committed_before_the_post_leaves(tmp_path: Path) -> No
     assert seen_in_ledger == ["sending"]
 
 
-async def test_leaving_early_cancels_the_submits_in_flight(tmp_path: Path) -> None:
+async def test_stopping_early_lets_the_posts_out_bring_their_ids_back(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.db"
+    arrived: list[str] = []
     release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.StreamResponse:
         text = orjson.loads(await request.read())["text"]
+        arrived.append(text)
         if text != "fast":
             await release.wait()
-        return web.Response(text=f"TTS-{text}")
+        return web.Response(text=f"TTS-{text.replace(' ', '-')}")
+
+    async def release_when_both_arrived() -> None:
+        while len(arrived) < 3:
+            await asyncio.sleep(0.001)
+        release.set()
 
     async with HostileServer() as server:
         server.route("POST", TTS_PATH, slow)
         async with hostile_client(server) as client:
             submissions = client.submit_many(
-                [("f", "fast"), ("s1", "slow 1"), ("s2", "slow 2")], ledger=ledger
+                [("f", "fast"), ("s1", "slow 1"), ("s2", "slow 2"), ("later", "never")],
+                ledger=ledger,
+                concurrency=3,
             )
+            releaser = asyncio.create_task(release_when_both_arrived())
             async with submissions:
                 async for submitted in submissions:
                     assert submitted.key == "f"
                     break
-            release.set()
+            await releaser
     with OutcomeStore(ledger) as store:
-        states = {entry.key: entry.state for entry in store.ledger()}
-    assert states == {"f": "submitted", "s1": "sending", "s2": "sending"}
+        entries = {entry.key: (entry.state, entry.task_id) for entry in store.ledger()}
+    assert entries == {
+        "f": ("submitted", "TTS-fast"),
+        "s1": ("submitted", "TTS-slow-1"),
+        "s2": ("submitted", "TTS-slow-2"),
+    }
+    assert "never" not in arrived
+
+
+async def test_a_post_that_outlasts_the_stop_grace_stays_in_the_uncertain_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aiotts._submit.STOP_GRACE", 0.05)
+    ledger = tmp_path / "ledger.db"
+    never = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.StreamResponse:
+        text = orjson.loads(await request.read())["text"]
+        if text != "fast":
+            await never.wait()
+        return web.Response(text="TTS-fast")
+
+    async with HostileServer() as server:
+        server.route("POST", TTS_PATH, stuck)
+        async with hostile_client(server) as client:
+            submissions = client.submit_many([("f", "fast"), ("s", "stuck")], ledger=ledger)
+            async with submissions:
+                async for _ in submissions:
+                    break
+            never.set()
+            again = await collect(
+                client, [("f", "fast"), ("s", "stuck")], ledger=ledger, resume=True
+            )
+    assert again["f"].resumed and again["f"].task_id == "TTS-fast"
+    assert again["s"].uncertain and len(server.requests_to(TTS_PATH)) == 2
