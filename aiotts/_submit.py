@@ -156,9 +156,10 @@ def _item(raw: object, position: int) -> tuple[str, str | None, str | None]:
 
 class Submissions:
     """The texts of one ``submit_many``, submitted as they are read: iterate it for one
-    ``Submitted`` per text, in the order they finish. Leaving the loop early, or
-    ``aclose()``, cancels the submits in flight: each stays ``sending`` in the ledger (so
-    a resume reports it uncertain) unless it provably had not been sent."""
+    ``Submitted`` per text, in the order they finish. Leave the loop early inside
+    ``async with`` (or call ``aclose()``): no further text is sent, the POSTs already out
+    get ``STOP_GRACE`` seconds to bring their ids back (recorded), and one still out after
+    that stays ``sending`` in the ledger, so a resume reports it uncertain."""
 
     def __init__(
         self,

@@ -398,8 +398,8 @@ class TTSClient:
 
         The options are those of :meth:`aiotts.TTSClient.submit_many`. ``texts`` is read
         on the client's loop thread, so a generator of texts must not block for long.
-        Leaving the ``for`` loop early cancels the submits in flight and waits for them
-        (each stays in the ledger's uncertain window unless it provably was not sent).
+        Leaving the ``for`` loop early sends no further text and waits (a few seconds at
+        most) for the POSTs already out to bring their ids back.
         """
 
         async def start() -> AsyncSubmissions:
