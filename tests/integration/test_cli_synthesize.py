@@ -85,13 +85,22 @@ async def test_each_input_format_gives_one_file_per_key(
     assert texts_sent(emulator) == Counter(keys.values())
 
 
-async def test_standard_input_and_the_summary(emulator: Emulator, tmp_path: Path) -> None:
-    result = await run(
-        ["synthesize", "-", "--out", str(tmp_path)], emulator, stdin=b"Piped one.\nPiped two.\n"
-    )
+async def test_standard_input_and_a_second_run_that_needs_resume(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    args = ["synthesize", "-", "--out", str(tmp_path)]
+    piped = b"Piped one.\nPiped two.\n"
+    result = await run(args, emulator, stdin=piped)
     assert result.returncode == ExitCode.OK, result.stderr.decode()
     assert (tmp_path / "1.wav").exists() and (tmp_path / "2.wav").exists()
     assert b"aiotts synthesize" in result.stdout and b"done" in result.stdout
+    again = await run(args, emulator, stdin=piped)
+    assert again.returncode == ExitCode.USAGE
+    assert b"pass --resume" in again.stderr
+    resumed = await run([*args, "--resume", "--quiet"], emulator, stdin=piped)
+    assert resumed.returncode == ExitCode.OK
+    assert b"2 done (2 from an earlier run)" in resumed.stdout
+    assert texts_sent(emulator) == Counter({"Piped one.": 1, "Piped two.": 1})
 
 
 @pytest.mark.parametrize(
@@ -122,18 +131,6 @@ def test_bad_input_is_refused_naming_the_line_before_anything_is_sent(
     assert code == ExitCode.USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-
-
-async def test_a_second_run_without_resume_is_refused(emulator: Emulator, tmp_path: Path) -> None:
-    source = tmp_path / "in.txt"
-    source.write_text("Only once.\n")
-    args = ["synthesize", str(source), "--out", str(tmp_path / "out")]
-    assert (await run(args, emulator)).returncode == ExitCode.OK
-    again = await run(args, emulator)
-    assert again.returncode == ExitCode.USAGE
-    assert b"pass --resume" in again.stderr
-    assert (await run([*args, "--resume"], emulator)).returncode == ExitCode.OK
-    assert texts_sent(emulator) == Counter({"Only once.": 1})
 
 
 async def test_ctrl_c_records_what_was_sent_and_resume_finishes(tmp_path: Path) -> None:
