@@ -175,6 +175,9 @@ class Submissions:
         resubmit: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._run: AsyncGenerator[Submitted, None] | None = None
+        self._ledger = ledger
+        self._owns_ledger = owns_ledger  # set first: ``__del__`` reads them
         if resume and ledger is None:
             raise UsageError("resume needs a ledger: pass ledger=PATH (a .db store)")
         if not (isinstance(concurrency, int) and concurrency >= 1):
@@ -183,15 +186,12 @@ class Submissions:
             )
         self._client = client
         self._texts = texts
-        self._ledger = ledger
-        self._owns_ledger = owns_ledger
         self._resume = resume
         self._resubmit_uncertain = resubmit_uncertain
         self._concurrency = concurrency
         self._retry = retry
         self._resubmit = resubmit
         self._clock = clock
-        self._run: AsyncGenerator[Submitted, None] | None = None
         self._stopping = False
         self._backing_off: set[asyncio.Task[Any]] = set()  # waiting out a 429: not sent
         self.sent = 0
