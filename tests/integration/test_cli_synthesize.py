@@ -136,14 +136,14 @@ def test_bad_input_is_refused_naming_the_line_before_anything_is_sent(
 async def test_ctrl_c_records_what_was_sent_and_resume_finishes(tmp_path: Path) -> None:
     config = EmulatorConfig(pending_seconds=(0, 0.5), processing_seconds=(0, 0.2), seed=5)
     source = tmp_path / "texts.txt"
-    source.write_text("".join(f"Interrupted text number {n}.\n" for n in range(30)))
+    source.write_text("".join(f"Interrupted text number {n}.\n" for n in range(20)))
     args = ["synthesize", str(source), "--out", str(tmp_path / "out"), "--submits", "4"]
     async with Emulator(config) as emu:
         process = await anyio.open_process(
             [*AIOTTS, *args], env=cli_env(emu), stdout=subprocess.DEVNULL
         )
         with anyio.fail_after(60):
-            while len(emu.task_ids()) < 10:
+            while len(emu.task_ids()) < 8:
                 await anyio.sleep(0.002)
             process.send_signal(signal.SIGINT)
             assert await process.wait() == ExitCode.INTERRUPTED
@@ -151,7 +151,7 @@ async def test_ctrl_c_records_what_was_sent_and_resume_finishes(tmp_path: Path) 
         assert b"--resume" in await process.stderr.receive()
         final = await run([*args, "--resume", "--json"], emu)
         assert final.returncode == ExitCode.OK, final.stderr.decode()  # nothing uncertain
-        assert max(texts_sent(emu).values()) == 1 and len(texts_sent(emu)) == 30
+        assert max(texts_sent(emu).values()) == 1 and len(texts_sent(emu)) == 20
 
 
 # -- SIGKILL at random moments, then --resume ---------------------------------------------------
@@ -181,7 +181,7 @@ async def test_sigkill_at_random_moments_then_resume_pays_and_fetches_once(
     config = EmulatorConfig(
         pending_seconds=(0, 0.4), processing_seconds=(0, 0.2), audio_bytes=150_000, seed=seed
     )
-    count = 40
+    count = 30
     source = tmp_path / "texts.txt"
     source.write_text("".join(f"Killed run text number {n}.\n" for n in range(count)))
     out = tmp_path / "out"
