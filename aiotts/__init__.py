@@ -53,6 +53,8 @@ from aiotts._errors import (
 )
 from aiotts._manifest import ManifestEntry, read_manifest
 from aiotts._models import AudioResult, Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._submit import Submissions, Submitted
+from aiotts._synthesize import Synthesis
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -83,7 +85,10 @@ __all__ = [
     "RetryPolicy",
     "SavedAudio",
     "ServerError",
+    "Submissions",
     "SubmitUncertainError",
+    "Submitted",
+    "Synthesis",
     "TTSClient",
     "TaskError",
     "TaskFailedError",

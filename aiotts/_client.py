@@ -71,7 +71,9 @@ from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
 from aiotts._states import State
-from aiotts._store import OutcomeStore, open_record
+from aiotts._store import OutcomeStore, is_store_path, open_record
+from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY, Submissions, Texts
+from aiotts._synthesize import Synthesis, TextTargets
 from aiotts._transfer import Answer, read_answer, read_envelope
 
 __all__ = ["TRIAL_MAX_CHARS", "SavedAudio", "TTSClient"]
@@ -760,6 +762,123 @@ class TTSClient:
         """Like ``fetch_many``, but return every outcome at once, the failures kept apart."""
         return await self.fetch_many(ids, out_dir, **options).collect()
 
+    # -- from texts -----------------------------------------------------------------------------
+
+    def submit_many(
+        self,
+        texts: Texts,
+        *,
+        ledger: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        resubmit_uncertain: bool = False,
+        concurrency: int = DEFAULT_SUBMIT_CONCURRENCY,
+    ) -> Submissions:
+        """Submit every text of ``texts``; iterate for one ``Submitted`` per text, as each
+        submit ends (``async for submitted in client.submit_many(texts): ...``).
+
+        ``texts`` are strings (each known by its position: ``"0"``, ``"1"``, ...) or
+        ``(key, text)`` pairs, from any iterable or async iterable, read as submits finish
+        (at most ``concurrency`` in flight). With ``ledger`` (a store: ``.db``, ``.sqlite``
+        or ``.sqlite3``), each text's key and digest are committed before its POST leaves
+        and its task id as soon as the POST returns; with ``resume``, a text the ledger
+        holds an id for is not sent again (it comes back ``resumed``), and one whose POST
+        may have reached the server without an id is reported ``uncertain`` and sent again
+        only with ``resubmit_uncertain``. A key whose text changed is an error for that
+        text. A 429 makes the text wait and go again; a 400 fails that text alone.
+        """
+        self._require_open()
+        store = _ledger_store(ledger)
+        try:
+            return Submissions(
+                self,
+                texts,
+                ledger=store,
+                owns_ledger=True,
+                resume=resume,
+                resubmit_uncertain=resubmit_uncertain,
+                concurrency=concurrency,
+                retry=self._session._settings.retry,
+            )
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+
+    def synthesize(
+        self,
+        texts: Texts,
+        out_dir: str | os.PathLike[str],
+        *,
+        ledger: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        resubmit_uncertain: bool = False,
+        resubmit_missing: bool = False,
+        task_timeout: float | None = DEFAULT_TASK_TIMEOUT,
+        poll: PollPolicy | None = None,
+        concurrency: int = DEFAULT_SUBMIT_CONCURRENCY,
+    ) -> Synthesis:
+        """Turn every text into a WAV file in ``out_dir``, named after its key; iterate for
+        one ``Outcome`` per text (with its ``key``) as each ends.
+
+        Submit and fetch are pipelined: each task goes to the client's one scheduler as
+        soon as its id exists. ``texts`` and the submit options are those of
+        ``submit_many``; ``ledger`` (a store) records both the texts and the outcomes,
+        so a resume sends no text twice and fetches no audio twice. A task the server no
+        longer knows (an earlier run found it ``missing``, e.g. past the server's 24 h)
+        is submitted again only with ``resubmit_missing``. ``task_timeout`` and ``poll``
+        are ``fetch_many``'s.
+        """
+        self._require_open()
+        if resume and ledger is None:
+            raise UsageError("resume needs a ledger: pass ledger=PATH (a .db store)")
+        if task_timeout is not None and not task_timeout > 0:
+            raise UsageError(f"task_timeout must be a positive number, got {task_timeout!r}")
+        folder = Path(out_dir)
+        _prepare_folder(folder)
+        remove_stale_parts(folder)
+        store = _ledger_store(ledger)
+        try:
+            targets = TextTargets(folder)
+
+            def missing_before(task_id: str) -> bool:
+                assert store is not None
+                entry = store.get(task_id)
+                return entry is not None and entry.state is OutcomeState.MISSING
+
+            submissions = Submissions(
+                self,
+                texts,
+                ledger=store,
+                owns_ledger=False,  # the batch closes it, after the submissions stopped
+                resume=resume,
+                resubmit_uncertain=resubmit_uncertain,
+                concurrency=concurrency,
+                retry=self._session._settings.retry,
+                resubmit=missing_before if resubmit_missing and store is not None else None,
+            )
+            options = BatchOptions(
+                target_for=targets.target_for,
+                capacity=self._limits.tasks_in_flight,
+                task_timeout=math.inf if task_timeout is None else task_timeout,
+                poll=poll,
+                resume=ResumeRules(store, targets.target_for, check_files=True)
+                if resume and store is not None
+                else None,
+            )
+
+            def make_batch(ids: TaskIds) -> Batch:
+                batch = Batch(
+                    self._the_scheduler(), self._session, ids, self._spawn, options, manifest=store
+                )
+                self._batches.add(batch)
+                return batch
+
+            return Synthesis(submissions, targets, make_batch, self._spawn, store)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+
     def _batch(
         self,
         ids: TaskIds,
@@ -839,6 +958,18 @@ def _prepare_folder(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise output_error(exc, folder, None) from exc
+
+
+def _ledger_store(ledger: str | os.PathLike[str] | None) -> OutcomeStore | None:
+    """The store a ledger lives in, opened for writing (one run at a time)."""
+    if ledger is None:
+        return None
+    if not is_store_path(ledger):
+        raise UsageError(
+            f"the ledger {os.fspath(ledger)!r} must be a store: a path ending in .db, "
+            ".sqlite or .sqlite3"
+        )
+    return OutcomeStore(ledger)
 
 
 def _saved_or_raise(outcome: Outcome) -> SavedAudio:

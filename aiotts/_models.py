@@ -219,6 +219,8 @@ class Outcome:
     """True when the outcome comes from the manifest of an earlier run (nothing was sent)."""
     cause: AiottsError | None = field(default=None, repr=False, compare=False)
     """The exception behind a ``failed`` or ``aborted`` outcome, when there was one."""
+    key: str | None = None
+    """The key of the text this task was made from (``synthesize``); None otherwise."""
 
     @property
     def ok(self) -> bool:

@@ -10,8 +10,13 @@ Tables:
   last word wins). ``line`` is exactly the JSON object a JSONL manifest line holds (format
   version 2, files relative to the store's folder), so ``aiotts report`` prints the lines
   users grep today. ``seq`` orders the ids by their last word.
-* ``ledger(key, task_id, time)``: which task a submitted text became (a key per text), so
-  that a resumed bulk submit never pays twice for one text.
+* ``ledger(key, digest, state, task_id, stem, error, time)``: what became of each text
+  of a bulk submit (a key per text), so that a resumed one never pays twice for a text.
+  A text's row is committed as ``sending`` *before* its POST leaves, and becomes
+  ``submitted`` (with its task id) as soon as the POST returns, ``uncertain`` when the
+  POST may have reached the server without an id coming back, or ``unsent`` when it
+  provably created nothing (refused, or never sent). ``sending`` found by a later run is
+  the uncertain window: that run cannot know whether the server got the text.
 * ``meta(key, value)``: the format version, and which JSONL manifest was imported.
 
 Invariants:
@@ -42,6 +47,7 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from aiotts._errors import OutputError
 from aiotts._files import output_error
@@ -55,8 +61,10 @@ from aiotts._manifest import (
 from aiotts._models import Outcome
 
 __all__ = [
+    "LEDGER_STATES",
     "STORE_SUFFIXES",
     "STORE_VERSION",
+    "LedgerEntry",
     "OutcomeStore",
     "is_store_path",
     "merged_records",
@@ -73,9 +81,6 @@ CREATE TABLE IF NOT EXISTS outcomes (
     id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
-CREATE TABLE IF NOT EXISTS ledger (
-    key BLOB PRIMARY KEY, task_id BLOB NOT NULL, time REAL NOT NULL
-) WITHOUT ROWID;
 """
 _PUT = "INSERT OR REPLACE INTO outcomes (id, seq, state, line) VALUES (?, ?, ?, ?)"
 _GET = "SELECT line FROM outcomes WHERE id = ?"
@@ -201,6 +206,7 @@ class OutcomeStore:
                 raise sqlite3.OperationalError("the write-ahead log cannot be used here")
             db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(_SCHEMA)
+            _create_ledger(db)
             # Proves the store writable (a read-only folder or a full disk fails here,
             # before any request), and records the format.
             db.execute("BEGIN IMMEDIATE")
@@ -330,29 +336,77 @@ class OutcomeStore:
 
     # -- the ledger of submitted texts ---------------------------------------------------------
 
-    def record_submitted(self, key: str, task_id: str, *, commit: bool = True) -> None:
-        """Record that the text known by ``key`` became ``task_id`` (the last word wins).
-        Committed at once unless ``commit=False`` (then at the next ``commit``)."""
+    def _ledger_write(self, sql: str, values: tuple[object, ...], *, commit: bool) -> None:
         try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO ledger (key, task_id, time) VALUES (?, ?, ?)",
-                (_key(key), _key(task_id), time.time()),
-            )
+            self._db.execute(sql, values)
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         self._pending += 1
         if commit:
             self.commit()
 
+    def record_sending(self, key: str, digest: bytes, stem: str) -> None:
+        """Record, and commit, that the text known by ``key`` is about to be sent: from
+        here until ``record_submitted`` or ``record_unsent``, the text is in the uncertain
+        window (a crash leaves it ``sending``)."""
+        self._ledger_write(
+            "INSERT OR REPLACE INTO ledger (key, digest, state, task_id, stem, error, time) "
+            "VALUES (?, ?, 'sending', NULL, ?, NULL, ?)",
+            (_key(key), digest, stem, time.time()),
+            commit=True,
+        )
+
+    def record_submitted(self, key: str, task_id: str, *, commit: bool = True) -> None:
+        """Record that the text known by ``key`` became ``task_id`` (the last word wins).
+        Committed at once unless ``commit=False`` (then at the next ``commit``)."""
+        self._ledger_write(
+            "INSERT INTO ledger (key, state, task_id, time) VALUES (?, 'submitted', ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET state = 'submitted', task_id = excluded.task_id, "
+            "error = NULL, time = excluded.time",
+            (_key(key), _key(task_id), time.time()),
+            commit=commit,
+        )
+
+    def record_unsent(self, key: str, error: str, *, uncertain: bool) -> None:
+        """Record, and commit, that the text known by ``key`` got no task id: ``uncertain``
+        if its POST may have reached the server, else ``unsent`` (nothing was created)."""
+        self._ledger_write(
+            "UPDATE ledger SET state = ?, task_id = NULL, error = ?, time = ? WHERE key = ?",
+            ("uncertain" if uncertain else "unsent", error, time.time(), _key(key)),
+            commit=True,
+        )
+
+    def ledger_entry(self, key: str) -> LedgerEntry | None:
+        """What the ledger holds for ``key``, or None if the text was never sent."""
+        try:
+            row = self._db.execute(_LEDGER_GET, (_key(key),)).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        return None if row is None else _ledger_entry(key, row)
+
     def task_id_for(self, key: str) -> str | None:
-        """The task the text known by ``key`` became, or None if it was never submitted."""
+        """The task the text known by ``key`` became, or None if it has none (yet)."""
         try:
             row = self._db.execute(
                 "SELECT task_id FROM ledger WHERE key = ?", (_key(key),)
             ).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
-        return None if row is None else _text(row[0])
+        return None if row is None or row[0] is None else _text(row[0])
+
+    def ledger(self) -> Iterator[LedgerEntry]:
+        """Every text the ledger holds, oldest change first (nothing for a store written
+        before the ledger had its present form)."""
+        try:
+            rows = self._db.execute(f"SELECT key, {_LEDGER_COLUMNS} FROM ledger ORDER BY time")
+            for key, *rest in rows:
+                yield _ledger_entry(_text(key), tuple(rest))
+        except sqlite3.OperationalError as exc:
+            if "no such" in str(exc):  # a store that predates the ledger: it has no texts
+                return
+            raise _store_error(exc, self.path) from exc
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
 
     def close(self) -> None:
         """Commit what was added and close; idempotent."""
@@ -373,6 +427,72 @@ class OutcomeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+LEDGER_STATES = ("sending", "submitted", "uncertain", "unsent")
+_LEDGER_COLUMNS = "digest, state, task_id, stem, error, time"
+_LEDGER_GET = f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE key = ?"
+_LEDGER_TABLE = """
+CREATE TABLE IF NOT EXISTS ledger (
+    key BLOB PRIMARY KEY, digest BLOB, state TEXT NOT NULL, task_id BLOB, stem TEXT,
+    error TEXT, time REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One text of the ledger: its key, the digest of its text (None if recorded by
+    ``record_submitted`` alone), its state (``LEDGER_STATES``), its task id once it has
+    one, the stem of its file, and why it has no id when it has none."""
+
+    key: str
+    digest: bytes | None
+    state: str
+    task_id: str | None
+    stem: str | None
+    error: str | None
+    time: float
+
+    def as_json(self) -> dict[str, object]:
+        """The entry as one JSON object (``aiotts report --ledger``); no digest."""
+        return {
+            "key": self.key,
+            "state": self.state,
+            "id": self.task_id,
+            "stem": self.stem,
+            "error": self.error,
+            "time": self.time,
+        }
+
+
+def _ledger_entry(key: str, row: tuple[Any, ...]) -> LedgerEntry:
+    digest, state, task_id, stem, error, when = row
+    return LedgerEntry(
+        key=key,
+        digest=None if digest is None else bytes(digest),
+        state=str(state),
+        task_id=None if task_id is None else _text(task_id),
+        stem=None if stem is None else str(stem),
+        error=None if error is None else str(error),
+        time=float(when),
+    )
+
+
+def _create_ledger(db: sqlite3.Connection) -> None:
+    """Create the ledger, or bring one of its first form (key, task_id, time) to the
+    present one, keeping its rows as ``submitted``."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(ledger)")}
+    if columns and "state" not in columns:
+        db.execute("ALTER TABLE ledger RENAME TO ledger_first_form")
+        db.executescript(_LEDGER_TABLE)
+        db.execute(
+            "INSERT INTO ledger (key, state, task_id, time) "
+            "SELECT key, 'submitted', task_id, time FROM ledger_first_form"
+        )
+        db.execute("DROP TABLE ledger_first_form")
+    else:
+        db.executescript(_LEDGER_TABLE)
 
 
 def _records(path: Path) -> Iterator[tuple[bytes, str, bytes]]:

@@ -39,7 +39,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 import aiohttp
 
@@ -61,8 +61,11 @@ from aiotts._config import (
 )
 from aiotts._errors import ClientClosedError, UsageError
 from aiotts._models import Outcome, TaskResult
+from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY, Submitted, Texts
+from aiotts._submit import Submissions as AsyncSubmissions
+from aiotts._synthesize import Synthesis as AsyncSynthesis
 
-__all__ = ["Batch", "TTSClient"]
+__all__ = ["Batch", "Submissions", "TTSClient"]
 
 T = TypeVar("T")
 
@@ -423,6 +426,79 @@ class TTSClient:
         """Like ``fetch_many``, but return every outcome at once, the failures kept apart."""
         return self._runner.call(lambda: self._client.fetch_all(ids, out_dir, **options))
 
+    # -- from texts -----------------------------------------------------------------------------
+
+    def submit_many(
+        self,
+        texts: Texts,
+        *,
+        ledger: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        resubmit_uncertain: bool = False,
+        concurrency: int = DEFAULT_SUBMIT_CONCURRENCY,
+    ) -> Submissions:
+        """Submit every text; iterate for one ``Submitted`` per text as each submit ends.
+
+        The options are those of :meth:`aiotts.TTSClient.submit_many`. ``texts`` is read
+        on the client's loop thread, so a generator of texts must not block for long.
+        Leaving the ``for`` loop early sends no further text and waits (a few seconds at
+        most) for the POSTs already out to bring their ids back.
+        """
+
+        async def start() -> AsyncSubmissions:
+            return self._client.submit_many(
+                texts,
+                ledger=ledger,
+                resume=resume,
+                resubmit_uncertain=resubmit_uncertain,
+                concurrency=concurrency,
+            )
+
+        return Submissions(self, self._runner, self._runner.call(start))
+
+    def synthesize(
+        self,
+        texts: Texts,
+        out_dir: str | os.PathLike[str],
+        *,
+        ledger: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        resubmit_uncertain: bool = False,
+        resubmit_missing: bool = False,
+        task_timeout: float | None = DEFAULT_TASK_TIMEOUT,
+        poll: PollPolicy | None = None,
+        concurrency: int = DEFAULT_SUBMIT_CONCURRENCY,
+    ) -> Batch:
+        """Turn every text into a WAV file in ``out_dir`` named after its key; iterate for
+        one ``Outcome`` per text (with its ``key``). The options are those of
+        :meth:`aiotts.TTSClient.synthesize`; leaving the ``for`` loop early cancels the
+        rest and waits until it is recorded."""
+
+        async def start() -> AsyncSynthesis:
+            return self._client.synthesize(
+                texts,
+                out_dir,
+                ledger=ledger,
+                resume=resume,
+                resubmit_uncertain=resubmit_uncertain,
+                resubmit_missing=resubmit_missing,
+                task_timeout=task_timeout,
+                poll=poll,
+                concurrency=concurrency,
+            )
+
+        return Batch(self, self._runner, self._runner.call(start))
+
+
+class _Outcomes(Protocol):
+    """What ``Batch`` drives on the loop: an async batch, or a synthesis."""
+
+    def statistics(self) -> BatchStatistics: ...
+    def cancel(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+    async def __anext__(self) -> Outcome: ...
+    async def __aenter__(self) -> Any: ...
+
 
 class Batch:
     """A running batch of the blocking client: iterate it for one ``Outcome`` per id.
@@ -432,7 +508,7 @@ class Batch:
     clean-up, as does leaving a ``for`` loop over it early.
     """
 
-    def __init__(self, owner: TTSClient, runner: _LoopThread, batch: AsyncBatch) -> None:
+    def __init__(self, owner: TTSClient, runner: _LoopThread, batch: _Outcomes) -> None:
         self._owner = owner  # keeps the client (and its loop) alive while the batch is used
         self._runner = runner
         self._batch = batch
@@ -502,6 +578,57 @@ class Batch:
             await self._batch.__aenter__()
 
         self._runner.call(start)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Submissions:
+    """The texts of a blocking ``submit_many``: iterate for one ``Submitted`` per text.
+    ``with client.submit_many(...) as submissions:`` cancels what is in flight on exit
+    and waits for it, as does leaving a ``for`` loop over it early."""
+
+    def __init__(self, owner: TTSClient, runner: _LoopThread, run: AsyncSubmissions) -> None:
+        self._owner = owner  # keeps the client (and its loop) alive while it is used
+        self._runner = runner
+        self._run = run
+
+    def __repr__(self) -> str:
+        return "<aiotts.sync." + repr(self._run).removeprefix("<")
+
+    def __iter__(self) -> Iterator[Submitted]:
+        finished = False
+        try:
+            while True:
+                submitted = self._runner.call(self._next)
+                if submitted is None:
+                    finished = True
+                    return
+                yield submitted
+        finally:
+            if not finished:
+                self.close()
+
+    async def _next(self) -> Submitted | None:
+        try:
+            return await self._run.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def close(self) -> None:
+        """Cancel the submits in flight and wait until the ledger records them."""
+        if self._runner.closed or self._runner.on_loop_thread():
+            return
+        with contextlib.suppress(ClientClosedError):
+            self._runner.call(self._run.aclose)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -219,7 +219,7 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aiotts.cli import _commands, _demo, _records
+    from aiotts.cli import _commands, _demo, _records, _synthesize
     from aiotts.emulator import _cli as emulator_cli
 
     parser = argparse.ArgumentParser(
@@ -305,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--durable", action="store_true", help="fsync each file before it takes its name"
     )
     fetch.set_defaults(run=_commands.fetch)
+
+    synthesize = verb(
+        "synthesize", "turn many texts into WAV files named after their keys", _synthesize.EXAMPLES
+    )
+    _synthesize.add_arguments(
+        synthesize, positive_int=_positive_int, positive_float=_positive_float
+    )
+    synthesize.set_defaults(run=_synthesize.synthesize)
 
     submit = verb("submit", "submit a text and print its task id", _SUBMIT_EXAMPLES)
     submit.add_argument("text", nargs="?", metavar="TEXT", help="the text to convert")

@@ -1,7 +1,8 @@
 """``aiotts demo``: the whole job, against an emulator started in this process.
 
-Submits a few hundred texts from a small built-in corpus, fetches them all with the
-progress bar, writes the WAV files to a folder and prints the summary. It needs no account
+Turns a few hundred texts from a small built-in corpus into WAV files with
+``client.synthesize`` (each task fetched as soon as it is submitted), with the progress
+bar, writes them to a folder (``reading-001.wav``, ...) and prints the summary. It needs no account
 and no network: the emulator listens on 127.0.0.1 only.
 """
 
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-
-import anyio
 
 from aiotts._client import TTSClient
-from aiotts.cli._commands import print_summary, run_batch, stderr_console
+from aiotts.cli._commands import print_summary, stderr_console
+from aiotts.cli._synthesize import drive_synthesis
 from aiotts.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig
 
 __all__ = ["CORPUS", "demo", "demo_texts"]
@@ -65,24 +64,18 @@ async def demo(args: argparse.Namespace) -> int:
             DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=emulator.url
         ) as client:
             texts = demo_texts(args.count)
-            started = time.monotonic()
-            ids: list[str] = []
-            limit = anyio.Semaphore(32)
-
-            async def submit_one(text: str) -> None:
-                async with limit:
-                    ids.append(await client.submit(text))
-
-            async with anyio.create_task_group() as submits:
-                for text in texts:
-                    submits.start_soon(submit_one, text)
-            console.print(
-                f"submitted {len(ids)} texts in {time.monotonic() - started:.2f}s; "
-                f"fetching into {args.out}/"
+            width = len(str(len(texts)))
+            console.print(f"synthesizing {len(texts)} texts into {args.out}/")
+            # The pipeline a user gets: each text submitted, its task fetched as soon as
+            # its id exists, its file named after its key.
+            synthesis = client.synthesize(
+                ((f"reading-{n:0{width}d}", text) for n, text in enumerate(texts, start=1)),
+                args.out,
+                task_timeout=120,
+                concurrency=32,
             )
-            batch = client.fetch_many(ids, args.out, task_timeout=120)
-            summary = await run_batch(
-                batch, total=len(ids), description="fetching", json_lines=False
+            summary = await drive_synthesis(
+                synthesis, total=len(texts), json_lines=False, show_progress=True
             )
     print_summary(summary, title="aiotts demo", folder=args.out, manifest=None)
     if summary.done == summary.total:

@@ -63,16 +63,21 @@ class Summary:
         return max(time.monotonic() - self.started, 1e-9)
 
 
-def progress_counts(statistics: BatchStatistics, total: int | None) -> str:
+def progress_counts(
+    statistics: BatchStatistics, total: int | None, *, submitted: int | None = None
+) -> str:
     """The bar's numbers, every one from the batch's own statistics: ids that ended (of the
     distinct ids given), how many ended done or not, how many wait for the server, how many
-    are being saved, and the megabytes written."""
+    are being saved, and the megabytes written; ``submitted``: texts that have a task id
+    (``synthesize``), first."""
     finished = statistics.finished
     done = statistics.states.get(State.DONE.value, 0)
     waiting = statistics.states.get(State.POLLING.value, 0)
     saving = statistics.states.get(State.DOWNLOADING.value, 0)
     of = "?" if total is None else str(max(total, finished))
     parts = [f"{finished}/{of}", f"[green]{done} done[/]"]
+    if submitted is not None:
+        parts.insert(0, f"{submitted} submitted")
     if finished - done:
         parts.append(f"[red]{finished - done} failed[/]")
     parts.append(f"{waiting} waiting")
@@ -147,8 +152,11 @@ class BatchProgress:
         """Count an outcome for the summary (the bar's numbers come from ``update``)."""
         self._summary.add(outcome)
 
-    def update(self, statistics: BatchStatistics, *, final: bool = False) -> None:
-        """Show ``statistics``. ``final``: the batch ended, so what ended is the total."""
+    def update(
+        self, statistics: BatchStatistics, *, final: bool = False, submitted: int | None = None
+    ) -> None:
+        """Show ``statistics``. ``final``: the batch ended, so what ended is the total.
+        ``submitted``: texts with a task id so far, shown first (``synthesize``)."""
         if final:
             self._total = statistics.finished
         finished = statistics.finished
@@ -157,7 +165,7 @@ class BatchProgress:
             self._task,
             completed=finished,
             total=None if total is None else max(total, finished),
-            counts=progress_counts(statistics, total),
+            counts=progress_counts(statistics, total, submitted=submitted),
             refresh=True,  # a few times a second at most: the caller paces the updates
         )
 
