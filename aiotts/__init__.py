@@ -53,6 +53,7 @@ from aiotts._errors import (
 )
 from aiotts._manifest import ManifestEntry, read_manifest
 from aiotts._models import AudioResult, Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._shards import Shard, shard_from_environment, shard_of, take_shard
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -83,6 +84,7 @@ __all__ = [
     "RetryPolicy",
     "SavedAudio",
     "ServerError",
+    "Shard",
     "SubmitUncertainError",
     "TTSClient",
     "TaskError",
@@ -99,6 +101,9 @@ __all__ = [
     "UnexpectedStatusError",
     "UsageError",
     "read_manifest",
+    "shard_from_environment",
+    "shard_of",
+    "take_shard",
 ]
 
 

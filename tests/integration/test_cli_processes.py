@@ -1,0 +1,164 @@
+"""``aiotts fetch --processes P``: P shards as child processes of one command, with one
+bar and summary, the worst exit code, Ctrl-C reaching all of them, and resume."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from aiotts import OutcomeState, Shard, read_manifest, shard_of
+from aiotts.cli import ExitCode, build_parser
+from aiotts.cli._processes import child_arguments, worst_exit_code
+from aiotts.emulator import Emulator, EmulatorConfig
+from tests.helpers import cli_env, temp_files
+
+pytestmark = pytest.mark.anyio
+
+AIOTTS = [sys.executable, "-m", "aiotts"]
+
+
+async def run(
+    args: Sequence[str], emu: Emulator | None, *, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process(
+        [*AIOTTS, *args], input=stdin, env=cli_env(emu, **env), check=False
+    )
+
+
+async def test_two_processes_fetch_every_id_once(emulator: Emulator, tmp_path: Path) -> None:
+    ids = emulator.create_tasks(40) + emulator.create_tasks(2, fail=True)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join([*ids, ids[0], ""]) + "\n")  # a duplicate, a blank line
+    out = tmp_path / "out"
+    args = ["fetch", "--ids-file", str(ids_file), "--out", str(out), "--processes", "2"]
+    result = await run(args, emulator)
+    assert result.returncode == ExitCode.TASKS_FAILED, result.stderr.decode()
+    text = result.stdout.decode()
+    assert "│ tasks      │" in text and "42 │" in text  # one summary for both
+    assert "processes" in text and "aiotts.shard-*-of-2.db" in text
+    err = result.stderr.decode()
+    assert "2 processes, shards 0/2 to 1/2 (counted from 0)" in err
+    assert err.count(": failed: ") == 2  # each failure once, from the parent
+    for k in range(2):
+        record = read_manifest(out / f"aiotts.shard-{k}-of-2.db")
+        assert set(record) == {i for i in ids if shard_of(i, 2) == k}
+    assert all(emulator.record(i).fetches == 1 for i in ids)
+    for task_id in ids[:40]:
+        assert (out / f"{task_id}.wav").read_bytes() == emulator.audio(task_id)
+
+
+async def test_json_and_quiet_and_stdin(emulator: Emulator, tmp_path: Path) -> None:
+    ids = emulator.create_tasks(9)
+    piped = ("\n".join(ids) + "\n").encode()
+    args = ["fetch", "--ids-file", "-", "--out", str(tmp_path / "a"), "--processes", "3"]
+    result = await run([*args, "--json"], emulator, stdin=piped)
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    lines = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(line["id"] for line in lines) == sorted(ids)  # outcomes only
+    assert all(line["state"] == "done" for line in lines)
+    result = await run([*args[:4], str(tmp_path / "b"), *args[5:], "-q"], emulator, stdin=piped)
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    assert result.stdout.decode().startswith("aiotts fetch: 9 tasks: 9 done")
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("aiotts-ids-*"))
+
+
+async def test_the_worst_exit_code_wins(tmp_path: Path) -> None:
+    # Every child meets a closed port: each exits 4, and so does the parent; the error
+    # is shown once, not once per child.
+    env = {
+        "ASPOSE_CLIENT_ID": "x",
+        "ASPOSE_CLIENT_SECRET": "y",
+        "AIOTTS_BASE_URL": "http://127.0.0.1:9",
+    }
+    args = ["fetch", "a", "b", "c", "d", "--out", str(tmp_path), "--processes", "2"]
+    result = await run([*args, "--retries", "0", "-q"], None, **env)
+    assert result.returncode == ExitCode.SERVICE, result.stderr.decode()
+    assert worst_exit_code([0, 1, 0]) == 1
+    assert worst_exit_code([1, 3, 2]) == 3
+    assert worst_exit_code([0, 130, 4]) == 130
+    assert worst_exit_code([0, -signal.SIGKILL]) == ExitCode.SERVICE
+    assert worst_exit_code([1, -signal.SIGTERM]) == ExitCode.INTERRUPTED
+
+
+def test_children_get_every_option_but_the_parents_own() -> None:
+    argv = [
+        "fetch",
+        "x1",
+        "x2",
+        "--out",
+        "o",
+        "--processes",
+        "2",
+        "--rate",
+        "50",
+        "--concurrency",
+        "8",
+        "--resume",
+        "--retry-failed",
+        "--manifest",
+        "m.db",
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--retries",
+        "2",
+        "-q",
+    ]
+    args = build_parser().parse_args(argv)
+    assert isinstance(args, argparse.Namespace)
+    child = child_arguments(args, Shard(1, 2), "ids.txt")
+    again = build_parser().parse_args(child)
+    for name in ("out", "rate", "concurrency", "resume", "retry_failed", "manifest", "base_url"):
+        assert getattr(again, name) == getattr(args, name), name
+    assert again.retries == 2 and again.ids == ["x1", "x2"] and again.ids_file == "ids.txt"
+    assert (again.shard, again.processes, again.json, again.quiet) == ("1/2", None, True, False)
+    assert again.progress_lines
+
+
+async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> None:
+    config = EmulatorConfig(
+        pending_seconds=(0.3, 3.0), processing_seconds=(0.1, 0.5), audio_bytes=50_000, seed=3
+    )
+    async with Emulator(config) as emu:
+        ids = emu.create_tasks(120)
+        ids_file = tmp_path / "ids.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        out = tmp_path / "out"
+        args = ["fetch", "--ids-file", str(ids_file), "--out", str(out), "--processes", "2"]
+        async with await anyio.open_process([*AIOTTS, *args, "--json"], env=cli_env(emu)) as proc:
+            assert proc.stdout is not None
+            seen = b""
+            with anyio.fail_after(30):
+                while seen.count(b"\n") < 10:
+                    seen += await proc.stdout.receive()
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(60):
+                async for chunk in proc.stdout:
+                    seen += chunk
+                code = await proc.wait()
+        assert code == ExitCode.INTERRUPTED
+        assert temp_files(out) == []
+        records = [read_manifest(out / f"aiotts.shard-{k}-of-2.db") for k in range(2)]
+        states = [{e.state for e in r.values()} for r in records]
+        # Both children were stopped mid-batch and recorded what they had in flight.
+        assert all(OutcomeState.CANCELLED in s for s in states), states
+        done = {i for r in records for i, e in r.items() if e.state is OutcomeState.DONE}
+        assert 10 <= len(done) < len(ids)
+        fetches = {i: emu.record(i).fetches for i in done}
+
+        resumed = await run([*args, "--resume", "--json"], emu)
+        assert resumed.returncode == ExitCode.OK, resumed.stderr.decode()
+        lines = [orjson.loads(line) for line in resumed.stdout.splitlines()]
+        assert sorted(line["id"] for line in lines) == sorted(ids)
+        assert {line["id"] for line in lines if line["resumed"]} == done
+        assert all(emu.record(i).fetches == fetches[i] for i in done)
+        for task_id in ids:
+            assert (out / f"{task_id}.wav").read_bytes() == emu.audio(task_id)
