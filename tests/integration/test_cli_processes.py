@@ -59,15 +59,24 @@ async def test_two_processes_fetch_every_id_once(emulator: Emulator, tmp_path: P
 async def test_json_and_quiet_and_stdin(emulator: Emulator, tmp_path: Path) -> None:
     ids = emulator.create_tasks(9)
     piped = ("\n".join(ids) + "\n").encode()
-    args = ["fetch", "--ids-file", "-", "--out", str(tmp_path / "a"), "--processes", "3"]
-    result = await run([*args, "--json"], emulator, stdin=piped)
+    results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def one(how: str) -> None:
+        args = ["fetch", "--ids-file", "-", "--out", str(tmp_path / how), "--processes", "2"]
+        results[how] = await run([*args, f"--{how}"], emulator, stdin=piped)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, "json")
+        group.start_soon(one, "quiet")
+    result = results["json"]
     assert result.returncode == ExitCode.OK, result.stderr.decode()
     lines = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert sorted(line["id"] for line in lines) == sorted(ids)  # outcomes only
     assert all(line["state"] == "done" for line in lines)
-    result = await run([*args[:4], str(tmp_path / "b"), *args[5:], "-q"], emulator, stdin=piped)
+    result = results["quiet"]
     assert result.returncode == ExitCode.OK, result.stderr.decode()
     assert result.stdout.decode().startswith("aiotts fetch: 9 tasks: 9 done")
+    assert {p.stem for p in (tmp_path / "quiet").glob("*.wav")} == set(ids)
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("aiotts-ids-*"))
 
 
@@ -79,9 +88,13 @@ async def test_the_worst_exit_code_wins(tmp_path: Path) -> None:
         "ASPOSE_CLIENT_SECRET": "y",
         "AIOTTS_BASE_URL": "http://127.0.0.1:9",
     }
-    args = ["fetch", "a", "b", "c", "d", "--out", str(tmp_path), "--processes", "2"]
+    ids = [f"TTS{n}" for n in range(8)]
+    assert {shard_of(i, 2) for i in ids} == {0, 1}  # both children have work
+    args = ["fetch", *ids, "--out", str(tmp_path), "--processes", "2"]
     result = await run([*args, "--retries", "0", "-q"], None, **env)
     assert result.returncode == ExitCode.SERVICE, result.stderr.decode()
+    errors = [x for x in result.stderr.decode().splitlines() if x.startswith("shard ")]
+    assert len(errors) == 1 and "cannot connect" in errors[0]  # once, not once a child
     assert worst_exit_code([0, 1, 0]) == 1
     assert worst_exit_code([1, 3, 2]) == 3
     assert worst_exit_code([0, 130, 4]) == 130
