@@ -43,6 +43,7 @@ from aiotts.sync import TTSClient
 try:
     import dask.dataframe as dd
     import pandas as pd  # type: ignore[import-untyped]
+    import pyarrow as pa  # type: ignore[import-untyped]
     from dask.base import annotate
     from dask.delayed import delayed
 except ImportError as exc:  # pragma: no cover - the extra is missing
@@ -54,7 +55,8 @@ __all__ = ["OUTCOME_COLUMNS", "fetch_bag", "fetch_partition", "partition_record"
 
 OUTCOME_COLUMNS = ("id", "state", "files", "bytes", "error")
 """The columns of ``fetch_bag``'s DataFrame: the id, its ``OutcomeState`` value, its
-files (a list of paths as strings), the bytes written, and the error (None if done)."""
+files (a list of paths as strings), the bytes written, and the error (missing if done).
+Strings and lists are Arrow types (``pd.ArrowDtype``)."""
 
 RECORD_FOLDER = ".aiotts"
 
@@ -98,16 +100,29 @@ def partition_record(out_dir: str | os.PathLike[str], index: int, ids: list[str]
     return Path(out_dir) / RECORD_FOLDER / f"part-{index:05d}-{digest.hexdigest()}.db"
 
 
-def _meta() -> pd.DataFrame:
+def _frame(
+    ids: list[str],
+    states: list[str],
+    files: list[list[str]],
+    sizes: list[int],
+    errors: list[str | None],
+) -> pd.DataFrame:
+    """The outcomes as a pandas DataFrame. Arrow types throughout: Dask would turn plain
+    object columns into strings, lists of files included."""
+    text = pd.ArrowDtype(pa.string())
     return pd.DataFrame(
         {
-            "id": pd.Series([], dtype=object),
-            "state": pd.Series([], dtype=object),
-            "files": pd.Series([], dtype=object),
-            "bytes": pd.Series([], dtype="int64"),
-            "error": pd.Series([], dtype=object),
+            "id": pd.Series(ids, dtype=text),
+            "state": pd.Series(states, dtype=text),
+            "files": pd.Series(files, dtype=pd.ArrowDtype(pa.list_(pa.string()))),
+            "bytes": pd.Series(sizes, dtype="int64"),
+            "error": pd.Series(errors, dtype=text),
         }
     )
+
+
+def _meta() -> pd.DataFrame:
+    return _frame([], [], [], [], [])
 
 
 def fetch_partition(
@@ -131,14 +146,12 @@ def fetch_partition(
         task_timeout=task_timeout,
     )
     outcomes = [*report.done, *report.failed]
-    return pd.DataFrame(
-        {
-            "id": pd.Series([o.task_id for o in outcomes], dtype=object),
-            "state": pd.Series([o.state.value for o in outcomes], dtype=object),
-            "files": pd.Series([[str(p) for p in o.files] for o in outcomes], dtype=object),
-            "bytes": pd.Series([o.bytes_written for o in outcomes], dtype="int64"),
-            "error": pd.Series([o.error for o in outcomes], dtype=object),
-        }
+    return _frame(
+        [o.task_id for o in outcomes],
+        [o.state.value for o in outcomes],
+        [[str(p) for p in o.files] for o in outcomes],
+        [o.bytes_written for o in outcomes],
+        [o.error for o in outcomes],
     )
 
 
