@@ -175,3 +175,38 @@ async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> 
         assert all(emu.record(i).fetches == fetches[i] for i in done)
         for task_id in ids:
             assert (out / f"{task_id}.wav").read_bytes() == emu.audio(task_id)
+
+
+async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import re
+
+    config = EmulatorConfig(pending_seconds=(0.2, 1.5), processing_seconds=0.1, seed=2)
+    async with Emulator(config) as emu:
+        ids = emu.create_tasks(40)
+        controller, terminal = pty.openpty()
+        process = await anyio.open_process(
+            [*AIOTTS, "fetch", *ids, "--out", str(tmp_path), "--processes", "2"],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=cli_env(emu, COLUMNS="160", TERM="xterm"),
+        )
+        os.close(terminal)
+        screen = b""
+        with anyio.fail_after(60):
+            while True:
+                try:
+                    chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
+                except OSError:  # the terminal closed: the process is gone
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+        assert await process.wait() == ExitCode.OK
+        os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    frames = re.findall(r"(\d+)/40 (\d+) done (\d+) waiting", text)
+    assert len({f[0] for f in frames}) >= 2  # the bar moved, over both children's ids
+    assert frames[-1] == ("40", "40", "0")  # the last frame: all ended, none waiting
+    assert any(int(waiting) > 0 for _, _, waiting in frames)  # the children's own counts
