@@ -249,13 +249,13 @@ async def fetch(args: argparse.Namespace) -> int:
     if args.quiet and args.json:
         raise UsageError("--quiet and --json do not go together: --json prints only JSON lines")
     shard = chosen_shard(args)
+    if shard is None and (warning := array_warning()) is not None:
+        say_on_stderr(warning)
     if args.processes is not None:
         return await fetch_in_processes(args, shard)
     ids, total = _ids_and_total(args, shard)
     if shard is None:
         manifest = args.manifest or default_record(args.out)
-        if (warning := array_warning()) is not None:
-            say_on_stderr(warning)
     else:
         manifest = shard_record(args.manifest, args.out, shard)
         if not args.progress_lines:

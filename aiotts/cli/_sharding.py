@@ -54,14 +54,16 @@ def add_shard_arguments(fetch: argparse.ArgumentParser) -> None:
         type=_count,
         metavar="N",
         help="with --shard auto: the number of shards, where the engine does not say it "
-        "(Kubernetes, AWS Batch; default: $AIOTTS_SHARDS)",
+        "(Kubernetes, AWS Batch; under Slurm, SLURM_ARRAY_TASK_ID is then the shard as "
+        "given: submit --array=0-(N-1); default: $AIOTTS_SHARDS)",
     )
     group.add_argument(
         "--processes",
         type=_count,
         metavar="P",
         help="run P processes on this machine, each fetching one shard with its own record "
-        "(with --shard: P shares of that shard), under one progress bar and summary",
+        "(with --shard: P shares of that shard), under one progress bar and summary; "
+        "--rate applies to each",
     )
     # The child processes of --processes write their statistics among their JSON lines.
     group.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)
