@@ -165,13 +165,14 @@ class _Child:
     reported_total: bool = False
 
 
-def _combined(children: list[_Child], summary: Summary) -> BatchStatistics:
+def _combined(children: list[_Child], summary: Summary, *, final: bool = False) -> BatchStatistics:
     """The children's latest statistics added up. Final states come from the outcomes
-    the parent has read (never fewer than those), the rest from the statistics lines."""
+    the parent has read (never fewer than those), the rest from the statistics lines;
+    ``final``: every child ended, so nothing is in flight whatever its last line said."""
     states = dict.fromkeys((s.value for s in State), 0)
     written = 0
     resumed = 0
-    for child in children:
+    for child in [] if final else children:
         for name, count in child.statistics.get("states", {}).items():
             if name in states and not State(name).is_final:
                 states[name] += int(count)
@@ -225,7 +226,9 @@ class _Parent:
         if line in self.said:
             return
         self.said.add(line)
-        self.console.print(f"shard {child.shard}: {line}", markup=False, highlight=False)
+        self.console.print(
+            f"shard {child.shard}: {line}", markup=False, highlight=False, soft_wrap=True
+        )
 
     async def start(self, child: _Child, ids_file: str | None) -> None:
         argv = child_arguments(self.args, child.shard, ids_file)
@@ -336,13 +339,14 @@ async def fetch_in_processes(args: argparse.Namespace, shard: Shard | None) -> i
         f"{parent.children[-1].shard} (counted from 0); records "
         f"{_records_pattern(parent)}{rate}",
         markup=False,
+        soft_wrap=True,
     )
     show = not args.quiet and not args.json and console.is_terminal
     try:
         with BatchProgress(console, total=None, description="fetching", enabled=show) as bar:
             codes = await _run_children(parent, ids_file, bar)
             bar.set_total(parent.summary.total)
-            bar.update(_combined(parent.children, parent.summary), final=True)
+            bar.update(_combined(parent.children, parent.summary, final=True), final=True)
     finally:
         if spool is not None:
             with contextlib.suppress(OSError):

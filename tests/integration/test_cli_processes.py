@@ -18,7 +18,7 @@ import pytest
 from aiotts import OutcomeState, Shard, read_manifest, shard_of
 from aiotts.cli import ExitCode, build_parser
 from aiotts.cli._processes import child_arguments, worst_exit_code
-from aiotts.emulator import Emulator, EmulatorConfig
+from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
 from tests.helpers import cli_env, temp_files
 
 pytestmark = pytest.mark.anyio
@@ -137,11 +137,11 @@ def test_children_get_every_option_but_the_parents_own() -> None:
 
 
 async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> None:
-    config = EmulatorConfig(
-        pending_seconds=(0.3, 3.0), processing_seconds=(0.1, 0.5), audio_bytes=50_000, seed=3
-    )
-    async with Emulator(config) as emu:
-        ids = emu.create_tasks(120)
+    # A third of the tasks are ready at once, the rest only once the emulator's clock is
+    # moved on: when the parent gets SIGTERM, both children are surely mid-batch.
+    clock = ManualClock()
+    async with Emulator(EmulatorConfig(audio_bytes=50_000), clock=clock) as emu:
+        ids = emu.create_tasks(30, ready_after=0) + emu.create_tasks(60, ready_after=60)
         ids_file = tmp_path / "ids.txt"
         ids_file.write_text("\n".join(ids) + "\n")
         out = tmp_path / "out"
@@ -149,9 +149,14 @@ async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> 
         async with await anyio.open_process([*AIOTTS, *args, "--json"], env=cli_env(emu)) as proc:
             assert proc.stdout is not None
             seen = b""
-            with anyio.fail_after(30):
-                while seen.count(b"\n") < 10:
+            told = [0, 0]
+            with anyio.fail_after(60):  # until each child has told some outcomes
+                while min(told) < 3:
                     seen += await proc.stdout.receive()
+                    whole = seen[: seen.rfind(b"\n") + 1].splitlines()
+                    told = [
+                        sum(shard_of(orjson.loads(x)["id"], 2) == k for x in whole) for k in (0, 1)
+                    ]
             proc.send_signal(signal.SIGTERM)
             with anyio.fail_after(60):
                 async for chunk in proc.stdout:
@@ -160,13 +165,14 @@ async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> 
         assert code == ExitCode.INTERRUPTED
         assert temp_files(out) == []
         records = [read_manifest(out / f"aiotts.shard-{k}-of-2.db") for k in range(2)]
-        states = [{e.state for e in r.values()} for r in records]
-        # Both children were stopped mid-batch and recorded what they had in flight.
-        assert all(OutcomeState.CANCELLED in s for s in states), states
+        for record in records:  # each child recorded what it had in flight, then ended
+            states = {e.state for e in record.values()}
+            assert states == {OutcomeState.DONE, OutcomeState.CANCELLED}, states
         done = {i for r in records for i, e in r.items() if e.state is OutcomeState.DONE}
-        assert 10 <= len(done) < len(ids)
+        assert done == set(ids[:30])
         fetches = {i: emu.record(i).fetches for i in done}
 
+        clock.advance(61)
         resumed = await run([*args, "--resume", "--json"], emu)
         assert resumed.returncode == ExitCode.OK, resumed.stderr.decode()
         lines = [orjson.loads(line) for line in resumed.stdout.splitlines()]
@@ -181,7 +187,7 @@ async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
     import pty
     import re
 
-    config = EmulatorConfig(pending_seconds=(0.2, 1.5), processing_seconds=0.1, seed=2)
+    config = EmulatorConfig(pending_seconds=(0.5, 3.0), processing_seconds=0.1, seed=2)
     async with Emulator(config) as emu:
         ids = emu.create_tasks(40)
         controller, terminal = pty.openpty()
@@ -206,7 +212,7 @@ async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
         assert await process.wait() == ExitCode.OK
         os.close(controller)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
-    frames = re.findall(r"(\d+)/40 (\d+) done (\d+) waiting", text)
-    assert len({f[0] for f in frames}) >= 2  # the bar moved, over both children's ids
+    frames = re.findall(r"(\d+)/(?:40|\?) (\d+) done (\d+) waiting", text)
     assert frames[-1] == ("40", "40", "0")  # the last frame: all ended, none waiting
+    assert "40/40" in text  # the total, once both children told theirs
     assert any(int(waiting) > 0 for _, _, waiting in frames)  # the children's own counts
