@@ -53,6 +53,7 @@ from aiotts._errors import (
 )
 from aiotts._manifest import ManifestEntry, read_manifest
 from aiotts._models import AudioResult, Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._shards import Shard, shard_from_environment, shard_of, take_shard
 from aiotts._submit import Submissions, Submitted
 from aiotts._synthesize import Synthesis
 
@@ -85,6 +86,7 @@ __all__ = [
     "RetryPolicy",
     "SavedAudio",
     "ServerError",
+    "Shard",
     "Submissions",
     "SubmitUncertainError",
     "Submitted",
@@ -104,6 +106,9 @@ __all__ = [
     "UnexpectedStatusError",
     "UsageError",
     "read_manifest",
+    "shard_from_environment",
+    "shard_of",
+    "take_shard",
 ]
 
 

@@ -182,6 +182,8 @@ def _exit_codes() -> str:
 
 _REPORT_EXAMPLES = """examples:
   aiotts report audio/aiotts.db
+  aiotts report audio/aiotts.shard-*-of-8.db --summary | jq .states
+  aiotts report audio/aiotts.shard-*-of-8.db --retry-ids | aiotts fetch --ids-file - --out audio/
   aiotts report audio/aiotts.db --json | jq -r 'select(.state != "done") | .id'
   aiotts report old/manifest.jsonl audio/aiotts.db      # the later record wins per id
 """
@@ -192,6 +194,8 @@ examples:
   aiotts fetch --ids-file ids.txt --out audio/ --resume      # after Ctrl-C or failures
   cat ids.txt | aiotts fetch --ids-file - --out audio/ --json | jq .state
   aiotts report audio/aiotts.db --json | grep '"failed"'    # what the record holds
+  aiotts fetch --ids-file ids.txt --out audio/ --processes 4  # every core of this machine
+  aiotts fetch --ids-file ids.txt --out /shared/audio --shard auto --shards 16  # a job array
 """
 
 _SUBMIT_EXAMPLES = """\
@@ -219,7 +223,7 @@ example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aiotts.cli import _commands, _demo, _records, _synthesize
+    from aiotts.cli import _commands, _demo, _records, _sharding, _synthesize
     from aiotts.emulator import _cli as emulator_cli
 
     parser = argparse.ArgumentParser(
@@ -304,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--durable", action="store_true", help="fsync each file before it takes its name"
     )
+    _sharding.add_shard_arguments(fetch)
     fetch.set_defaults(run=_commands.fetch)
 
     synthesize = verb(
@@ -372,20 +377,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = verbs.add_parser(
         "report",
-        help="print what records hold: a count per state, or one JSON line per id",
+        help="print what records hold: ids and MB per state, the ids to retry",
         description=(
-            "Print what one or more records of fetches hold (stores or JSONL manifests; "
-            "later ones win per id, as a resume would read them): a count per state, or "
-            "with --json the last line per id."
+            "Print what one or more records of fetches hold (stores or JSONL manifests, of "
+            "shards, processes or runs; later ones win per id, as a resume would read them): "
+            "ids and MB per state, when the outcomes came, and the ids left to retry; or "
+            "with --json the last line per id, --summary the summary as JSON, --retry-ids "
+            "the ids to retry."
         ),
         epilog=_REPORT_EXAMPLES,
         **_parser_options(),
     )
     report.add_argument("records", nargs="+", metavar="RECORD", help="a store or JSONL manifest")
-    report.add_argument(
+    shown_as = report.add_mutually_exclusive_group()
+    shown_as.add_argument(
         "--json",
         action="store_true",
-        help="print the last JSON line per id on standard output (the count on standard error)",
+        help="print the last JSON line per id on standard output (the summary on standard error)",
+    )
+    shown_as.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the summary alone, as one JSON object on standard output",
+    )
+    shown_as.add_argument(
+        "--retry-ids",
+        action="store_true",
+        help="print only the ids that fetch --resume would ask again, one a line",
+    )
+    report.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --retry-ids: also the ids that ended failed or missing, as fetch --resume "
+        "--retry-failed would ask again",
     )
     report.set_defaults(run=_records.report)
 

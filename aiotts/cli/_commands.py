@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import os
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -25,9 +24,12 @@ from aiotts._config import DEFAULT_RETRY, Limits
 from aiotts._context import log_task_id
 from aiotts._errors import TaskNotFoundError, UsageError
 from aiotts._models import Outcome, TaskStatus, printable_id
+from aiotts._shards import Shard, take_shard, take_shard_async
 from aiotts._store import OutcomeStore
 from aiotts.cli._credentials import find_credentials
+from aiotts.cli._processes import fetch_in_processes, write_statistics
 from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
+from aiotts.cli._sharding import array_warning, chosen_shard, shard_line, shard_record
 from aiotts.cli._text import shown, shown_id
 
 __all__ = ["cancel", "fetch", "make_client", "say", "status", "submit"]
@@ -116,24 +118,35 @@ def _distinct(ids: Iterable[str]) -> int:
     return len(seen)
 
 
-def _ids_and_total(args: argparse.Namespace) -> tuple[TaskIds, int | None]:
+def _ids_and_total(
+    args: argparse.Namespace, shard: Shard | None = None
+) -> tuple[TaskIds, int | None]:
+    """The ids to fetch (only those of ``shard``, when given) and how many distinct ones."""
     if args.ids_file is None:
         if not args.ids:
             raise UsageError("no task ids: give them as arguments or with --ids-file FILE")
-        return list(args.ids), _distinct(args.ids)
+        mine = list(take_shard(args.ids, shard))
+        return mine, _distinct(mine)
     if args.ids_file == "-":
-        return _ids_from_stdin(list(args.ids)), None
+        return take_shard_async(_ids_from_stdin(list(args.ids)), shard), None
     if not Path(args.ids_file).is_file():
         raise UsageError(f"the ids file {args.ids_file} does not exist")
-    total = _distinct(itertools.chain(args.ids, _ids_from_file(args.ids_file)))
-    if total == 0:
-        raise UsageError(f"the ids file {args.ids_file} holds no ids; put one id per line")
 
     def both() -> Iterator[str]:
         yield from args.ids
         yield from _ids_from_file(args.ids_file)
 
-    return both(), total
+    if shard is None:
+        total = _distinct(both())
+    elif next(iter(both()), None) is None:
+        total = 0
+    else:
+        total = _distinct(take_shard(both(), shard))
+        if total == 0:  # a shard may hold none of a few ids: nothing to do, not an error
+            return [], 0
+    if total == 0:
+        raise UsageError(f"the ids file {args.ids_file} holds no ids; put one id per line")
+    return take_shard(both(), shard), total
 
 
 def outcome_json(outcome: Outcome) -> bytes:
@@ -159,12 +172,14 @@ async def run_batch(
     json_lines: bool,
     show_progress: bool = True,
     console: Console | None = None,
+    statistics_lines: bool = False,
 ) -> Summary:
     """Drive a batch with a progress bar (on a terminal) and JSON lines (if asked).
 
     The bar is not drawn with ``json_lines``: standard output then goes to a program that
     may print to the same terminal, and the bar's redraws would erase its lines. Whatever
-    stops the batch is raised as itself (never wrapped in a group).
+    stops the batch is raised as itself (never wrapped in a group). ``statistics_lines``
+    (a child of ``fetch --processes``) adds the batch's statistics among the JSON lines.
     """
     console = console or stderr_console()
     out = sys.stdout.buffer
@@ -179,6 +194,8 @@ async def run_batch(
         # A plain task, not a task group: an error from the batch leaves ``async for``
         # as itself, and the ticker only ever reads statistics.
         ticker = asyncio.create_task(tick()) if enabled else None
+        if statistics_lines:
+            ticker = asyncio.create_task(write_statistics(batch, out, total))
         try:
             async with batch:
                 async for outcome in batch:
@@ -231,8 +248,18 @@ async def fetch(args: argparse.Namespace) -> int:
         raise UsageError("--retry-failed goes with --resume")
     if args.quiet and args.json:
         raise UsageError("--quiet and --json do not go together: --json prints only JSON lines")
-    ids, total = _ids_and_total(args)
-    manifest = args.manifest or default_record(args.out)
+    shard = chosen_shard(args)
+    if shard is None and (warning := array_warning()) is not None:
+        say_on_stderr(warning)
+    if args.processes is not None:
+        return await fetch_in_processes(args, shard)
+    ids, total = _ids_and_total(args, shard)
+    if shard is None:
+        manifest = args.manifest or default_record(args.out)
+    else:
+        manifest = shard_record(args.manifest, args.out, shard)
+        if not args.progress_lines:
+            say_on_stderr(shard_line(shard, manifest))
     limits = Limits(polls=args.concurrency, rate=args.rate)
     async with make_client(args, limits=limits, durable=args.durable) as client:
         batch = client.fetch_many(
@@ -250,8 +277,9 @@ async def fetch(args: argparse.Namespace) -> int:
             description="fetching",
             json_lines=args.json,
             show_progress=not args.quiet,
+            statistics_lines=args.progress_lines,
         )
-    if summary.total == 0:
+    if summary.total == 0 and shard is None:
         raise UsageError("no task ids were given")
     if args.quiet:
         print_failures(summary, limit=None)

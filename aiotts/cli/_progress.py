@@ -152,6 +152,11 @@ class BatchProgress:
         """Count an outcome for the summary (the bar's numbers come from ``update``)."""
         self._summary.add(outcome)
 
+    def set_total(self, total: int | None) -> None:
+        """The number of ids, once it is known (``fetch --processes`` learns it from its
+        children after they started)."""
+        self._total = total
+
     def update(
         self, statistics: BatchStatistics, *, final: bool = False, submitted: int | None = None
     ) -> None:
