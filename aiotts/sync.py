@@ -58,6 +58,7 @@ from aiotts._config import (
     Timeouts,
 )
 from aiotts._errors import ClientClosedError, UsageError
+from aiotts._hooks import HooksArgument
 from aiotts._models import Outcome, TaskResult
 
 __all__ = ["Batch", "TTSClient"]
@@ -228,6 +229,7 @@ class TTSClient:
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure_http: bool = False,
         durable: bool = False,
+        hooks: HooksArgument = None,
     ) -> None:
         async def open_client() -> AsyncTTSClient:
             # Made and opened on the loop: its pool belongs to that loop.
@@ -245,6 +247,7 @@ class TTSClient:
                 ssl_context=ssl_context,
                 allow_insecure_http=allow_insecure_http,
                 durable=durable,
+                hooks=hooks,
             )
             await client.__aenter__()
             return client
@@ -351,6 +354,7 @@ class TTSClient:
         resume: bool = False,
         retry_failed: bool = False,
         poll: PollPolicy | None = None,
+        hooks: HooksArgument = None,
     ) -> Batch:
         """Fetch every task in ``ids`` into ``out_dir``; iterate for outcomes as tasks end.
 
@@ -370,6 +374,7 @@ class TTSClient:
                 resume=resume,
                 retry_failed=retry_failed,
                 poll=poll,
+                hooks=hooks,
             )
 
         return Batch(self, self._runner, self._runner.call(start))

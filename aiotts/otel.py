@@ -1,0 +1,199 @@
+"""OpenTelemetry metrics and traces for a client, fed by its hooks.
+
+::
+
+    from aiotts import TTSClient
+    from aiotts.otel import telemetry_hooks
+
+    async with TTSClient(hooks=telemetry_hooks()) as client:   # the global providers
+        ...
+
+Needs the ``otel`` extra (``opentelemetry-api``); without an SDK configured, the API's
+no-op providers make every instrument free. ``telemetry_hooks`` returns a plain ``Hooks``,
+so it combines with a user's own: ``TTSClient(hooks=[telemetry_hooks(), mine])``.
+
+Metrics (meter ``aiotts``):
+
+* ``aiotts.requests`` (counter) and ``aiotts.request.duration`` (histogram, s): every answer,
+  by ``aiotts.request.kind`` (``poll``, ``token``, ``submit``, ``status``, ``fetch``,
+  ``download``, ``cancel``), ``http.request.method`` and ``http.response.status_code``;
+* ``aiotts.retries`` and ``aiotts.throttled`` (counters, by kind): retries scheduled, and
+  429 answers; ``aiotts.slowdowns`` (counter): times the rate limiter slowed the client;
+* ``aiotts.token.refreshes`` (counter);
+* ``aiotts.files`` and ``aiotts.bytes_written`` (counters, By): result files that took
+  their final name;
+* ``aiotts.tasks`` (counter) and ``aiotts.task.duration`` (histogram, s): each task's
+  ending, by ``aiotts.task.state``; the duration runs from when the client took the task
+  in to its ending (for ``done``, to its file being whole). Ids skipped on resume count in
+  ``aiotts.tasks`` with ``aiotts.resumed=true`` and no duration.
+
+Traces (tracer ``aiotts``): one span ``aiotts.task`` per task, from when it is taken in to
+its ending, in the context current when its batch or wait started; each state change is a
+span event; the ending sets ``aiotts.task.state`` and, for every ending but ``done`` and
+``cancelled``, an error status with the outcome's error text.
+
+Nothing here runs per poll unless it is measured: an answer is one counter add and one
+histogram record; a poll that changes nothing else costs nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import Status, StatusCode
+except ImportError as exc:  # pragma: no cover -- the extra is missing
+    raise ImportError(
+        "aiotts.otel needs OpenTelemetry's API: install the extra, pip install 'aiotts[otel]'"
+    ) from exc
+
+from aiotts._hooks import (
+    FileWritten,
+    Hooks,
+    RateChanged,
+    RequestFinished,
+    RetryScheduled,
+    TaskStateChanged,
+    Throttled,
+    TokenRefreshed,
+)
+from aiotts._models import OutcomeState
+
+__all__ = ["Telemetry", "telemetry_hooks"]
+
+_SCOPE = "aiotts"
+_OK_ENDINGS = (OutcomeState.DONE, OutcomeState.CANCELLED)
+
+
+def _version() -> str:
+    import aiotts
+
+    return aiotts.__version__
+
+
+class Telemetry:
+    """The instruments and open spans of one client. Its methods are the hooks."""
+
+    def __init__(
+        self,
+        meter_provider: metrics.MeterProvider | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        meter = metrics.get_meter(_SCOPE, _version(), meter_provider)
+        self._tracer = trace.get_tracer(_SCOPE, _version(), tracer_provider)
+        self._requests = meter.create_counter(
+            "aiotts.requests", unit="{request}", description="Answers received, by kind and status"
+        )
+        self._request_time = meter.create_histogram(
+            "aiotts.request.duration", unit="s", description="From sending to the status line"
+        )
+        self._retries = meter.create_counter(
+            "aiotts.retries", unit="{retry}", description="Requests sent again"
+        )
+        self._throttled = meter.create_counter(
+            "aiotts.throttled", unit="{answer}", description="429 answers"
+        )
+        self._slowdowns = meter.create_counter(
+            "aiotts.slowdowns", unit="{slowdown}", description="Times the client slowed down"
+        )
+        self._tokens = meter.create_counter(
+            "aiotts.token.refreshes", unit="{token}", description="Tokens received"
+        )
+        self._files = meter.create_counter(
+            "aiotts.files", unit="{file}", description="Result files written whole"
+        )
+        self._bytes = meter.create_counter(
+            "aiotts.bytes_written", unit="By", description="Bytes of result files written"
+        )
+        self._tasks = meter.create_counter(
+            "aiotts.tasks", unit="{task}", description="Task endings, by state"
+        )
+        self._task_time = meter.create_histogram(
+            "aiotts.task.duration", unit="s", description="From taking a task in to its ending"
+        )
+        self._spans: dict[str, trace.Span] = {}
+
+    def __repr__(self) -> str:
+        return f"<Telemetry open_spans={len(self._spans)}>"
+
+    def hooks(self) -> Hooks:
+        return Hooks(
+            on_state=self.on_state,
+            on_retry=self.on_retry,
+            on_throttle=self.on_throttle,
+            on_rate=self.on_rate,
+            on_token=self.on_token,
+            on_file=self.on_file,
+            on_request=self.on_request,
+        )
+
+    def on_request(self, event: RequestFinished) -> None:
+        attributes: dict[str, str | int] = {
+            "aiotts.request.kind": event.kind,
+            "http.request.method": event.method,
+            "http.response.status_code": event.status,
+        }
+        self._requests.add(1, attributes)
+        self._request_time.record(event.seconds, attributes)
+
+    def on_retry(self, event: RetryScheduled) -> None:
+        self._retries.add(1, {"aiotts.request.kind": event.kind})
+
+    def on_throttle(self, event: Throttled) -> None:
+        self._throttled.add(1, {"aiotts.request.kind": event.kind})
+
+    def on_rate(self, event: RateChanged) -> None:
+        self._slowdowns.add(1)
+
+    def on_token(self, event: TokenRefreshed) -> None:
+        self._tokens.add(1)
+
+    def on_file(self, event: FileWritten) -> None:
+        self._files.add(1)
+        self._bytes.add(event.bytes_written)
+
+    def on_state(self, event: TaskStateChanged) -> None:
+        outcome = event.outcome
+        if outcome is None:
+            span = self._spans.get(event.task_id)
+            if span is None:
+                span = self._spans[event.task_id] = self._tracer.start_span(
+                    "aiotts.task",
+                    attributes={"aiotts.task.id": event.task_id},
+                    start_time=int(event.at * 1e9),
+                )
+            span.add_event(event.state, _previous(event), timestamp=int(event.at * 1e9))
+            return
+        state = outcome.state
+        attributes: dict[str, Any] = {"aiotts.task.state": state.value}
+        if outcome.resumed:
+            self._tasks.add(1, {**attributes, "aiotts.resumed": True})
+            return
+        self._tasks.add(1, attributes)
+        if event.elapsed is not None:
+            self._task_time.record(event.elapsed, attributes)
+        span = self._spans.pop(event.task_id, None)
+        if span is None:
+            return  # a second subscriber's ending, or a task never taken in here
+        span.add_event(state.value, _previous(event), timestamp=int(event.at * 1e9))
+        span.set_attribute("aiotts.task.state", state.value)
+        if outcome.bytes_written:
+            span.set_attribute("aiotts.bytes_written", outcome.bytes_written)
+        if state not in _OK_ENDINGS:
+            span.set_status(Status(StatusCode.ERROR, outcome.error or state.value))
+        span.end(end_time=int(event.at * 1e9))
+
+
+def _previous(event: TaskStateChanged) -> dict[str, str]:
+    return {"aiotts.task.previous": event.previous} if event.previous else {}
+
+
+def telemetry_hooks(
+    meter_provider: metrics.MeterProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> Hooks:
+    """Hooks that feed OpenTelemetry: pass them as ``TTSClient(hooks=...)``. Without
+    providers, the global ones (``opentelemetry.metrics``/``trace``) are used. One value
+    per client: it keeps that client's open spans."""
+    return Telemetry(meter_provider, tracer_provider).hooks()
