@@ -222,7 +222,7 @@ def test_an_object_with_an_async_call_is_an_async_hook() -> None:
         async def __call__(self, event: object) -> None:
             pass
 
-    calls = _hooks._Calls([Sink(), print])
+    calls: _hooks._Calls[object] = _hooks._Calls([Sink(), print])
     assert len(calls.asynchronous) == 1 and calls.synchronous == [print]
 
 
