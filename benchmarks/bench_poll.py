@@ -14,6 +14,12 @@ Pending (``--pending`` tasks that stay Pending for the run):
   policy of a fixed 50 ms delay and no poll budget, so that every task is always due again
   and aiotts, like the bare loop, sends as fast as 32 requests in flight allow. Its polls
   are ``batch.statistics().requests["poll"]``. The target is judged on this pair.
+* ``aiotts, no-op hooks``: the same, with a sync hook that does nothing registered for
+  every kind of event (``Hooks`` with all seven fields), so every answer calls one;
+* ``aiotts, OpenTelemetry``: the same, with ``aiotts.otel.telemetry_hooks`` feeding the
+  OpenTelemetry SDK (a ``MeterProvider`` with an in-memory reader that is never read, and a
+  ``TracerProvider`` with no exporter): a counter and a histogram per answer, a span per
+  task. Both are compared with the plain aiotts row (``vs aiotts``).
 * for information, both again at the pace of aiotts's default poll budget
   (``PollPolicy.budget`` polls a second): the bare loop spacing its requests 1/budget
   seconds apart, and aiotts with the same 50 ms delays but the default budget. Spaced
@@ -67,7 +73,7 @@ import aiohttp
 import anyio
 import orjson
 
-from aiotts import DEFAULT_POLL, Limits, PollPolicy, TTSClient
+from aiotts import DEFAULT_POLL, Hooks, Limits, PollPolicy, TTSClient
 from aiotts.emulator import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -193,13 +199,35 @@ def bare_poll(spec: Spec) -> Result:
     return run_loop(main(), spec["loop"])
 
 
+def observing(how: str | None) -> Hooks | None:
+    """The hooks of a measured client: none, a no-op on every event, or OpenTelemetry."""
+    if how is None:
+        return None
+    if how == "hooks":
+
+        def nothing(event: object) -> None:
+            pass
+
+        return Hooks(*[nothing] * len(dataclasses.fields(Hooks)))
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from aiotts.otel import telemetry_hooks
+
+    return telemetry_hooks(MeterProvider(metric_readers=[InMemoryMetricReader()]), TracerProvider())
+
+
 def aiotts_poll(spec: Spec) -> Result:
     url, ids, duration = spec["url"], spec["ids"], spec["duration"]
 
     async def main() -> Result:
         outcomes: dict[str, int] = {}
+        hooks = observing(spec.get("observe"))
         with scratch_folder("bench-poll-") as out:
-            async with TTSClient(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url) as client:
+            async with TTSClient(
+                DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url, hooks=hooks
+            ) as client:
                 poll = dataclasses.replace(FAST_POLL, budget=spec.get("budget"))
                 batch = client.fetch_many(ids, out, batch_timeout=duration, poll=poll)
                 sampler = Sampler(lambda: batch.statistics().requests.get("poll", 0), duration)
@@ -313,6 +341,18 @@ def pending_scenario(
     clients = [
         ("bare", "bare aiohttp", "bare_poll", bare_spec),
         ("aiotts", "aiotts, no poll budget", "aiotts_poll", {**common, "budget": None}),
+        (
+            "aiotts hooks",
+            "aiotts, no poll budget, no-op hooks",
+            "aiotts_poll",
+            {**common, "budget": None, "observe": "hooks"},
+        ),
+        (
+            "aiotts otel",
+            "aiotts, no poll budget, OpenTelemetry",
+            "aiotts_poll",
+            {**common, "budget": None, "observe": "otel"},
+        ),
     ]
     if budget and not args.smoke:
         clients += [
@@ -345,6 +385,11 @@ def pending_scenario(
     for key, run in best.items():
         reference = best["bare paced"] if key == "aiotts paced" else bare
         steady = run["steady_cpu"] / max(1, run["steady_polls"])
+        against_aiotts = (
+            f"{per_poll(run) / per_poll(ours):.2f}x"
+            if key in ("aiotts hooks", "aiotts otel")
+            else ""
+        )
         rows.append(
             (
                 run.label,
@@ -355,6 +400,7 @@ def pending_scenario(
                 fmt(per_poll(run) * 1e6, 0),
                 fmt(steady * 1e6, 0),
                 f"{per_poll(run) / per_poll(reference):.2f}x",
+                against_aiotts,
                 fmt(run["peak_rss_kib"] / 1024, 0),
                 fmt(run.server_cpu / max(1, run["polls"]) * 1e6, 0),
             )
@@ -385,6 +431,7 @@ def pending_scenario(
             "CPU us/poll",
             "steady us/poll",
             "vs bare (paced: vs paced)",
+            "vs aiotts",
             "peak RSS MB",
             "server us/poll",
         ],
