@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 from aiotts._context import log_task_id
+from aiotts._errors import UsageError
 from aiotts._models import Outcome
 
 if TYPE_CHECKING:  # only for annotations: these modules import this one
@@ -189,8 +190,6 @@ class Hooks:
     on_request: Hook[RequestFinished] | None = None
 
     def __post_init__(self) -> None:
-        from aiotts._errors import UsageError
-
         for item in fields(self):
             value = getattr(self, item.name)
             if value is not None and not callable(value):
@@ -208,8 +207,6 @@ _TASK_FIELDS = ("on_state", "on_file")
 
 def hooks_list(hooks: HooksArgument, *, name: str = "hooks") -> tuple[Hooks, ...]:
     """``hooks`` as a tuple; a clear error for anything else."""
-    from aiotts._errors import UsageError
-
     if hooks is None:
         return ()
     if isinstance(hooks, Hooks):
@@ -367,8 +364,6 @@ class Emitter:
     @staticmethod
     def batch_hooks(hooks: HooksArgument) -> tuple[Hooks, ...]:
         """A batch's ``hooks=`` checked: task events only."""
-        from aiotts._errors import UsageError
-
         checked = hooks_list(hooks)
         for item in checked:
             for name in (f.name for f in fields(Hooks)):

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from aiotts import _redact
+from aiotts._errors import UsageError
 
 __all__ = [
     "ENV_VAR",
@@ -139,8 +140,6 @@ def configure_from_env(environ: dict[str, str] | os._Environ[str] | None = None)
     standard error. Returns the mode applied (None when the variable is unset or the
     configuration was already done)."""
     global _configured
-    from aiotts._errors import UsageError
-
     mode = (environ if environ is not None else os.environ).get(ENV_VAR, "").strip().lower()
     if not mode:
         return None
