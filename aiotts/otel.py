@@ -28,9 +28,12 @@ Metrics (meter ``aiotts``):
   ``aiotts.tasks`` with ``aiotts.resumed=true`` and no duration.
 
 Traces (tracer ``aiotts``): one span ``aiotts.task`` per task, from when it is taken in to
-its ending, in the context current when its batch or wait started; each state change is a
-span event; the ending sets ``aiotts.task.state`` and, for every ending but ``done`` and
-``cancelled``, an error status with the outcome's error text.
+its ending, in the context current when it was taken in; each state change is a span
+event; the ending sets ``aiotts.task.state`` and, for every ending but ``done`` and
+``cancelled``, an error status with the outcome's error text. The span is made when the
+task ends, from the moves noted on the way (a time and a state each), so taking a task in
+costs a note, not a span, and a poll waits for no tracing. ``spans=False`` leaves traces
+out (for millions of tasks, say).
 
 Nothing here runs per poll unless it is measured: an answer is one counter add and one
 histogram record; a poll that changes nothing else costs nothing more.
@@ -41,7 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from opentelemetry import metrics, trace
+    from opentelemetry import context, metrics, trace
     from opentelemetry.trace import Status, StatusCode
 except ImportError as exc:  # pragma: no cover -- the extra is missing
     raise ImportError(
@@ -72,6 +75,16 @@ def _version() -> str:
     return aiotts.__version__
 
 
+class _Moves:
+    """A task's moves so far, for the span made when it ends."""
+
+    __slots__ = ("context", "moves")
+
+    def __init__(self, started: context.Context) -> None:
+        self.context = started
+        self.moves: list[tuple[str, str | None, float]] = []
+
+
 class Telemetry:
     """The instruments and open spans of one client. Its methods are the hooks."""
 
@@ -79,7 +92,10 @@ class Telemetry:
         self,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        *,
+        spans: bool = True,
     ) -> None:
+        self._with_spans = spans
         meter = metrics.get_meter(_SCOPE, _version(), meter_provider)
         self._tracer = trace.get_tracer(_SCOPE, _version(), tracer_provider)
         self._requests = meter.create_counter(
@@ -112,10 +128,10 @@ class Telemetry:
         self._task_time = meter.create_histogram(
             "aiotts.task.duration", unit="s", description="From taking a task in to its ending"
         )
-        self._spans: dict[str, trace.Span] = {}
+        self._open: dict[str, _Moves] = {}
 
     def __repr__(self) -> str:
-        return f"<Telemetry open_spans={len(self._spans)}>"
+        return f"<Telemetry tasks_open={len(self._open)}>"
 
     def hooks(self) -> Hooks:
         return Hooks(
@@ -156,14 +172,12 @@ class Telemetry:
     def on_state(self, event: TaskStateChanged) -> None:
         outcome = event.outcome
         if outcome is None:
-            span = self._spans.get(event.task_id)
-            if span is None:
-                span = self._spans[event.task_id] = self._tracer.start_span(
-                    "aiotts.task",
-                    attributes={"aiotts.task.id": event.task_id},
-                    start_time=int(event.at * 1e9),
-                )
-            span.add_event(event.state, _previous(event), timestamp=int(event.at * 1e9))
+            if not self._with_spans:
+                return
+            noted = self._open.get(event.task_id)
+            if noted is None:
+                noted = self._open[event.task_id] = _Moves(context.get_current())
+            noted.moves.append((event.state, event.previous, event.at))
             return
         state = outcome.state
         attributes: dict[str, Any] = {"aiotts.task.state": state.value}
@@ -173,27 +187,43 @@ class Telemetry:
         self._tasks.add(1, attributes)
         if event.elapsed is not None:
             self._task_time.record(event.elapsed, attributes)
-        span = self._spans.pop(event.task_id, None)
-        if span is None:
+        noted = self._open.pop(event.task_id, None)
+        if noted is None:
             return  # a second subscriber's ending, or a task never taken in here
-        span.add_event(state.value, _previous(event), timestamp=int(event.at * 1e9))
+        first_at = noted.moves[0][2] if noted.moves else event.at
+        span = self._tracer.start_span(
+            "aiotts.task",
+            context=noted.context,
+            attributes={"aiotts.task.id": event.task_id},
+            start_time=_nanoseconds(first_at),
+        )
+        for moved_to, moved_from, at in noted.moves:
+            span.add_event(moved_to, _previous(moved_from), timestamp=_nanoseconds(at))
+        span.add_event(state.value, _previous(event.previous), timestamp=_nanoseconds(event.at))
         span.set_attribute("aiotts.task.state", state.value)
         if outcome.bytes_written:
             span.set_attribute("aiotts.bytes_written", outcome.bytes_written)
         if state not in _OK_ENDINGS:
             span.set_status(Status(StatusCode.ERROR, outcome.error or state.value))
-        span.end(end_time=int(event.at * 1e9))
+        span.end(end_time=_nanoseconds(event.at))
 
 
-def _previous(event: TaskStateChanged) -> dict[str, str]:
-    return {"aiotts.task.previous": event.previous} if event.previous else {}
+def _nanoseconds(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _previous(previous: str | None) -> dict[str, str]:
+    return {"aiotts.task.previous": previous} if previous else {}
 
 
 def telemetry_hooks(
     meter_provider: metrics.MeterProvider | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    *,
+    spans: bool = True,
 ) -> Hooks:
     """Hooks that feed OpenTelemetry: pass them as ``TTSClient(hooks=...)``. Without
-    providers, the global ones (``opentelemetry.metrics``/``trace``) are used. One value
-    per client: it keeps that client's open spans."""
-    return Telemetry(meter_provider, tracer_provider).hooks()
+    providers, the global ones (``opentelemetry.metrics``/``trace``) are used;
+    ``spans=False`` records metrics only. One value per client: it keeps that client's
+    tasks in flight until they end."""
+    return Telemetry(meter_provider, tracer_provider, spans=spans).hooks()

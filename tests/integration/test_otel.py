@@ -163,3 +163,28 @@ async def test_a_cancelled_wait_closes_its_span(
     (span,) = sdk.finished()
     assert span.attributes["aiotts.task.state"] == "cancelled"  # type: ignore[index]
     assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_each_task_span_is_a_child_of_the_span_current_when_it_was_taken_in(
+    emulator: Emulator, tmp_path: Path, sdk: Sdk
+) -> None:
+    first, *ids = emulator.create_tasks(3, ready_after=0)
+    async with client_for(emulator, hooks=sdk.hooks()) as client:
+        await client.wait(first, tmp_path)  # the client's poll loop starts outside the job
+        with sdk.tracers.get_tracer("app").start_as_current_span("nightly job") as job:
+            await client.fetch_all(ids, tmp_path)
+    tasks = [s for s in sdk.finished() if s.attributes and s.attributes["aiotts.task.id"] in ids]
+    assert len(tasks) == 2
+    job_context = job.get_span_context()
+    for span in tasks:
+        assert span.parent is not None and span.parent.span_id == job_context.span_id
+        assert span.context is not None and span.context.trace_id == job_context.trace_id
+
+
+async def test_spans_can_be_left_out(emulator: Emulator, tmp_path: Path, sdk: Sdk) -> None:
+    ids = emulator.create_tasks(2, ready_after=0)
+    hooks = telemetry_hooks(sdk.meters, sdk.tracers, spans=False)
+    async with client_for(emulator, hooks=hooks) as client:
+        await client.fetch_all(ids, tmp_path)
+    assert sdk.finished() == []
+    assert sdk.total("aiotts.tasks", **{"aiotts.task.state": "done"}) == 2
