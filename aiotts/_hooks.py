@@ -457,10 +457,10 @@ class Emitter:
         await asyncio.gather(consumer, return_exceptions=True)
 
     def _log(self, key: str, message: str, *args: object, **fields: object) -> None:
-        level = self._log_levels.get(key)
-        if level is not None:
-            fields["event"] = key
-            log.log(level, message, *args, extra=fields)
+        """One record of an event of kind ``key``; callers test ``key in _log_levels``
+        first, so an event nobody logs builds no record nor its arguments."""
+        fields["event"] = key
+        log.log(self._log_levels[key], message, *args, extra=fields)
 
     # -- the entry points ----------------------------------------------------------------
 
@@ -477,17 +477,18 @@ class Emitter:
             previous, seen.state = seen.state, state
         event = TaskStateChanged(task_id, state, previous, self._wall_clock(), now - seen.since)
         self._tell_task("on_state", event, subscriptions)
-        self._log(
-            "state",
-            "task %s: %s -> %s",
-            task_id,
-            previous or "new",
-            state,
-            task_id=task_id,
-            state=state,
-            previous=previous,
-            elapsed=round(event.elapsed or 0.0, 6),
-        )
+        if "state" in self._log_levels:
+            self._log(
+                "state",
+                "task %s: %s -> %s",
+                task_id,
+                previous or "new",
+                state,
+                task_id=task_id,
+                state=state,
+                previous=previous,
+                elapsed=round(event.elapsed or 0.0, 6),
+            )
 
     def _ended(self, outcome: Outcome, listener: object | None) -> None:
         task_id = outcome.task_id
@@ -502,20 +503,21 @@ class Emitter:
         self._deliver(self._calls["on_state"], event)
         if batch:
             self._deliver(_Calls(h.on_state for h in batch if h.on_state is not None), event)
-        self._log(
-            "state",
-            "task %s: %s -> %s%s",
-            task_id,
-            previous or "new",
-            state,
-            f" ({outcome.error})" if outcome.error else "",
-            task_id=task_id,
-            state=state,
-            previous=previous,
-            elapsed=None if elapsed is None else round(elapsed, 6),
-            error=outcome.error,
-            resumed=outcome.resumed or None,
-        )
+        if "state" in self._log_levels:
+            self._log(
+                "state",
+                "task %s: %s -> %s%s",
+                task_id,
+                previous or "new",
+                state,
+                f" ({outcome.error})" if outcome.error else "",
+                task_id=task_id,
+                state=state,
+                previous=previous,
+                elapsed=None if elapsed is None else round(elapsed, 6),
+                error=outcome.error,
+                resumed=outcome.resumed or None,
+            )
         if outcome.files and not outcome.resumed:
             self._files(task_id, outcome.files, outcome.bytes_written, batch)
 
@@ -545,16 +547,17 @@ class Emitter:
             self._deliver(self._calls["on_file"], event)
             if batch:
                 self._deliver(_Calls(h.on_file for h in batch if h.on_file is not None), event)
-            self._log(
-                "file",
-                "task %s: wrote %s (%d bytes)",
-                task_id,
-                path,
-                size,
-                task_id=task_id,
-                path=str(path),
-                bytes=size,
-            )
+            if "file" in self._log_levels:
+                self._log(
+                    "file",
+                    "task %s: wrote %s (%d bytes)",
+                    task_id,
+                    path,
+                    size,
+                    task_id=task_id,
+                    path=str(path),
+                    bytes=size,
+                )
 
     def _retry(self, failure: Retryable, delay: float, kind: str) -> None:
         task_id = _current_task()
@@ -563,77 +566,82 @@ class Emitter:
             kind, task_id, getattr(failure, "attempt", 1), delay, str(error), error.status
         )
         self._deliver(self._calls["on_retry"], event)
-        self._log(
-            "retry",
-            "%s: attempt %d failed, retrying in %.2fs: %s",
-            kind,
-            event.attempt,
-            delay,
-            event.cause,
-            task_id=task_id,
-            kind=kind,
-            attempt=event.attempt,
-            delay=round(delay, 6),
-            cause=event.cause,
-            status=event.status,
-        )
+        if "retry" in self._log_levels:
+            self._log(
+                "retry",
+                "%s: attempt %d failed, retrying in %.2fs: %s",
+                kind,
+                event.attempt,
+                delay,
+                event.cause,
+                task_id=task_id,
+                kind=kind,
+                attempt=event.attempt,
+                delay=round(delay, 6),
+                cause=event.cause,
+                status=event.status,
+            )
 
     def _throttled(self, kind: str, retry_after: float | None, rate: float) -> None:
         task_id = _current_task()
         shown = None if math.isinf(rate) else rate
         event = Throttled(kind, task_id, retry_after, shown)
         self._deliver(self._calls["on_throttle"], event)
-        self._log(
-            "throttle",
-            "%s: the server answered 429 (too many requests)",
-            kind,
-            task_id=task_id,
-            kind=kind,
-            status=429,
-            retry_after=retry_after,
-            rate=shown,
-        )
+        if "throttle" in self._log_levels:
+            self._log(
+                "throttle",
+                "%s: the server answered 429 (too many requests)",
+                kind,
+                task_id=task_id,
+                kind=kind,
+                status=429,
+                retry_after=retry_after,
+                rate=shown,
+            )
 
     def _rate(self, rate: float, slowdowns: int) -> None:
         event = RateChanged(rate, slowdowns)
         self._deliver(self._calls["on_rate"], event)
-        self._log(
-            "rate",
-            "too many 429s: the client slows down to %.1f requests/s",
-            rate,
-            rate=round(rate, 3),
-            slowdowns=slowdowns,
-        )
+        if "rate" in self._log_levels:
+            self._log(
+                "rate",
+                "too many 429s: the client slows down to %.1f requests/s",
+                rate,
+                rate=round(rate, 3),
+                slowdowns=slowdowns,
+            )
 
     def _token(self, lifetime: float, refreshes: int) -> None:
         event = TokenRefreshed(lifetime, refreshes)
         self._deliver(self._calls["on_token"], event)
-        self._log(
-            "token",
-            "new token, used for %.0fs",
-            lifetime,
-            lifetime=lifetime,
-            refreshes=refreshes,
-        )
+        if "token" in self._log_levels:
+            self._log(
+                "token",
+                "new token, used for %.0fs",
+                lifetime,
+                lifetime=lifetime,
+                refreshes=refreshes,
+            )
 
     def _response(self, kind: str, method: str, status: int, started: float) -> None:
         seconds = self._clock() - started
         task_id = _current_task()
         event = RequestFinished(kind, method, status, seconds, task_id)
         self._deliver(self._calls["on_request"], event)
-        self._log(
-            "request",
-            "%s %s -> %d in %.1f ms",
-            kind,
-            method,
-            status,
-            seconds * 1000,
-            task_id=task_id,
-            kind=kind,
-            method=method,
-            status=status,
-            elapsed=round(seconds, 6),
-        )
+        if "request" in self._log_levels:
+            self._log(
+                "request",
+                "%s %s -> %d in %.1f ms",
+                kind,
+                method,
+                status,
+                seconds * 1000,
+                task_id=task_id,
+                kind=kind,
+                method=method,
+                status=status,
+                elapsed=round(seconds, 6),
+            )
 
 
 def _current_task() -> str | None:

@@ -41,6 +41,8 @@ histogram record; a poll that changes nothing else costs nothing more.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 try:
@@ -98,8 +100,14 @@ class Telemetry:
         self._with_spans = spans
         meter = metrics.get_meter(_SCOPE, _version(), meter_provider)
         self._tracer = trace.get_tracer(_SCOPE, _version(), tracer_provider)
-        self._requests = meter.create_counter(
-            "aiotts.requests", unit="{request}", description="Answers received, by kind and status"
+        # Answers are counted here and read at each collection (an observable counter): an
+        # answer costs a dict increment, not a measurement through the SDK.
+        self._answers: Counter[tuple[str, str, int]] = Counter()
+        meter.create_observable_counter(
+            "aiotts.requests",
+            callbacks=[self._observe_answers],
+            unit="{request}",
+            description="Answers received, by kind and status",
         )
         self._request_time = meter.create_histogram(
             "aiotts.request.duration", unit="s", description="From sending to the status line"
@@ -129,6 +137,7 @@ class Telemetry:
             "aiotts.task.duration", unit="s", description="From taking a task in to its ending"
         )
         self._open: dict[str, _Moves] = {}
+        self._attributes: dict[tuple[str, str, int], dict[str, str | int]] = {}
 
     def __repr__(self) -> str:
         return f"<Telemetry tasks_open={len(self._open)}>"
@@ -145,13 +154,20 @@ class Telemetry:
         )
 
     def on_request(self, event: RequestFinished) -> None:
-        attributes: dict[str, str | int] = {
-            "aiotts.request.kind": event.kind,
-            "http.request.method": event.method,
-            "http.response.status_code": event.status,
-        }
-        self._requests.add(1, attributes)
+        key = (event.kind, event.method, event.status)
+        self._answers[key] += 1
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = self._attributes[key] = {
+                "aiotts.request.kind": event.kind,
+                "http.request.method": event.method,
+                "http.response.status_code": event.status,
+            }
         self._request_time.record(event.seconds, attributes)
+
+    def _observe_answers(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        for key, count in list(self._answers.items()):
+            yield metrics.Observation(count, self._attributes[key])
 
     def on_retry(self, event: RetryScheduled) -> None:
         self._retries.add(1, {"aiotts.request.kind": event.kind})
