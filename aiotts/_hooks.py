@@ -211,7 +211,7 @@ def hooks_list(hooks: HooksArgument, *, name: str = "hooks") -> tuple[Hooks, ...
         return ()
     if isinstance(hooks, Hooks):
         return (hooks,)
-    if isinstance(hooks, list | tuple):
+    if isinstance(hooks, Sequence):
         items = tuple(hooks)
         if all(isinstance(item, Hooks) for item in items):
             return items
@@ -242,6 +242,17 @@ class _Calls(Generic[E]):
         return bool(self.synchronous or self.asynchronous)
 
 
+@dataclass(frozen=True, slots=True)
+class _TaskCalls:
+    """A batch's own hooks."""
+
+    on_state: _Calls[TaskStateChanged]
+    on_file: _Calls[FileWritten]
+
+
+_ENTRY_POINTS = ("moved", "ended", "retry", "throttled", "rate", "token", "response", "file")
+
+
 class _Seen:
     """What the emitter remembers of a task in flight: when it was taken in, its state."""
 
@@ -266,7 +277,7 @@ class Emitter:
     * ``ended(outcome, listener)``: one subscriber's outcome (a batch, or None for a wait);
     * ``retry(failure, delay, kind)``, ``throttled(kind, retry_after, rate)``,
       ``rate(rate, slowdowns)``, ``token(lifetime, refreshes)``,
-      ``response(kind, method, status, started)``, ``file(task_id, path, size)``.
+      ``response(kind, method, status, started)``, ``file(task_id, files, total)``.
     """
 
     __slots__ = (
@@ -305,7 +316,9 @@ class Emitter:
             name: _Calls(getattr(h, name) for h in hooks if getattr(h, name) is not None)
             for name in (f.name for f in fields(Hooks))
         }
-        self._batch_hooks: WeakKeyDictionary[object, tuple[Hooks, ...]] = WeakKeyDictionary()
+        # Per batch with hooks of its own: its task hooks, split once (the batch is the key,
+        # so a batch that is gone takes its entry with it).
+        self._batch_hooks: WeakKeyDictionary[object, _TaskCalls] = WeakKeyDictionary()
         self._seen: dict[str, _Seen] = {}
         self._failed: set[int] = set()  # ids of hooks whose first failure was logged
         self._backlog: asyncio.Queue[tuple[Callable[[Any], Any], Any]] | None = None
@@ -322,20 +335,7 @@ class Emitter:
         self._arm()
 
     def __repr__(self) -> str:
-        wanted = [
-            name
-            for name in (
-                "moved",
-                "ended",
-                "retry",
-                "throttled",
-                "rate",
-                "token",
-                "response",
-                "file",
-            )
-            if getattr(self, name) is not None
-        ]
+        wanted = [name for name in _ENTRY_POINTS if getattr(self, name) is not None]
         return f"<Emitter {' '.join(wanted) or 'silent'} dropped={self.dropped}>"
 
     def _wants(self, hook: str, log_key: str) -> bool:
@@ -378,7 +378,10 @@ class Emitter:
         """Call ``hooks`` (their task events) for the tasks ``listener`` (a batch) awaits,
         besides the client's own."""
         if hooks:
-            self._batch_hooks[listener] = tuple(hooks)
+            self._batch_hooks[listener] = _TaskCalls(
+                on_state=_Calls(h.on_state for h in hooks if h.on_state is not None),
+                on_file=_Calls(h.on_file for h in hooks if h.on_file is not None),
+            )
             self._arm()
 
     # -- delivery --------------------------------------------------------------------------
@@ -501,8 +504,8 @@ class Emitter:
         )
         batch = self._batch_hooks.get(listener) if listener is not None else None
         self._deliver(self._calls["on_state"], event)
-        if batch:
-            self._deliver(_Calls(h.on_state for h in batch if h.on_state is not None), event)
+        if batch is not None:
+            self._deliver(batch.on_state, event)
         if "state" in self._log_levels:
             self._log(
                 "state",
@@ -526,15 +529,14 @@ class Emitter:
         if self._batch_hooks:
             for subscription in subscriptions:
                 batch = self._batch_hooks.get(subscription.listener)
-                if batch:
-                    functions = (getattr(h, name) for h in batch)
-                    self._deliver(_Calls(f for f in functions if f is not None), event)
+                if batch is not None:
+                    self._deliver(getattr(batch, name), event)
 
     def _file(self, task_id: str, files: Sequence[Path], total: int) -> None:
         self._files(task_id, files, total, None)
 
     def _files(
-        self, task_id: str, files: Sequence[Path], total: int, batch: tuple[Hooks, ...] | None
+        self, task_id: str, files: Sequence[Path], total: int, batch: _TaskCalls | None
     ) -> None:
         for path in files:
             size = total
@@ -545,8 +547,8 @@ class Emitter:
                     size = 0
             event = FileWritten(task_id, path, size)
             self._deliver(self._calls["on_file"], event)
-            if batch:
-                self._deliver(_Calls(h.on_file for h in batch if h.on_file is not None), event)
+            if batch is not None:
+                self._deliver(batch.on_file, event)
             if "file" in self._log_levels:
                 self._log(
                     "file",
