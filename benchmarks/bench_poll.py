@@ -43,6 +43,11 @@ system's temporary folder, on disk, unless ``--out-dir`` says otherwise):
   the same, their ratio to the baseline is the same in either unit. The baseline writes
   the Base64 body (1.33 MB a task), aiotts the decoded WAV (1 MB).
 
+Cost per event (in this process, no I/O): what the client's event entry points cost with
+nothing registered, with a no-op sync hook on every event, and with OpenTelemetry as
+above, per answer (``RequestFinished``) and per task's life (two moves and an ending),
+best of five rounds of CPU time.
+
 Before the completed runs, one untimed pass reads every body once, so the emulator's
 cache is equally warm for every client. Between runs the files are removed and the
 page cache flushed (``os.sync``). Each client is run ``--repeat`` times, in rotation;
@@ -511,6 +516,50 @@ def completed_scenario(
     )
 
 
+def event_costs(rounds: int = 5, answers: int = 50_000, tasks: int = 10_000) -> Table:
+    """CPU per event at the client's entry points, with each kind of observer."""
+    from aiotts import Outcome, OutcomeState
+    from aiotts._context import log_task_id
+    from aiotts._hooks import Emitter
+    from aiotts._states import State
+
+    log_task_id.set("bench-task")
+    rows = []
+    for label, how in (
+        ("nothing registered", None),
+        ("no-op hooks", "hooks"),
+        ("OpenTelemetry", "otel"),
+    ):
+        hooks = observing(how)
+        emitter = Emitter([hooks] if hooks is not None else [])
+
+        def per_answer(n: int, emitter: Emitter = emitter) -> None:
+            for _ in range(n):
+                if (answered := emitter.response) is not None:  # the call site, as written
+                    answered("poll", "GET", 200, 0.0)
+
+        def per_task(n: int, emitter: Emitter = emitter) -> None:
+            for number in range(n):
+                task_id = f"bench-{number}"
+                if (moved := emitter.moved) is not None:
+                    moved(task_id, None, State.POLLING, ())
+                    moved(task_id, State.POLLING, State.DOWNLOADING, ())
+                outcome = Outcome(task_id, OutcomeState.DONE, bytes_written=1000)
+                if (ended := emitter.ended) is not None:
+                    ended(outcome, None)
+
+        def best(work: Callable[[int], None], n: int) -> float:
+            times = []
+            for _ in range(rounds):
+                started = time.process_time()
+                work(n)
+                times.append((time.process_time() - started) / n)
+            return min(times) * 1e6
+
+        rows.append((label, fmt(best(per_answer, answers), 2), fmt(best(per_task, tasks), 1)))
+    return Table(["observer", "CPU us per answer", "CPU us per task (outcome included)"], rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -559,6 +608,8 @@ def main() -> int:
                 flush=True,
             )
             print(completed_scenario(emulator, args, checks).text(), end="\n\n")
+    print("Cost per event, in this process (best of 5 rounds):")
+    print(event_costs(rounds=1 if args.smoke else 5).text(), end="\n\n")
     print(checks_table(checks).text())
     print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
     return 0 if all(c.ok for c in checks) else 1
