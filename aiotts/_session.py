@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import logging
 import math
 import ssl
 import time
@@ -75,8 +74,6 @@ __all__ = [
     "SessionSettings",
     "foreign_error",
 ]
-
-log = logging.getLogger("aiotts")
 
 T = TypeVar("T")
 
