@@ -17,7 +17,7 @@ Invariants:
   on; only ``BaseException`` (a cancellation, ``KeyboardInterrupt``) passes through.
 * **Order.** Sync hooks are called at once, on the event loop, in the order the events
   happen, before the work that caused them goes on (so a slow sync hook slows the
-  client). Async hooks are awaited one at a time, in that same order, by one task of the
+  client): a task's moves in order, its files (``FileWritten``) just before its ending. Async hooks are awaited one at a time, in that same order, by one task of the
   client, so they never hold up a poll; at most ``ASYNC_BACKLOG`` events wait for them,
   and an event that finds the backlog full is dropped (counted in ``dropped``, with a
   warning the first time). Between a sync and an async hook there is no order.
@@ -503,6 +503,8 @@ class Emitter:
             task_id, state, previous, outcome.finished_at or self._wall_clock(), elapsed, outcome
         )
         batch = self._batch_hooks.get(listener) if listener is not None else None
+        if outcome.files and not outcome.resumed:  # the files first, then the ending
+            self._files(task_id, outcome.files, outcome.bytes_written, batch)
         self._deliver(self._calls["on_state"], event)
         if batch is not None:
             self._deliver(batch.on_state, event)
@@ -521,8 +523,6 @@ class Emitter:
                 error=outcome.error,
                 resumed=outcome.resumed or None,
             )
-        if outcome.files and not outcome.resumed:
-            self._files(task_id, outcome.files, outcome.bytes_written, batch)
 
     def _tell_task(self, name: str, event: Any, subscriptions: Sequence[Any]) -> None:
         self._deliver(self._calls[name], event)

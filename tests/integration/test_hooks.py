@@ -121,8 +121,8 @@ async def test_a_batch_reports_state_changes_files_answers_and_the_token(
         assert order == [
             "TaskStateChangedpolling",
             "TaskStateChangeddownloading",
-            "TaskStateChangeddone",
             "FileWritten",
+            "TaskStateChangeddone",
         ]
 
 
