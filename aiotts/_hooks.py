@@ -17,10 +17,11 @@ Invariants:
   on; only ``BaseException`` (a cancellation, ``KeyboardInterrupt``) passes through.
 * **Order.** Sync hooks are called at once, on the event loop, in the order the events
   happen, before the work that caused them goes on (so a slow sync hook slows the
-  client): a task's moves in order, its files (``FileWritten``) just before its ending. Async hooks are awaited one at a time, in that same order, by one task of the
-  client, so they never hold up a poll; at most ``ASYNC_BACKLOG`` events wait for them,
-  and an event that finds the backlog full is dropped (counted in ``dropped``, with a
-  warning the first time). Between a sync and an async hook there is no order.
+  client): a task's moves in order, its files (``FileWritten``) just before its ending.
+  Async hooks are awaited one at a time, in that same order, by one task of the client,
+  so they never hold up a poll; at most ``ASYNC_BACKLOG`` events wait for them, and an
+  event that finds the backlog full is dropped (counted in ``dropped``, with a warning
+  the first time). Between a sync and an async hook there is no order.
   ``TTSClient.aclose`` waits up to ``DRAIN_TIMEOUT`` seconds for the backlog.
 * **No secret in an event.** Events carry ids, states, counts, times, paths and error
   texts that were made safe where they entered aiotts (``_redact``); never a token, a
