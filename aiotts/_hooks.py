@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
+from aiotts import _redact
 from aiotts._context import log_task_id
 from aiotts._errors import UsageError
 from aiotts._models import Outcome
 
 if TYPE_CHECKING:  # only for annotations: these modules import this one
+    from yarl import URL
+
     from aiotts._retry import Retryable
     from aiotts._states import State
 
@@ -161,6 +164,8 @@ class RequestFinished:
 
     kind: str
     method: str
+    path: str
+    """The URL's path (the endpoint), without the query."""
     status: int
     seconds: float
     """From sending the request to its status line."""
@@ -278,7 +283,7 @@ class Emitter:
     * ``ended(outcome, listener)``: one subscriber's outcome (a batch, or None for a wait);
     * ``retry(failure, delay, kind)``, ``throttled(kind, retry_after, rate)``,
       ``rate(rate, slowdowns)``, ``token(lifetime, refreshes)``,
-      ``response(kind, method, status, started)``, ``file(task_id, files, total)``.
+      ``response(kind, method, status, started, url)``, ``file(task_id, files, total)``.
     """
 
     __slots__ = (
@@ -331,7 +336,7 @@ class Emitter:
         self.throttled: Callable[[str, float | None, float], None] | None = None
         self.rate: Callable[[float, int], None] | None = None
         self.token: Callable[[float, int], None] | None = None
-        self.response: Callable[[str, str, int, float], None] | None = None
+        self.response: Callable[[str, str, int, float, URL], None] | None = None
         self.file: Callable[[str, Sequence[Path], int], None] | None = None
         self._arm()
 
@@ -485,10 +490,10 @@ class Emitter:
             self._log(
                 "state",
                 "task %s: %s -> %s",
-                task_id,
+                _shown(task_id),
                 previous or "new",
                 state,
-                task_id=task_id,
+                task_id=_shown(task_id),
                 state=state,
                 previous=previous,
                 elapsed=round(event.elapsed or 0.0, 6),
@@ -513,11 +518,11 @@ class Emitter:
             self._log(
                 "state",
                 "task %s: %s -> %s%s",
-                task_id,
+                _shown(task_id),
                 previous or "new",
                 state,
                 f" ({outcome.error})" if outcome.error else "",
-                task_id=task_id,
+                task_id=_shown(task_id),
                 state=state,
                 previous=previous,
                 elapsed=None if elapsed is None else round(elapsed, 6),
@@ -554,10 +559,10 @@ class Emitter:
                 self._log(
                     "file",
                     "task %s: wrote %s (%d bytes)",
-                    task_id,
+                    _shown(task_id),
                     path,
                     size,
-                    task_id=task_id,
+                    task_id=_shown(task_id),
                     path=str(path),
                     bytes=size,
                 )
@@ -577,7 +582,7 @@ class Emitter:
                 event.attempt,
                 delay,
                 event.cause,
-                task_id=task_id,
+                task_id=_shown(task_id),
                 kind=kind,
                 attempt=event.attempt,
                 delay=round(delay, 6),
@@ -595,7 +600,7 @@ class Emitter:
                 "throttle",
                 "%s: the server answered 429 (too many requests)",
                 kind,
-                task_id=task_id,
+                task_id=_shown(task_id),
                 kind=kind,
                 status=429,
                 retry_after=retry_after,
@@ -626,25 +631,32 @@ class Emitter:
                 refreshes=refreshes,
             )
 
-    def _response(self, kind: str, method: str, status: int, started: float) -> None:
+    def _response(self, kind: str, method: str, status: int, started: float, url: URL) -> None:
         seconds = self._clock() - started
         task_id = _current_task()
-        event = RequestFinished(kind, method, status, seconds, task_id)
+        event = RequestFinished(kind, method, url.path, status, seconds, task_id)
         self._deliver(self._calls["on_request"], event)
         if "request" in self._log_levels:
             self._log(
                 "request",
                 "%s %s -> %d in %.1f ms",
-                kind,
                 method,
+                event.path,
                 status,
                 seconds * 1000,
-                task_id=task_id,
+                task_id=_shown(task_id),
                 kind=kind,
                 method=method,
+                path=event.path,
                 status=status,
                 elapsed=round(seconds, 6),
             )
+
+
+def _shown(task_id: str | None) -> str | None:
+    """A task id as a log record may show it: an id is input, so control characters are
+    escaped and a very long one is cut."""
+    return None if task_id is None else _redact.server_text(task_id, limit=100)
 
 
 def _current_task() -> str | None:

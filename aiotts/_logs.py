@@ -66,6 +66,7 @@ FIELDS = (
     "attempt",
     "kind",
     "method",
+    "path",
     "status",
     "delay",
     "cause",

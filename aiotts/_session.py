@@ -425,7 +425,7 @@ class HttpSession:
                     ) as response:
                         status = response.status
                         if (answered := self.events.response) is not None:
-                            answered(kind, method, status, started)
+                            answered(kind, method, status, started, response.url)
                         if 200 <= status < 300:
                             self.limiter.succeeded()
                             if token is not None:

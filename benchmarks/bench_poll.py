@@ -77,6 +77,7 @@ from typing import Any
 import aiohttp
 import anyio
 import orjson
+import yarl
 
 from aiotts import DEFAULT_POLL, Hooks, Limits, PollPolicy, TTSClient
 from aiotts.emulator import (
@@ -524,6 +525,7 @@ def event_costs(rounds: int = 5, answers: int = 50_000, tasks: int = 10_000) -> 
     from aiotts._states import State
 
     log_task_id.set("bench-task")
+    url = yarl.URL("http://127.0.0.1:8080/v5.0/ocr/ConvertTextToSpeech").with_query(id="x")
     rows = []
     for label, how in (
         ("nothing registered", None),
@@ -536,7 +538,7 @@ def event_costs(rounds: int = 5, answers: int = 50_000, tasks: int = 10_000) -> 
         def per_answer(n: int, emitter: Emitter = emitter) -> None:
             for _ in range(n):
                 if (answered := emitter.response) is not None:  # the call site, as written
-                    answered("poll", "GET", 200, 0.0)
+                    answered("poll", "GET", 200, 0.0, url)
 
         def per_task(n: int, emitter: Emitter = emitter) -> None:
             for number in range(n):

@@ -288,9 +288,12 @@ async def test_a_single_call_reports_its_answers_and_the_token_between(tmp_path:
             await client.fetch(TASK_ID)
     token_answer, token, fetch_answer = heard.events
     assert isinstance(token_answer, RequestFinished)
-    assert token_answer == RequestFinished("token", "POST", 200, token_answer.seconds, None)
+    assert token_answer == RequestFinished(
+        "token", "POST", "/connect/token", 200, token_answer.seconds, None
+    )
     assert isinstance(token, TokenRefreshed) and token.refreshes == 1
     assert isinstance(fetch_answer, RequestFinished) and fetch_answer.kind == "fetch"
+    assert fetch_answer.path == TTS_PATH
 
 
 def test_the_blocking_client_takes_the_same_hooks(server: ThreadedEmulator, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from yarl import URL
 
 from aiotts import (
     FileWritten,
@@ -307,7 +308,7 @@ def test_each_event_is_one_json_line_with_its_fields() -> None:
         emitter.moved("t1", None, State.POLLING, ())
         emitter.ended(Outcome("t1", OutcomeState.FAILED, error="the server said Error"), None)
         emitter.token(3540.0, 1)
-        emitter.response("poll", "GET", 200, 0.0)
+        emitter.response("poll", "GET", 200, 0.0, URL("http://127.0.0.1/v5.0/x?id=t1"))
 
     lines = json_lines(emit)
     assert [line["event"] for line in lines] == ["state", "state", "token", "request"]
@@ -319,6 +320,7 @@ def test_each_event_is_one_json_line_with_its_fields() -> None:
     assert failed["error"] == "the server said Error" and isinstance(failed["elapsed"], float)
     assert token == {**token, "lifetime": 3540.0, "refreshes": 1, "level": "info"}
     assert request["kind"] == "poll" and request["status"] == 200 and request["method"] == "GET"
+    assert request["path"] == "/v5.0/x" and request["message"].startswith("GET /v5.0/x -> 200")
 
 
 def test_aiotts_log_names_the_values_it_accepts() -> None:
@@ -338,3 +340,15 @@ def test_aiotts_log_json_configures_the_logger_once(monkeypatch: pytest.MonkeyPa
     assert len(logger.handlers) == 1
     assert isinstance(logger.handlers[0].formatter, JsonFormatter)
     assert logger.level == logging.DEBUG and not logger.propagate
+
+
+def test_a_task_id_is_shown_escaped_in_log_records() -> None:
+    hostile = "TTS\x1b[31mred"
+
+    def emit(emitter: Emitter) -> None:
+        assert emitter.ended is not None
+        emitter.ended(Outcome(hostile, OutcomeState.ABORTED, error="bad id"), None)
+
+    (line,) = json_lines(emit)
+    assert line["task_id"] == "TTS\\x1b[31mred"
+    assert "\x1b" not in line["message"] and "TTS\\x1b[31mred" in line["message"]
