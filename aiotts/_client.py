@@ -177,6 +177,10 @@ class TTSClient:
     process never leaves a partial file at a final name. ``durable=True`` also fsyncs each
     file before the rename, so that a power cut cannot either; it costs throughput, and a
     resumed batch checks every file it skips (size and WAV header) in any case.
+
+    ``hooks`` (a ``Hooks``, or a list of them) are called for the client's events: state
+    changes, files, retries, 429s, tokens, answers. ``AIOTTS_LOG=json`` or ``debug`` turns
+    on the ``aiotts`` logger's records of the same events without code (``_logs``).
     """
 
     def __init__(
