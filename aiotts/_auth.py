@@ -115,6 +115,9 @@ def refresh_time(now: float, expires_in: float) -> tuple[float, float]:
 
 
 class TokenManager:
+    on_refresh: Callable[[float, int], None] | None = None
+    """Called with the lifetime planned for each new token and the requests sent so far."""
+
     def __init__(
         self,
         fetch: TokenFetcher,
@@ -222,6 +225,8 @@ class TokenManager:
         self._fresh_until, _ = refresh_time(received, max(declared_lifetime(expires_in), 0.0))
         refresh_at, expires_at = refresh_time(received, token_lifetime(expires_in))
         self._token = Token(value=value, expires_at=expires_at, refresh_at=refresh_at)
+        if self.on_refresh is not None:
+            self.on_refresh(expires_at - received, self.requests_sent)
         return self._token
 
     def _remember(self, failure: AiottsError, seconds: float) -> None:

@@ -306,6 +306,8 @@ class Batch:
         """Add the outcome to the record; it is handed out after the next commit."""
         self._held += 1  # held from now on: an unsaved outcome counts like a queued one
         self._unsaved.append(outcome)
+        if (ended := self._scheduler.events.ended) is not None:
+            ended(outcome, self)
         if self._manifest is not None:
             try:
                 self._manifest.add(outcome)
@@ -331,6 +333,8 @@ class Batch:
         self._tell_reader()
 
     def _queue(self, outcome: Outcome) -> None:
+        if (ended := self._scheduler.events.ended) is not None:
+            ended(outcome, self)
         self._ready.append(outcome)
         self._held += 1
         self._tell_reader()

@@ -64,6 +64,8 @@ from aiotts._errors import (
     UsageError,
 )
 from aiotts._files import OutputTarget, output_error, remove_stale_parts
+from aiotts._hooks import Emitter, HooksArgument, hooks_list
+from aiotts._logs import configure_from_env, log_levels
 from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._network import Proxy, check_headers, env_proxy, parse_proxy
@@ -244,6 +246,9 @@ class TTSClient:
     ``NO_PROXY`` names. ``headers`` are sent with every request (a ``User-Agent`` here
     replaces aiotts's own). ``session=`` (an open ``aiohttp.ClientSession``) or
     ``connector=`` make the client send through yours; it never closes either.
+    ``hooks`` (a ``Hooks``, or a list of them) are called for the client's events: state
+    changes, files, retries, 429s, tokens, answers. ``AIOTTS_LOG=json`` or ``debug`` turns
+    on the ``aiotts`` logger's records of the same events without code (``_logs``).
     """
 
     def __init__(
@@ -268,6 +273,7 @@ class TTSClient:
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         connector: aiohttp.BaseConnector | None = None,
+        hooks: HooksArgument = None,
     ) -> None:
         if session is not None and connector is not None:
             raise UsageError(
@@ -277,6 +283,8 @@ class TTSClient:
             raise UsageError(f"session must be an aiohttp.ClientSession, got {session!r}")
         if connector is not None and not isinstance(connector, aiohttp.BaseConnector):
             raise UsageError(f"connector must be an aiohttp.BaseConnector, got {connector!r}")
+        configure_from_env()  # AIOTTS_LOG, once per process
+        self._events = Emitter(hooks_list(hooks), log_levels=log_levels())
         if trial:
             if client_id or client_secret:
                 raise UsageError("trial mode sends no credentials: drop client_id/client_secret")
@@ -345,6 +353,7 @@ class TTSClient:
             )
         )
         self._shared = _Shared(self._session, poll)
+        self._events.attach(self._session)
         tts_path = _TRIAL_PATH if trial else _TTS_PATH
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
@@ -434,6 +443,7 @@ class TTSClient:
                 download_slots=shared.download_slots,
                 durable=self._durable,
             )
+            shared.scheduler.events = self._events
             shared.scheduler_task = asyncio.get_running_loop().create_task(shared.scheduler.run())
         return shared.scheduler
 
@@ -465,6 +475,7 @@ class TTSClient:
                     await asyncio.gather(shared.scheduler_task, return_exceptions=True)
         finally:
             with anyio.CancelScope(shield=True):
+                await self._events.aclose()  # async hooks take what is left, briefly
                 await self._session.close()
 
     def _require_open(self) -> None:
@@ -665,6 +676,8 @@ class TTSClient:
         if answer.result.status is not TaskStatus.COMPLETED:
             _raise_for_unfinished(answer.result)
         await answer.settle(durable=self._durable)
+        if (written := self._events.file) is not None:
+            written(task_id, answer.files, answer.bytes_written)
         return SavedAudio(answer.result, answer.files, answer.bytes_written)
 
     async def wait(
@@ -694,7 +707,7 @@ class TTSClient:
         target = OutputTarget.at_path(to, task_id)
         _prepare_folder(target.folder)
         scheduler = self._the_scheduler()
-        waiter = _Waiter()
+        waiter = _Waiter(self._events)
         subscription = scheduler.subscribe(
             task_id,
             target,
@@ -707,7 +720,8 @@ class TTSClient:
         finally:
             # Cancelled (a web request went away): the others waiting for the same task
             # keep theirs; the last one leaving stops its polling.
-            scheduler.unsubscribe(subscription)
+            if scheduler.unsubscribe(subscription):
+                waiter.left(task_id)
         return _saved_or_raise(outcome)
 
     # -- many tasks ---------------------------------------------------------------------------
@@ -723,6 +737,7 @@ class TTSClient:
         resume: bool = False,
         retry_failed: bool = False,
         poll: PollPolicy | None = None,
+        hooks: HooksArgument = None,
     ) -> Batch:
         """Fetch every task in ``ids`` into ``out_dir``; iterate for outcomes as tasks end.
 
@@ -741,7 +756,8 @@ class TTSClient:
 
         ``task_timeout`` (default an hour; ``None``: none) is how long each task may take
         from when it is taken in; a task past it ends ``expired``. ``batch_timeout``
-        bounds the whole batch.
+        bounds the whole batch. ``hooks`` are this batch's own (``Hooks`` with ``on_state``
+        and ``on_file`` only), called besides the client's.
         """
         folder = Path(out_dir)
         return self._batch(
@@ -754,6 +770,7 @@ class TTSClient:
             manifest=manifest,
             resume=resume,
             retry_failed=retry_failed,
+            hooks=hooks,
         )
 
     async def fetch_all(
@@ -891,8 +908,10 @@ class TTSClient:
         manifest: str | os.PathLike[str] | None = None,
         resume: bool = False,
         retry_failed: bool = False,
+        hooks: HooksArgument = None,
     ) -> Batch:
         self._require_open()
+        batch_hooks = Emitter.batch_hooks(hooks)
         if resume and manifest is None:
             raise UsageError("resume needs a manifest: pass manifest=PATH")
         for name, value in (("task_timeout", task_timeout), ("batch_timeout", batch_timeout)):
@@ -930,23 +949,32 @@ class TTSClient:
             manifest=record,
         )
         self._batches.add(batch)
+        self._events.watch(batch, batch_hooks)
         return batch
 
 
 class _Waiter:
     """The listener of one ``wait``: keeps the outcome for the waiting caller."""
 
-    __slots__ = ("outcome",)
+    __slots__ = ("events", "outcome")
 
-    def __init__(self) -> None:
+    def __init__(self, events: Emitter) -> None:
+        self.events = events
         self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
     def moved(self, before: State | None, after: State) -> None:
         pass
 
     def ended(self, subscription: Subscription, outcome: Outcome) -> None:
+        if (ended := self.events.ended) is not None:
+            ended(outcome, None)
         if not self.outcome.done():
             self.outcome.set_result(outcome)
+
+    def left(self, task_id: str) -> None:
+        """The wait was cancelled before its task ended: that is its ending."""
+        if (ended := self.events.ended) is not None:
+            ended(Outcome(task_id, OutcomeState.CANCELLED, error="the wait was cancelled"), None)
 
 
 def _prepare_folder(folder: Path) -> None:

@@ -45,6 +45,9 @@ class _Window:
 
 
 class RateLimiter:
+    on_slowed: Callable[[float, int], None] | None = None
+    """Called with the new rate and the count of slowdowns each time the client slows."""
+
     def __init__(
         self,
         rate: float | None,
@@ -95,6 +98,8 @@ class RateLimiter:
         if math.isinf(self._cap):
             self._free_again_above = 2.0 * sending
         self._next_free = max(self._next_free, now)
+        if self.on_slowed is not None:
+            self.on_slowed(self._rate, self.throttle_events)
 
     @property
     def limited(self) -> bool:

@@ -32,6 +32,8 @@ class Retryable(Exception):
         self.error = error
         self.sent = sent
         self.retry_after = retry_after
+        self.attempt = 1
+        """Which attempt failed (1: the first); set by the retry loop."""
 
 
 class UncertainDelivery(Exception):
@@ -96,6 +98,7 @@ async def retry_after(
         if attempts >= policy.max_attempts or clock() + delay > give_up_at:
             raise last.error from last.__cause__
         if on_retry is not None:
+            last.attempt = attempts
             on_retry(last, delay)
         await sleep(delay)
         attempts += 1

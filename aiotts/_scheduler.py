@@ -53,6 +53,7 @@ from aiotts._errors import (
     UnexpectedStatusError,
 )
 from aiotts._files import OutputTarget, share_file
+from aiotts._hooks import SILENT, Emitter
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._pacing import Expire, Pacer, Poll, Timing
 from aiotts._session import HttpSession
@@ -130,6 +131,9 @@ class Scheduler:
     """Polls every task of one client. ``run`` works until it is cancelled (the client
     closes); ``subscribe`` and ``unsubscribe`` may be called any time, from the loop."""
 
+    events: Emitter = SILENT
+    """Where state changes are reported (the client's hooks and log records)."""
+
     def __init__(
         self,
         session: HttpSession,
@@ -194,6 +198,8 @@ class Scheduler:
             task.subscriptions.append(subscription)
             task.machine.apply(Event.ADMIT)
             listener.moved(None, task.machine.state)
+            if (moved := self.events.moved) is not None:
+                moved(task_id, None, task.machine.state, task.subscriptions)
             task.timing = self._pacer.admit(task, now=now, deadline=deadline, policy=poll)
             self._wake(now)
             return subscription
@@ -410,6 +416,8 @@ class Scheduler:
         if after is not before:
             for subscription in task.subscriptions:
                 subscription.listener.moved(before, after)
+            if (moved := self.events.moved) is not None:
+                moved(task.task_id, before, after, task.subscriptions)
         return after
 
     def _end(

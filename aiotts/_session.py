@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.utils
-import logging
 import math
 import ssl
 import time
@@ -73,6 +72,7 @@ from aiotts._errors import (
     TokenRateLimitedError,
     UsageError,
 )
+from aiotts._hooks import SILENT, Emitter
 from aiotts._network import PROXY_ERRORS, Proxy, Route, proxy_error, user_agent
 from aiotts._ratelimit import RateLimiter
 from aiotts._retry import Retryable, UncertainDelivery, retry_after
@@ -85,8 +85,6 @@ __all__ = [
     "SessionSettings",
     "foreign_error",
 ]
-
-log = logging.getLogger("aiotts")
 
 T = TypeVar("T")
 
@@ -326,6 +324,9 @@ class HttpSession:
     """Owns the aiohttp session (unless one was given in). Opened once inside the running
     loop, closed once."""
 
+    events: Emitter = SILENT
+    """Where answers, retries and 429s are reported (the client's hooks and log records)."""
+
     def __init__(self, settings: SessionSettings) -> None:
         self._settings = settings
         _redact.register_secret(settings.client_secret)
@@ -511,12 +512,13 @@ class HttpSession:
             idempotent=request.idempotent,
             clock=time.monotonic,
             sleep=anyio.sleep,
-            on_retry=self._count_retry,
+            on_retry=partial(self._count_retry, request.kind),
         )
 
-    def _count_retry(self, failure: Retryable, delay: float) -> None:
+    def _count_retry(self, kind: str, failure: Retryable, delay: float) -> None:
         self.counters.retries += 1
-        log.debug("retrying in %.2fs after: %s", delay, failure.error)
+        if (retry := self.events.retry) is not None:
+            retry(failure, delay, kind)
 
     async def _send(self, request: _Request, handle: Handler[T]) -> T:
         session = self._require_open()
@@ -552,14 +554,8 @@ class HttpSession:
                         **route.options,
                     ) as response:
                         status = response.status
-                        if log.isEnabledFor(logging.DEBUG):
-                            log.debug(
-                                "%s %s -> %d in %.1f ms",
-                                method,
-                                response.url.path,
-                                status,
-                                (time.monotonic() - started) * 1000,
-                            )
+                        if (answered := self.events.response) is not None:
+                            answered(kind, method, status, started, response.url)
                         if 200 <= status < 300:
                             self.limiter.succeeded()
                             if token is not None:
@@ -600,6 +596,8 @@ class HttpSession:
         if status == 429:
             self.counters.throttled += 1
             self.limiter.throttled()
+            if (throttled := self.events.throttled) is not None:
+                throttled(kind, retry_after, self.limiter.rate)
             if not request.idempotent:
                 # A definite refusal: nothing was created, so this is no uncertain delivery.
                 when = f"; retry after {retry_after:.0f}s" if retry_after is not None else ""

@@ -60,6 +60,7 @@ from aiotts._config import (
     Timeouts,
 )
 from aiotts._errors import ClientClosedError, UsageError
+from aiotts._hooks import HooksArgument
 from aiotts._models import Outcome, TaskResult
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY, Submitted, Texts
 from aiotts._submit import Submissions as AsyncSubmissions
@@ -243,6 +244,7 @@ class TTSClient:
         headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         connector: aiohttp.BaseConnector | None = None,
+        hooks: HooksArgument = None,
     ) -> None:
         if session is not None or connector is not None:
             # Both belong to the loop they were made in; this client's loop is its own.
@@ -272,6 +274,7 @@ class TTSClient:
                 proxy_auth=proxy_auth,
                 trust_env=trust_env,
                 headers=headers,
+                hooks=hooks,
             )
             await client.__aenter__()
             return client
@@ -397,6 +400,7 @@ class TTSClient:
         resume: bool = False,
         retry_failed: bool = False,
         poll: PollPolicy | None = None,
+        hooks: HooksArgument = None,
     ) -> Batch:
         """Fetch every task in ``ids`` into ``out_dir``; iterate for outcomes as tasks end.
 
@@ -416,6 +420,7 @@ class TTSClient:
                 resume=resume,
                 retry_failed=retry_failed,
                 poll=poll,
+                hooks=hooks,
             )
 
         return Batch(self, self._runner, self._runner.call(start))

@@ -14,6 +14,12 @@ Pending (``--pending`` tasks that stay Pending for the run):
   policy of a fixed 50 ms delay and no poll budget, so that every task is always due again
   and aiotts, like the bare loop, sends as fast as 32 requests in flight allow. Its polls
   are ``batch.statistics().requests["poll"]``. The target is judged on this pair.
+* ``aiotts, no-op hooks``: the same, with a sync hook that does nothing registered for
+  every kind of event (``Hooks`` with all seven fields), so every answer calls one;
+* ``aiotts, OpenTelemetry``: the same, with ``aiotts.otel.telemetry_hooks`` feeding the
+  OpenTelemetry SDK (a ``MeterProvider`` with an in-memory reader that is never read, and a
+  ``TracerProvider`` with no exporter): a counter and a histogram per answer, a span per
+  task. Both are compared with the plain aiotts row (``vs aiotts``).
 * for information, both again at the pace of aiotts's default poll budget
   (``PollPolicy.budget`` polls a second): the bare loop spacing its requests 1/budget
   seconds apart, and aiotts with the same 50 ms delays but the default budget. Spaced
@@ -36,6 +42,11 @@ system's temporary folder, on disk, unless ``--out-dir`` says otherwise):
   Throughput is in tasks/s and in MB/s (10**6 bytes) of WAV landed; since every task is
   the same, their ratio to the baseline is the same in either unit. The baseline writes
   the Base64 body (1.33 MB a task), aiotts the decoded WAV (1 MB).
+
+Cost per event (in this process, no I/O): what the client's event entry points cost with
+nothing registered, with a no-op sync hook on every event, and with OpenTelemetry as
+above, per answer (``RequestFinished``) and per task's life (two moves and an ending),
+best of five rounds of CPU time.
 
 Before the completed runs, one untimed pass reads every body once, so the emulator's
 cache is equally warm for every client. Between runs the files are removed and the
@@ -66,8 +77,9 @@ from typing import Any
 import aiohttp
 import anyio
 import orjson
+import yarl
 
-from aiotts import DEFAULT_POLL, Limits, PollPolicy, TTSClient
+from aiotts import DEFAULT_POLL, Hooks, Limits, PollPolicy, TTSClient
 from aiotts.emulator import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -193,13 +205,35 @@ def bare_poll(spec: Spec) -> Result:
     return run_loop(main(), spec["loop"])
 
 
+def observing(how: str | None) -> Hooks | None:
+    """The hooks of a measured client: none, a no-op on every event, or OpenTelemetry."""
+    if how is None:
+        return None
+    if how == "hooks":
+
+        def nothing(event: object) -> None:
+            pass
+
+        return Hooks(*[nothing] * len(dataclasses.fields(Hooks)))
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from aiotts.otel import telemetry_hooks
+
+    return telemetry_hooks(MeterProvider(metric_readers=[InMemoryMetricReader()]), TracerProvider())
+
+
 def aiotts_poll(spec: Spec) -> Result:
     url, ids, duration = spec["url"], spec["ids"], spec["duration"]
 
     async def main() -> Result:
         outcomes: dict[str, int] = {}
+        hooks = observing(spec.get("observe"))
         with scratch_folder("bench-poll-") as out:
-            async with TTSClient(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url) as client:
+            async with TTSClient(
+                DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, base_url=url, hooks=hooks
+            ) as client:
                 poll = dataclasses.replace(FAST_POLL, budget=spec.get("budget"))
                 batch = client.fetch_many(ids, out, batch_timeout=duration, poll=poll)
                 sampler = Sampler(lambda: batch.statistics().requests.get("poll", 0), duration)
@@ -313,6 +347,18 @@ def pending_scenario(
     clients = [
         ("bare", "bare aiohttp", "bare_poll", bare_spec),
         ("aiotts", "aiotts, no poll budget", "aiotts_poll", {**common, "budget": None}),
+        (
+            "aiotts hooks",
+            "aiotts, no poll budget, no-op hooks",
+            "aiotts_poll",
+            {**common, "budget": None, "observe": "hooks"},
+        ),
+        (
+            "aiotts otel",
+            "aiotts, no poll budget, OpenTelemetry",
+            "aiotts_poll",
+            {**common, "budget": None, "observe": "otel"},
+        ),
     ]
     if budget and not args.smoke:
         clients += [
@@ -345,6 +391,11 @@ def pending_scenario(
     for key, run in best.items():
         reference = best["bare paced"] if key == "aiotts paced" else bare
         steady = run["steady_cpu"] / max(1, run["steady_polls"])
+        against_aiotts = (
+            f"{per_poll(run) / per_poll(ours):.2f}x"
+            if key in ("aiotts hooks", "aiotts otel")
+            else ""
+        )
         rows.append(
             (
                 run.label,
@@ -355,6 +406,7 @@ def pending_scenario(
                 fmt(per_poll(run) * 1e6, 0),
                 fmt(steady * 1e6, 0),
                 f"{per_poll(run) / per_poll(reference):.2f}x",
+                against_aiotts,
                 fmt(run["peak_rss_kib"] / 1024, 0),
                 fmt(run.server_cpu / max(1, run["polls"]) * 1e6, 0),
             )
@@ -385,6 +437,7 @@ def pending_scenario(
             "CPU us/poll",
             "steady us/poll",
             "vs bare (paced: vs paced)",
+            "vs aiotts",
             "peak RSS MB",
             "server us/poll",
         ],
@@ -464,6 +517,51 @@ def completed_scenario(
     )
 
 
+def event_costs(rounds: int = 5, answers: int = 50_000, tasks: int = 10_000) -> Table:
+    """CPU per event at the client's entry points, with each kind of observer."""
+    from aiotts import Outcome, OutcomeState
+    from aiotts._context import log_task_id
+    from aiotts._hooks import Emitter
+    from aiotts._states import State
+
+    log_task_id.set("bench-task")
+    url = yarl.URL("http://127.0.0.1:8080/v5.0/ocr/ConvertTextToSpeech").with_query(id="x")
+    rows = []
+    for label, how in (
+        ("nothing registered", None),
+        ("no-op hooks", "hooks"),
+        ("OpenTelemetry", "otel"),
+    ):
+        hooks = observing(how)
+        emitter = Emitter([hooks] if hooks is not None else [])
+
+        def per_answer(n: int, emitter: Emitter = emitter) -> None:
+            for _ in range(n):
+                if (answered := emitter.response) is not None:  # the call site, as written
+                    answered("poll", "GET", 200, 0.0, url)
+
+        def per_task(n: int, emitter: Emitter = emitter) -> None:
+            for number in range(n):
+                task_id = f"bench-{number}"
+                if (moved := emitter.moved) is not None:
+                    moved(task_id, None, State.POLLING, ())
+                    moved(task_id, State.POLLING, State.DOWNLOADING, ())
+                outcome = Outcome(task_id, OutcomeState.DONE, bytes_written=1000)
+                if (ended := emitter.ended) is not None:
+                    ended(outcome, None)
+
+        def best(work: Callable[[int], None], n: int) -> float:
+            times = []
+            for _ in range(rounds):
+                started = time.process_time()
+                work(n)
+                times.append((time.process_time() - started) / n)
+            return min(times) * 1e6
+
+        rows.append((label, fmt(best(per_answer, answers), 2), fmt(best(per_task, tasks), 1)))
+    return Table(["observer", "CPU us per answer", "CPU us per task (outcome included)"], rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -512,6 +610,8 @@ def main() -> int:
                 flush=True,
             )
             print(completed_scenario(emulator, args, checks).text(), end="\n\n")
+    print("Cost per event, in this process (best of 5 rounds):")
+    print(event_costs(rounds=1 if args.smoke else 5).text(), end="\n\n")
     print(checks_table(checks).text())
     print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
     return 0 if all(c.ok for c in checks) else 1

@@ -472,7 +472,7 @@ class _TaskIdFilter(logging.Filter):
     """Names the task each log line is about (``-`` for none), as it is safe to show."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.task_id = shown_id(log_task_id.get())
+        record.task_id = shown_id(getattr(record, "task_id", None) or log_task_id.get())
         return True
 
 

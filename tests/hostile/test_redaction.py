@@ -1,9 +1,12 @@
 """Server text is untrusted output: a server that echoes the client secret or the bearer
 token in every kind of answer gets neither back into an exception, an outcome, the
-manifest or a log line, and control characters arrive escaped."""
+manifest, a log line (the JSON lines of ``AIOTTS_LOG=json`` included) or a hook's event,
+and control characters arrive escaped."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 from pathlib import Path
 
@@ -11,7 +14,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from aiotts import AiottsError, CredentialsError, TaskResult, TTSClient
+from aiotts import AiottsError, CredentialsError, Hooks, TaskResult, TTSClient
+from aiotts._logs import JsonFormatter
 from aiotts._redact import REDACTED, TEXT_LIMIT, server_text
 from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, TOKEN, HostileServer
 from tests.hostile.transport import (
@@ -93,15 +97,33 @@ def assert_clean(texts: list[str]) -> None:
         assert "\x1b" not in text and "\r" not in text, text
 
 
+def event_texts(event: object) -> list[str]:
+    """repr of a hook's event, and str of each of its fields (an outcome's texts too)."""
+    found = [repr(event)]
+    for item in dataclasses.fields(event):  # type: ignore[arg-type]
+        value = getattr(event, item.name)
+        found.append(str(value))
+        if dataclasses.is_dataclass(value):
+            found += event_texts(value)
+            found += texts_of(getattr(value, "cause", None))
+    return found
+
+
 async def test_no_secret_or_token_comes_back_from_any_answer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aiotts")
+    json_log = io.StringIO()
+    json_handler = logging.StreamHandler(json_log)  # what AIOTTS_LOG=json writes
+    json_handler.setFormatter(JsonFormatter())
+    logging.getLogger("aiotts").addHandler(json_handler)
+    events: list[object] = []
+    every_event = Hooks(*[events.append] * len(dataclasses.fields(Hooks)))
     outputs: list[str] = []
     async with HostileServer() as server:
         server.route("GET", TTS_PATH, answers)
         server.route("GET", STATUS_PATH, answers)
-        async with client_of(server, retry=FEW_RETRIES) as client:
+        async with client_of(server, retry=FEW_RETRIES, hooks=every_event) as client:
             manifest = tmp_path / "manifest.jsonl"
             report = await client.fetch_all(IDS, tmp_path / "out", manifest=manifest)
             for outcome in report.done + report.failed:
@@ -120,9 +142,26 @@ async def test_no_secret_or_token_comes_back_from_any_answer(
                     await client.download(task_id, tmp_path / "single")
                 except AiottsError as exc:
                     outputs += texts_of(exc)
+    logging.getLogger("aiotts").removeHandler(json_handler)
     outputs += [record.getMessage() for record in caplog.records]
+    json_lines = json_log.getvalue().splitlines()
+    outputs += json_lines
+    for event in events:
+        outputs += event_texts(event)
     assert any(TOKEN in request.headers.get("Authorization", "") for request in server.received)
     assert_clean(outputs)
+    # Every kind of record and event was there to be checked, the server's texts scrubbed.
+    kinds = {orjson.loads(line).get("event") for line in json_lines}
+    assert {"state", "retry", "request", "token", "file"} <= kinds
+    assert {type(event).__name__ for event in events} >= {
+        "TaskStateChanged",
+        "RetryScheduled",
+        "RequestFinished",
+        "TokenRefreshed",
+        "FileWritten",
+    }
+    assert any(REDACTED in line and '"event":"retry"' in line for line in json_lines)
+    assert any(REDACTED in text for event in events for text in event_texts(event))
     # The texts were there and scrubbed, not dropped.
     failed = {o.task_id: o for o in report.failed}
     assert REDACTED in failed["error-messages"].messages[0]
