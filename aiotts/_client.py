@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -57,6 +58,7 @@ from aiotts._errors import (
 from aiotts._files import OutputTarget, output_error, remove_stale_parts
 from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
+from aiotts._readiness import Readiness
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
@@ -257,6 +259,9 @@ class TTSClient:
         self._scheduler_task: asyncio.Task[None] | None = None
         self._batches: WeakSet[Batch] = WeakSet()
         self._batch_tasks: set[asyncio.Task[None]] = set()
+        # Every id this client submits, with when and how long, so that its polls can aim
+        # at the moment each is likely ready (``PollPolicy.predict``).
+        self._readiness = Readiness()
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
@@ -288,6 +293,7 @@ class TTSClient:
                 limits=self._limits,
                 download_slots=self._download_slots,
                 durable=self._durable,
+                readiness=self._readiness,
             )
             self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
         return self._scheduler
@@ -363,6 +369,12 @@ class TTSClient:
                 f"trial mode converts at most {TRIAL_MAX_CHARS} characters; this text has "
                 f"{len(text)}: shorten it or use credentials"
             )
+        return await self._post_text(text, self._call_timeout(timeout))
+
+    async def _post_text(self, text: str, timeout: float) -> str:  # noqa: ASYNC109
+        """The one POST of a text, which every submit goes through: send it, map its
+        failures, and record the id it got (when, and how long its text) for the readiness
+        model."""
         body = orjson.dumps(
             {"text": text, "settings": {"language": "English", "resultType": "Wav"}}
         )
@@ -377,7 +389,7 @@ class TTSClient:
             return task_id
 
         try:
-            return await self._session.request(
+            task_id = await self._session.request(
                 "submit",
                 "POST",
                 self._tts_url,
@@ -385,8 +397,11 @@ class TTSClient:
                 body=body,
                 authorised=not self._trial,
                 idempotent=False,
-                timeout=self._call_timeout(timeout),
+                timeout=timeout,
             )
+            # The scheduler's clock: submits and polls are stamped on one timeline.
+            self._readiness.submitted(task_id, at=time.monotonic(), chars=len(text))
+            return task_id
         except UncertainDelivery as exc:
             raise SubmitUncertainError(
                 f"the submit may have reached the server ({exc.error}); it was not retried, "

@@ -1,0 +1,265 @@
+"""When a task the client submitted is likely ready: the readiness model. Pure: no event
+loop, no I/O, no clock.
+
+The owner tells it what happened, with the time it happened: a task submitted with so many
+characters, a poll that found it ``Pending`` or ``Processing``, a poll that found it ended.
+It answers when a task is likely ready (``forecast``) and when to ask about it next
+(``next_poll``). Tests drive it with a manual clock.
+
+The model is the queue the service runs: one FIFO queue served by some number of workers,
+each task taking a time that grows with its text. While the queue is busy, a task is ready
+at about ``t0 + a * (tasks submitted before it) + b * (characters submitted before it) +
+c * (its own characters)``: the work ahead of it drained at the queue's rate, then its own
+service. The four numbers are fitted by least squares on the completions seen so far,
+recent ones counting more (each older one weighs ``FORGET`` times less), so the fit follows
+a queue whose speed changes. A completion is seen only as an interval: after the last poll
+that found the task not ready, at or before the poll that found it ended. The fit takes the
+point of that interval nearest to what it predicted, so an interval that agrees with the
+prediction leaves the fit where it is, and one that does not pulls it by exactly the miss.
+
+Rules:
+
+* A task it was not told about, or any task before ``MIN_COMPLETIONS`` completions were
+  seen, has no forecast: ``next_poll`` says ``None`` and the poll policy decides.
+* The first targeted poll is a margin before the likely time (so that a forecast that is
+  too late shows as a task already ready); after that, short steps until it is ready. A
+  task found not ready after its likely time, or ``Processing``, is asked about in short
+  steps too; one never asked about whose time has come, at once.
+* A forecast is never earlier than the last time the task was seen not ready.
+
+Memory: one small entry per task submitted and not yet ended, at most ``capacity`` (the
+oldest are dropped past it, and then fall back to the policy), plus a fit of fixed size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiotts._models import TaskStatus
+
+__all__ = ["Forecast", "Readiness"]
+
+FORGET = 0.99
+"""The weight of a completion relative to the next one: about the last 100 count."""
+
+MIN_COMPLETIONS = 8
+"""Completions to see before the fit is trusted."""
+
+MIN_SPREAD = 0.03
+"""Seconds: the least uncertainty claimed for a forecast."""
+
+MARGIN = 0.5
+"""The first targeted poll comes this many spreads before the likely time."""
+
+MIN_STEP = 0.1
+MAX_STEP = 0.5
+"""Seconds: the bounds of the short steps taken around and after the likely time."""
+
+DEFAULT_CAPACITY = 200_000
+"""Tasks remembered at most; the oldest are dropped past it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When a task is likely ready (``likely``), and how sure: it is expected within
+    [``earliest``, ``latest``], the likely time plus or minus two spreads (never earlier
+    than the last time it was seen not ready)."""
+
+    likely: float
+    earliest: float
+    latest: float
+
+    @property
+    def spread(self) -> float:
+        return (self.latest - self.likely) / 2
+
+
+class _Entry:
+    """What is known of one submitted task."""
+
+    __slots__ = ("features", "not_before", "processing", "submitted_at")
+
+    def __init__(self, features: tuple[float, float, float], submitted_at: float) -> None:
+        self.features = features  # tasks before it, characters before it, its own characters
+        self.submitted_at = submitted_at
+        self.not_before = submitted_at  # the last time it was seen not ready
+        self.processing = False
+
+
+class _Fit:
+    """Weighted least squares with exponential forgetting, kept as running means and
+    centred co-moments (numerically stable however large the features grow)."""
+
+    __slots__ = ("_coefficients", "_mean_x", "_mean_y", "_sxx", "_sxy", "count", "weight")
+
+    def __init__(self, size: int) -> None:
+        self.weight = 0.0
+        self.count = 0
+        self._mean_x = [0.0] * size
+        self._mean_y = 0.0
+        self._sxx = [[0.0] * size for _ in range(size)]
+        self._sxy = [0.0] * size
+        self._coefficients: list[float] | None = None  # None: to be solved again
+
+    def add(self, x: Sequence[float], y: float, weight: float = 1.0) -> None:
+        size = len(self._mean_x)
+        total = FORGET * self.weight + weight
+        share = weight / total
+        dx = [x[i] - self._mean_x[i] for i in range(size)]
+        dy = y - self._mean_y
+        spread = weight * (1 - share)
+        for i in range(size):
+            row = self._sxx[i]
+            for j in range(size):
+                row[j] = FORGET * row[j] + spread * dx[i] * dx[j]
+            self._sxy[i] = FORGET * self._sxy[i] + spread * dx[i] * dy
+            self._mean_x[i] += share * dx[i]
+        self._mean_y += share * dy
+        self.weight = total
+        self.count += 1
+        self._coefficients = None
+
+    def predict(self, x: Sequence[float]) -> float:
+        coefficients = self._coefficients
+        if coefficients is None:
+            coefficients = self._coefficients = self._solve()
+        mean_x = self._mean_x
+        return self._mean_y + sum(c * (x[i] - mean_x[i]) for i, c in enumerate(coefficients))
+
+    def _solve(self) -> list[float]:
+        """The coefficients, solved on the correlation scale with a touch of ridge, so that
+        a feature that does not vary gets 0 and two that move together share the weight."""
+        size = len(self._mean_x)
+        scale = [math.sqrt(max(self._sxx[i][i], 0.0)) for i in range(size)]
+        used = [i for i in range(size) if scale[i] > 1e-9 * (1 + abs(self._mean_x[i]))]
+        if not used:
+            return [0.0] * size
+        n = len(used)
+        matrix = [
+            [self._sxx[i][j] / (scale[i] * scale[j]) + (1e-6 if i == j else 0.0) for j in used]
+            + [self._sxy[i] / scale[i]]
+            for i in used
+        ]
+        for col in range(n):  # Gauss-Jordan; the matrix is symmetric positive definite
+            pivot = matrix[col][col]
+            for row in range(n):
+                if row != col:
+                    factor = matrix[row][col] / pivot
+                    for k in range(col, n + 1):
+                        matrix[row][k] -= factor * matrix[col][k]
+        coefficients = [0.0] * size
+        for k, i in enumerate(used):
+            coefficients[i] = matrix[k][n] / matrix[k][k] / scale[i]
+        return coefficients
+
+
+class Readiness:
+    """The client's readiness model: what it submitted, what it saw, what it expects."""
+
+    def __init__(self, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity!r}")
+        self._capacity = capacity
+        self._tasks: dict[str, _Entry] = {}
+        self._submitted = 0
+        self._chars = 0
+        self._fit = _Fit(3)
+        self._square_miss = MIN_SPREAD**2  # forgetting mean of squared misses
+
+    def __repr__(self) -> str:
+        fitted = f"spread={self.spread:.3f}" if self.fitted else "unfitted"
+        return f"<Readiness tracked={len(self._tasks)} completions={self._fit.count} {fitted}>"
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    @property
+    def fitted(self) -> bool:
+        return self._fit.count >= MIN_COMPLETIONS
+
+    @property
+    def spread(self) -> float:
+        """Seconds: the typical miss of recent forecasts (at least ``MIN_SPREAD``)."""
+        return max(MIN_SPREAD, math.sqrt(self._square_miss))
+
+    # -- what happened -----------------------------------------------------------------------
+
+    def submitted(self, task_id: str, *, at: float, chars: int) -> None:
+        """The client submitted ``task_id``, a text of ``chars`` characters, at ``at``."""
+        entry = _Entry((float(self._submitted), float(self._chars), float(chars)), at)
+        self._submitted += 1
+        self._chars += chars
+        self._tasks.pop(task_id, None)  # the same id again: the newer submit counts
+        self._tasks[task_id] = entry
+        if len(self._tasks) > self._capacity:
+            del self._tasks[next(iter(self._tasks))]  # the oldest: dicts keep insertion order
+
+    def not_ready(self, task_id: str, *, at: float, processing: bool = False) -> None:
+        """A poll sent at ``at`` found the task ``Pending`` (or ``Processing``)."""
+        entry = self._tasks.get(task_id)
+        if entry is not None:
+            entry.not_before = max(entry.not_before, at)
+            entry.processing = entry.processing or processing
+
+    def completed(self, task_id: str, *, at: float) -> None:
+        """A poll sent at ``at`` found the task ended by the queue (``Completed`` or
+        ``Error``): it was ready after its last not-ready poll and by ``at``. The task is
+        forgotten."""
+        entry = self._tasks.pop(task_id, None)
+        if entry is None:
+            return
+        low, high = entry.not_before, max(at, entry.not_before)
+        if self.fitted:
+            predicted = self._fit.predict(entry.features)
+            seen = min(max(predicted, low), high)  # the point nearest to the forecast
+            miss = seen - predicted
+            self._square_miss = FORGET * self._square_miss + (1 - FORGET) * miss * miss
+        else:
+            seen = (low + high) / 2
+        self._fit.add(entry.features, seen)
+
+    def forget(self, task_id: str) -> None:
+        """The task ended otherwise, or nobody waits for it: drop what is known of it."""
+        self._tasks.pop(task_id, None)
+
+    def observe(self, task_id: str, status: TaskStatus, *, at: float) -> None:
+        """What a poll sent at ``at`` said, whatever it said."""
+        if status is TaskStatus.PENDING or status is TaskStatus.PROCESSING:
+            self.not_ready(task_id, at=at, processing=status is TaskStatus.PROCESSING)
+        elif status is TaskStatus.COMPLETED or status is TaskStatus.ERROR:
+            self.completed(task_id, at=at)
+        else:
+            self.forget(task_id)
+
+    # -- what to expect ----------------------------------------------------------------------
+
+    def forecast(self, task_id: str) -> Forecast | None:
+        """When the task is likely ready; None if it is unknown or the fit is not trusted."""
+        entry = self._tasks.get(task_id)
+        if entry is None or not self.fitted:
+            return None
+        spread = self.spread
+        likely = max(self._fit.predict(entry.features), entry.not_before)
+        earliest = max(likely - 2 * spread, entry.not_before)
+        return Forecast(likely, earliest, likely + 2 * spread)
+
+    def next_poll(self, task_id: str, *, now: float) -> float | None:
+        """When to ask about the task next, or None: the poll policy decides. Not earlier
+        than ``now``; the caller bounds it by the policy's longest delay and the deadline."""
+        forecast = self.forecast(task_id)
+        if forecast is None:
+            return None
+        entry = self._tasks[task_id]
+        spread = forecast.spread
+        target = forecast.likely - MARGIN * spread
+        if target > now and not entry.processing:
+            return target
+        if entry.not_before == entry.submitted_at:
+            return now  # due, and never asked about: at once
+        # Due and not ready, or being served: short steps until it is ready.
+        return now + min(max(spread, MIN_STEP), MAX_STEP)
