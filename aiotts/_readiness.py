@@ -12,19 +12,24 @@ at about ``t0 + a * (tasks submitted before it) + b * (characters submitted befo
 c * (its own characters)``: the work ahead of it drained at the queue's rate, then its own
 service. The four numbers are fitted by least squares on the completions seen so far,
 recent ones counting more (each older one weighs ``FORGET`` times less), so the fit follows
-a queue whose speed changes. A completion is seen only as an interval: after the last poll
-that found the task not ready, at or before the poll that found it ended. The fit takes the
-point of that interval nearest to what it predicted, so an interval that agrees with the
-prediction leaves the fit where it is, and one that does not pulls it by exactly the miss.
+a queue whose speed changes.
+
+A completion is seen only as an interval: after the last poll that found the task not
+ready, and by the answer of the poll that found it ended. The fit takes the point of that
+interval nearest to its forecast (moved inside by up to a spread when the forecast lies
+outside), so an interval that agrees with the forecast leaves the fit where it is, and one
+that does not pulls it toward the miss. A poll aimed a margin before the likely time is
+what shows a forecast that is too late: the task is found ready already.
 
 Rules:
 
 * A task it was not told about, or any task before ``MIN_COMPLETIONS`` completions were
-  seen, has no forecast: ``next_poll`` says ``None`` and the poll policy decides.
-* The first targeted poll is a margin before the likely time (so that a forecast that is
-  too late shows as a task already ready); after that, short steps until it is ready. A
-  task found not ready after its likely time, or ``Processing``, is asked about in short
-  steps too; one never asked about whose time has come, at once.
+  seen, has no forecast. ``next_poll`` then says ``None`` (the poll policy decides),
+  except for a task with ``BOOTSTRAP`` of the client's tasks ahead of it: it waits
+  ``COLD_STEP`` seconds at a time until there is a forecast.
+* With a forecast, a task is asked about a margin before its likely time; once found not
+  ready then, or ``Processing``, in short steps (the spread, within [``MIN_STEP``, ``MAX_STEP``])
+  until it is ready. One never asked about whose likely time has passed: at once.
 * A forecast is never earlier than the last time the task was seen not ready.
 
 Memory: one small entry per task submitted and not yet ended, at most ``capacity`` (the
@@ -45,17 +50,26 @@ FORGET = 0.99
 """The weight of a completion relative to the next one: about the last 100 count."""
 
 MIN_COMPLETIONS = 8
-"""Completions to see before the fit is trusted."""
+"""Completions to learn from before the fit is trusted."""
+
+MARGIN = 0.5
+MIN_MARGIN = 0.15
+"""The poll aimed at a forecast comes this many spreads (at least ``MIN_MARGIN`` seconds)
+before the likely time, so that a forecast that is too late shows as a task already
+ready, even through the time a request may wait in the client before it leaves."""
 
 MIN_SPREAD = 0.03
 """Seconds: the least uncertainty claimed for a forecast."""
 
-MARGIN = 0.5
-"""The first targeted poll comes this many spreads before the likely time."""
-
 MIN_STEP = 0.1
 MAX_STEP = 0.5
-"""Seconds: the bounds of the short steps taken around and after the likely time."""
+"""Seconds: the bounds of the short steps taken after the likely time."""
+
+BOOTSTRAP = 32
+COLD_STEP = 0.5
+"""Before the fit is trusted, the ``BOOTSTRAP`` oldest tasks still tracked follow the
+policy (their endings teach the fit); a task with more of the client's tasks ahead of it
+waits ``COLD_STEP`` seconds at a time."""
 
 DEFAULT_CAPACITY = 200_000
 """Tasks remembered at most; the oldest are dropped past it."""
@@ -170,7 +184,7 @@ class Readiness:
 
     def __repr__(self) -> str:
         fitted = f"spread={self.spread:.3f}" if self.fitted else "unfitted"
-        return f"<Readiness tracked={len(self._tasks)} completions={self._fit.count} {fitted}>"
+        return f"<Readiness tracked={len(self._tasks)} learned={self._fit.count} {fitted}>"
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -202,37 +216,49 @@ class Readiness:
     def not_ready(self, task_id: str, *, at: float, processing: bool = False) -> None:
         """A poll sent at ``at`` found the task ``Pending`` (or ``Processing``)."""
         entry = self._tasks.get(task_id)
-        if entry is not None:
-            entry.not_before = max(entry.not_before, at)
-            entry.processing = entry.processing or processing
+        if entry is None:
+            return
+        entry.not_before = max(entry.not_before, at)
+        entry.processing = entry.processing or processing
 
     def completed(self, task_id: str, *, at: float) -> None:
-        """A poll sent at ``at`` found the task ended by the queue (``Completed`` or
+        """A poll answered at ``at`` found the task ended by the queue (``Completed`` or
         ``Error``): it was ready after its last not-ready poll and by ``at``. The task is
         forgotten."""
         entry = self._tasks.pop(task_id, None)
         if entry is None:
             return
         low, high = entry.not_before, max(at, entry.not_before)
-        if self.fitted:
-            predicted = self._fit.predict(entry.features)
-            seen = min(max(predicted, low), high)  # the point nearest to the forecast
-            miss = seen - predicted
-            self._square_miss = FORGET * self._square_miss + (1 - FORGET) * miss * miss
+        if not self.fitted:
+            self._fit.add(entry.features, (low + high) / 2)
+            return
+        predicted = self._fit.predict(entry.features)
+        # The forecast itself if the interval allows it (no news); else the end of the
+        # interval nearest to it, moved inside by up to a spread (the forecast missed by
+        # more than the distance to that end).
+        inside = min((high - low) / 2, self.spread)
+        if predicted < low:
+            seen = low + inside
+        elif predicted > high:
+            seen = high - inside
         else:
-            seen = (low + high) / 2
+            seen = predicted
+        miss = seen - predicted
+        self._square_miss = FORGET * self._square_miss + (1 - FORGET) * miss * miss
         self._fit.add(entry.features, seen)
 
     def forget(self, task_id: str) -> None:
         """The task ended otherwise, or nobody waits for it: drop what is known of it."""
         self._tasks.pop(task_id, None)
 
-    def observe(self, task_id: str, status: TaskStatus, *, at: float) -> None:
-        """What a poll sent at ``at`` said, whatever it said."""
+    def observe(self, task_id: str, status: TaskStatus, *, sent: float, answered: float) -> None:
+        """What a poll sent at ``sent`` and answered by ``answered`` said, whatever it said.
+        (Not ready: so at least until it was sent; ended: at the latest when it was
+        answered, since a request may wait in the client before it leaves.)"""
         if status is TaskStatus.PENDING or status is TaskStatus.PROCESSING:
-            self.not_ready(task_id, at=at, processing=status is TaskStatus.PROCESSING)
+            self.not_ready(task_id, at=sent, processing=status is TaskStatus.PROCESSING)
         elif status is TaskStatus.COMPLETED or status is TaskStatus.ERROR:
-            self.completed(task_id, at=at)
+            self.completed(task_id, at=answered)
         else:
             self.forget(task_id)
 
@@ -251,15 +277,25 @@ class Readiness:
     def next_poll(self, task_id: str, *, now: float) -> float | None:
         """When to ask about the task next, or None: the poll policy decides. Not earlier
         than ``now``; the caller bounds it by the policy's longest delay and the deadline."""
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return None
         forecast = self.forecast(task_id)
         if forecast is None:
+            return self._cold(entry, now)
+        target = forecast.likely - max(MARGIN * forecast.spread, MIN_MARGIN)
+        if not entry.processing:
+            if target > now:
+                return target
+            if entry.not_before == entry.submitted_at:
+                return now  # its time has come, and it was never asked about: at once
+        # Not ready at its target, or being served: short steps until it is ready.
+        return now + min(max(forecast.spread, MIN_STEP), MAX_STEP)
+
+    def _cold(self, entry: _Entry, now: float) -> float | None:
+        """Before the fit is trusted: None (the policy) for the oldest tasks tracked, a
+        wait of ``COLD_STEP`` for a task with many of the client's tasks ahead of it."""
+        head = next(iter(self._tasks.values()))  # the oldest submit still tracked
+        if entry.features[0] - head.features[0] < BOOTSTRAP:
             return None
-        entry = self._tasks[task_id]
-        spread = forecast.spread
-        target = forecast.likely - MARGIN * spread
-        if target > now and not entry.processing:
-            return target
-        if entry.not_before == entry.submitted_at:
-            return now  # due, and never asked about: at once
-        # Due and not ready, or being served: short steps until it is ready.
-        return now + min(max(spread, MIN_STEP), MAX_STEP)
+        return now + COLD_STEP

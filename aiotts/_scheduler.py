@@ -399,7 +399,7 @@ class Scheduler:
         result = answer.result
         status = result.status
         if self._readiness is not None:
-            self._readiness.observe(task.task_id, status, at=sent)
+            self._readiness.observe(task.task_id, status, sent=sent, answered=self.clock())
         if status is TaskStatus.COMPLETED:
             self.bytes_written += answer.bytes_written
             self._end(task, Event.SAVED, answer=answer)
