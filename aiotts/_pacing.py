@@ -214,6 +214,24 @@ class Pacer(Generic[K]):
         heapq.heappush(self._due, (due, self._next_sequence(), timing))
         return due
 
+    def replan(self, now: float) -> None:
+        """The planner knows more than when it was last asked (its fit became trusted):
+        ask it again about every task waiting for a poll that asks again, and move each
+        whose time it now says is earlier to that time. O(waiting tasks); rare."""
+        if self._planner is None:
+            return
+        entries: list[_Entry[K]] = []
+        for entry in self._due:
+            timing = entry[2]
+            if timing.forgotten:
+                continue  # stale: dropped here rather than at the top
+            planned = self._planned(timing, now)
+            if planned is not None and planned < entry[0]:
+                entry = (planned, entry[1], timing)  # earlier only: the bounds still hold
+            entries.append(entry)
+        heapq.heapify(entries)
+        self._due = entries
+
     def forget(self, timing: Timing[K]) -> None:
         """The task ended, or nobody wants it any more: it is never handed out again."""
         if timing.forgotten:

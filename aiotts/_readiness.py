@@ -25,8 +25,9 @@ Rules:
 
 * A task it was not told about, or any task before ``MIN_COMPLETIONS`` completions were
   seen, has no forecast. ``next_poll`` then says ``None`` (the poll policy decides),
-  except for a task with ``BOOTSTRAP`` of the client's tasks ahead of it: it waits
-  ``COLD_STEP`` seconds at a time until there is a forecast.
+  except for a task with ``BOOTSTRAP`` of the client's tasks ahead of it: it waits for a
+  forecast (``math.inf``: as long as the caller allows, which is the policy's longest
+  delay; the caller plans again when the fit becomes trusted, ``fitted``).
 * With a forecast, a task is asked about a margin before its likely time; once found not
   ready then, or ``Processing``, in short steps (the spread, within [``MIN_STEP``, ``MAX_STEP``])
   until it is ready. One never asked about whose likely time has passed: at once.
@@ -39,6 +40,7 @@ oldest are dropped past it, and then fall back to the policy), plus a fit of fix
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,10 +68,9 @@ MAX_STEP = 0.5
 """Seconds: the bounds of the short steps taken after the likely time."""
 
 BOOTSTRAP = 32
-COLD_STEP = 0.5
-"""Before the fit is trusted, the ``BOOTSTRAP`` oldest tasks still tracked follow the
-policy (their endings teach the fit); a task with more of the client's tasks ahead of it
-waits ``COLD_STEP`` seconds at a time."""
+"""Before the fit is trusted, the tasks with fewer than ``BOOTSTRAP`` of the client's
+tasks still tracked ahead of them follow the policy (their endings teach the fit); the
+others wait for it, so that a batch of thousands does not poll while nothing is known."""
 
 DEFAULT_CAPACITY = 200_000
 """Tasks remembered at most; the oldest are dropped past it."""
@@ -176,7 +177,8 @@ class Readiness:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity!r}")
         self._capacity = capacity
-        self._tasks: dict[str, _Entry] = {}
+        self._tasks: OrderedDict[str, _Entry] = OrderedDict()  # in the order submitted
+        self._ended = 0  # tracked tasks that ended or were dropped: about the oldest ones
         self._submitted = 0
         self._chars = 0
         self._fit = _Fit(3)
@@ -208,10 +210,11 @@ class Readiness:
         entry = _Entry((float(self._submitted), float(self._chars), float(chars)), at)
         self._submitted += 1
         self._chars += chars
-        self._tasks.pop(task_id, None)  # the same id again: the newer submit counts
+        self._drop(task_id)  # the same id again: the newer submit counts
         self._tasks[task_id] = entry
         if len(self._tasks) > self._capacity:
-            del self._tasks[next(iter(self._tasks))]  # the oldest: dicts keep insertion order
+            self._tasks.popitem(last=False)  # the oldest
+            self._ended += 1
 
     def not_ready(self, task_id: str, *, at: float, processing: bool = False) -> None:
         """A poll sent at ``at`` found the task ``Pending`` (or ``Processing``)."""
@@ -225,7 +228,7 @@ class Readiness:
         """A poll answered at ``at`` found the task ended by the queue (``Completed`` or
         ``Error``): it was ready after its last not-ready poll and by ``at``. The task is
         forgotten."""
-        entry = self._tasks.pop(task_id, None)
+        entry = self._drop(task_id)
         if entry is None:
             return
         low, high = entry.not_before, max(at, entry.not_before)
@@ -249,7 +252,13 @@ class Readiness:
 
     def forget(self, task_id: str) -> None:
         """The task ended otherwise, or nobody waits for it: drop what is known of it."""
-        self._tasks.pop(task_id, None)
+        self._drop(task_id)
+
+    def _drop(self, task_id: str) -> _Entry | None:
+        entry = self._tasks.pop(task_id, None)
+        if entry is not None:
+            self._ended += 1
+        return entry
 
     def observe(self, task_id: str, status: TaskStatus, *, sent: float, answered: float) -> None:
         """What a poll sent at ``sent`` and answered by ``answered`` said, whatever it said.
@@ -293,9 +302,8 @@ class Readiness:
         return now + min(max(forecast.spread, MIN_STEP), MAX_STEP)
 
     def _cold(self, entry: _Entry, now: float) -> float | None:
-        """Before the fit is trusted: None (the policy) for the oldest tasks tracked, a
-        wait of ``COLD_STEP`` for a task with many of the client's tasks ahead of it."""
-        head = next(iter(self._tasks.values()))  # the oldest submit still tracked
-        if entry.features[0] - head.features[0] < BOOTSTRAP:
+        """Before the fit is trusted: None (the policy) for the oldest tasks tracked;
+        ``math.inf`` (wait for the fit) for one with many of the client's tasks ahead."""
+        if entry.features[0] - self._ended < BOOTSTRAP:
             return None
-        return now + COLD_STEP
+        return math.inf

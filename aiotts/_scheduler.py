@@ -398,8 +398,13 @@ class Scheduler:
         the task's machine and the pacer."""
         result = answer.result
         status = result.status
-        if self._readiness is not None:
-            self._readiness.observe(task.task_id, status, sent=sent, answered=self.clock())
+        readiness = self._readiness
+        if readiness is not None:
+            fitted = readiness.fitted
+            readiness.observe(task.task_id, status, sent=sent, answered=self.clock())
+            if readiness.fitted and not fitted:  # forecasts from now on: for every task
+                self._pacer.replan(self.clock())
+                self._wake(-math.inf)
         if status is TaskStatus.COMPLETED:
             self.bytes_written += answer.bytes_written
             self._end(task, Event.SAVED, answer=answer)

@@ -72,6 +72,7 @@ def drive(
         polls[task_id] += 1
         gaps.append(now - last[task_id])
         last[task_id] = now
+        fitted = readiness.fitted
         if now >= ready:
             readiness.completed(task_id, at=now)
             pacer.forget(timings[task_id])
@@ -79,6 +80,8 @@ def drive(
         else:
             readiness.not_ready(task_id, at=now, processing=now >= start)
             pacer.not_ready(timings[task_id], now=now, processing=now >= start)
+        if readiness.fitted and not fitted:
+            pacer.replan(now)  # as the scheduler does
     return polls, delays, gaps
 
 

@@ -4,6 +4,7 @@ fallback to the poll policy for the others, bounded memory. No event loop, no sl
 from __future__ import annotations
 
 import heapq
+import math
 import random
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiotts import TaskStatus
-from aiotts._readiness import BOOTSTRAP, COLD_STEP, MIN_COMPLETIONS, MIN_STEP, Readiness
+from aiotts._readiness import BOOTSTRAP, MIN_COMPLETIONS, MIN_STEP, Readiness
 
 
 def fifo_queue(
@@ -91,7 +92,12 @@ def test_a_task_deep_in_the_queue_waits_for_the_fit_instead_of_polling() -> None
     for n in range(BOOTSTRAP + 10):
         readiness.submitted(f"t{n}", at=0.0, chars=100)
     assert readiness.next_poll("t0", now=0.0) is None  # the oldest teach the fit
-    assert readiness.next_poll(f"t{BOOTSTRAP + 5}", now=0.0) == COLD_STEP
+    # Deeper ones wait for the fit, as long as the caller allows.
+    assert readiness.next_poll(f"t{BOOTSTRAP + 5}", now=0.0) == math.inf
+    for n in range(MIN_COMPLETIONS - 1):
+        readiness.completed(f"t{n}", at=1.0)  # the queue moves on: closer to its head
+    assert not readiness.fitted
+    assert readiness.next_poll(f"t{BOOTSTRAP + 5 - MIN_COMPLETIONS}", now=1.0) is None
 
 
 def test_polls_aim_just_before_the_likely_time_then_step() -> None:
