@@ -107,3 +107,30 @@ def test_no_gap_between_polls_exceeds_the_policy_max_delay() -> None:
     policy = PollPolicy(jitter="none", max_delay=2.0)
     _, _, gaps = drive(tasks, policy, planner=True)
     assert max(gaps) <= policy.max_delay + 1e-9
+
+
+class Told:
+    """A planner that says what the test tells it."""
+
+    def __init__(self, times: dict[str, float | None]) -> None:
+        self.times = times
+
+    def next_poll(self, key: str, *, now: float) -> float | None:
+        return self.times.get(key)
+
+
+def test_replan_moves_waiting_tasks_earlier_never_later() -> None:
+    policy = PollPolicy(jitter="none", max_delay=5.0, budget=None)
+    planner = Told({"a": math.inf, "b": math.inf})
+    pacer: Pacer[str] = Pacer(policy, now=0.0, planner=planner)
+    pacer.admit("a", now=0.0)
+    pacer.admit("b", now=0.0)
+    pacer.admit("unknown", now=0.0)
+    assert pacer.decide(0.0) == Poll("unknown")  # the policy's first poll, at once
+    assert pacer.decide(0.0) == Sleep(5.0)  # the others wait, at most max_delay
+    planner.times = {"a": 2.0, "b": 9.0}
+    pacer.replan(1.0)
+    assert pacer.decide(1.0) == Sleep(2.0)
+    assert pacer.decide(2.0) == Poll("a")
+    assert pacer.decide(2.0) == Sleep(5.0)  # b keeps its bound
+    assert pacer.decide(5.0) == Poll("b")
