@@ -98,6 +98,7 @@ SDK_THREADS = 16
 SDK_SLEEP = 2.0
 SCRIPT_CONCURRENCY = 64
 SCRIPT_SLEEP = 1.0
+SUBMITTERS = 16
 
 # Targets, each a ratio in the same run.
 A_CPU_VS_SDK = 1 / 4
@@ -281,18 +282,27 @@ def _aiotts_synthesize(client: Any, texts: list[tuple[str, str]], out_dir: str) 
 
     send, receive = anyio.create_memory_object_stream[str](math.inf)
 
-    async def submit_all() -> None:
-        async def one(text: str) -> None:
+    pending = iter(texts)
+
+    async def submitter() -> None:
+        for _key, text in pending:
             send.send_nowait(await client.submit(text))
 
+    async def submit_all() -> None:
+        # Half as many submitters as the client has requests in flight: the polls share them.
         async with send, anyio.create_task_group() as group:
-            for _key, text in texts:
-                group.start_soon(one, text)
+            for _ in range(SUBMITTERS):
+                group.start_soon(submitter)
 
     async def ids() -> Any:
         async with receive:
             async for task_id in receive:
                 yield task_id
+                while True:  # every id already there, without a trip through the loop each
+                    try:
+                        yield receive.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
 
     async def outcomes() -> Any:
         submitting = asyncio.get_running_loop().create_task(submit_all())
