@@ -29,8 +29,12 @@ Rules:
   forecast (``math.inf``: as long as the caller allows, which is the policy's longest
   delay; the caller plans again when the fit becomes trusted, ``fitted``).
 * With a forecast, a task is asked about a margin before its likely time; once found not
-  ready then, or ``Processing``, in short steps (the spread, within [``MIN_STEP``, ``MAX_STEP``])
-  until it is ready. One never asked about whose likely time has passed: at once.
+  ready then, in short steps (the spread, within [``MIN_STEP``, ``MAX_STEP``]) until it is
+  ready. One never asked about whose likely time has passed: at once. One seen
+  ``Processing`` is being served: at its target if that is near, else every ``MAX_STEP``.
+* The first poll of a task is also bounded by its submit plus the ages at which tasks
+  ended lately: where the queue keeps up with the client, a task's place among the
+  client's tasks says little, and its age says more.
 * A forecast is never earlier than the last time the task was seen not ready.
 
 Memory: one small entry per task submitted and not yet ended, at most ``capacity`` (the
@@ -183,6 +187,11 @@ class Readiness:
         self._chars = 0
         self._fit = _Fit(3)
         self._square_miss = MIN_SPREAD**2  # forgetting mean of squared misses
+        # Forgetting mean and mean square of the ages at which tasks ended (seconds from
+        # submit): when the queue keeps up, a task is ready about that long after its
+        # submit, whatever its place among the client's tasks says.
+        self._age = 0.0
+        self._square_age = 0.0
 
     def __repr__(self) -> str:
         fitted = f"spread={self.spread:.3f}" if self.fitted else "unfitted"
@@ -233,7 +242,7 @@ class Readiness:
             return
         low, high = entry.not_before, max(at, entry.not_before)
         if not self.fitted:
-            self._fit.add(entry.features, (low + high) / 2)
+            self._learn(entry, (low + high) / 2)
             return
         predicted = self._fit.predict(entry.features)
         # The forecast itself if the interval allows it (no news); else the end of the
@@ -248,7 +257,22 @@ class Readiness:
             seen = predicted
         miss = seen - predicted
         self._square_miss = FORGET * self._square_miss + (1 - FORGET) * miss * miss
+        self._learn(entry, seen)
+
+    def _learn(self, entry: _Entry, seen: float) -> None:
         self._fit.add(entry.features, seen)
+        age = seen - entry.submitted_at
+        weight = 1 / self._fit.count if self._fit.count < 1 / (1 - FORGET) else 1 - FORGET
+        self._age += weight * (age - self._age)
+        self._square_age += weight * (age * age - self._square_age)
+
+    def _latest(self, entry: _Entry) -> float:
+        """The latest a task is likely ready: its submit plus the mean age at which tasks
+        ended lately and twice their spread. Where the queue keeps up with the client, this
+        is what binds; where a backlog builds, ages grow and the fit binds. It bounds only
+        the first poll: once a task was seen not ready, the fit alone speaks for it."""
+        spread = math.sqrt(max(self._square_age - self._age * self._age, 0.0))
+        return entry.submitted_at + self._age + 2 * spread
 
     def forget(self, task_id: str) -> None:
         """The task ended otherwise, or nobody waits for it: drop what is known of it."""
@@ -279,7 +303,11 @@ class Readiness:
         if entry is None or not self.fitted:
             return None
         spread = self.spread
-        likely = max(self._fit.predict(entry.features), entry.not_before)
+        likely = self._fit.predict(entry.features)
+        latest = self._latest(entry)
+        if entry.not_before == entry.submitted_at:  # never seen not ready yet
+            likely = min(likely, latest)
+        likely = max(likely, entry.not_before)
         earliest = max(likely - 2 * spread, entry.not_before)
         return Forecast(likely, earliest, likely + 2 * spread)
 
@@ -293,12 +321,15 @@ class Readiness:
         if forecast is None:
             return self._cold(entry, now)
         target = forecast.likely - max(MARGIN * forecast.spread, MIN_MARGIN)
-        if not entry.processing:
-            if target > now:
-                return target
-            if entry.not_before == entry.submitted_at:
-                return now  # its time has come, and it was never asked about: at once
-        # Not ready at its target, or being served: short steps until it is ready.
+        if entry.processing:
+            # Being served: ready within its own service time. At its target if that
+            # comes within ``MAX_STEP``, else every ``MAX_STEP``.
+            return min(max(target, now + MIN_STEP), now + MAX_STEP)
+        if target > now:
+            return target
+        if entry.not_before == entry.submitted_at:
+            return now  # its time has come, and it was never asked about: at once
+        # Not ready at its target: short steps until it is ready.
         return now + min(max(forecast.spread, MIN_STEP), MAX_STEP)
 
     def _cold(self, entry: _Entry, now: float) -> float | None:

@@ -624,6 +624,8 @@ class Run:
     ready_at: dict[str, float] = field(default_factory=dict)
     gets: int = 0
     """Result GETs the emulator counted."""
+    last_created: float = math.nan
+    """When the emulator created the last of the client's tasks (its last submit)."""
 
     @property
     def done(self) -> int:
@@ -714,8 +716,10 @@ def run_client(scenario: Scenario, variant: Variant, args: argparse.Namespace) -
         requests, gets = stats.count(), stats.count("fetch")
         wav_length = None
         ready_at: dict[str, float] = {}
+        last_created = math.nan
         if scenario.ready is not None or texts:
             for record, _ in emulator.records():
+                last_created = record.created_at
                 wav_length = record.wav_length
                 if record.ready_at < record.created_at + DAY:
                     ready_at[record.id] = record.ready_at
@@ -725,7 +729,7 @@ def run_client(scenario: Scenario, variant: Variant, args: argparse.Namespace) -
             files, whole = count_files(out, None, ".body")
         else:
             files, whole = count_files(out, wav_length)
-    return Run(variant, result, requests, server_cpu, files, whole, ready_at, gets)
+    return Run(variant, result, requests, server_cpu, files, whole, ready_at, gets, last_created)
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -1078,7 +1082,43 @@ def observations(
                     f"tasks and a cheaper poll."
                 )
         out.append(text)
+    if "e" in results:
+        scenario, runs = results["e"]
+        parts = [
+            f"{run.variant.label} {run.gets / scenario.tasks:.2f} GETs a task, "
+            f"{run.mean_delay():.2f} s mean delay (worst {max(run.delays(), default=math.nan):.2f}"
+            f" s), {run.wall:.1f} s end to end"
+            for run in runs.values()
+        ]
+        text = (
+            "- **(e) Polls aimed at forecasts.** Every client submits the texts itself, so "
+            "aiotts knows each task's place in the queue and the length of its text; from "
+            "the tasks that ended before it, it forecasts when each will be ready and asks "
+            "then (a little before, then in short steps), and at least every `max_delay` "
+            "however far off the forecast. The peers poll blindly: the script every second "
+            "once it has submitted everything, the vendor SDK's 16 threads every 2 s, one "
+            "task after the other in submission order, which on a FIFO queue finds most "
+            "tasks ready at the first GET, late. In this run: " + "; ".join(parts) + "."
+        )
+        if "e" in failed:
+            ours, script = runs["aiotts"], runs["script"]
+            text += (
+                f" A blind poller's GETs per task grow with how long each task waits after "
+                f"the poller starts asking: the script submitted for "
+                f"{script_submit_share(script, scenario):.0%} of its run before its first "
+                f"poll, so most tasks were ready or nearly so by then. aiotts asks about a "
+                f"task from the moment it is submitted, at least every "
+                f"{policy.max_delay:g} s ({ours.gets / scenario.tasks:.2f} GETs a task)."
+            )
+        out.append(text)
     return out
+
+
+def script_submit_share(run: Run, scenario: Scenario) -> float:
+    """The share of ``run``'s wall time before its last task was created (its submits;
+    records come in creation order)."""
+    submitting = run.last_created - float(run.result["started"])
+    return min(1.0, max(0.0, submitting / run.wall)) if run.wall else math.nan
 
 
 def markdown(

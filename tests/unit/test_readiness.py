@@ -104,7 +104,13 @@ def test_polls_aim_just_before_the_likely_time_then_step() -> None:
     tasks = fifo_queue([100] * 60, workers=1, base=1.0, per_char=0.0, rate=100)
     readiness = Readiness()
     learn(readiness, tasks, upto=20)
-    forecast = readiness.forecast("t30")
+    # Never asked about, a task is first bounded by the ages at which tasks ended lately
+    # (about 10 s +- 6 here): early in a queue that grows, asked about once too soon.
+    first = readiness.forecast("t30")
+    assert first is not None
+    assert first.likely < 25.0
+    readiness.not_ready("t30", at=first.likely)
+    forecast = readiness.forecast("t30")  # then the fit alone: its place in the queue
     assert forecast is not None
     assert forecast.likely == pytest.approx(31.0, abs=0.05)
     assert forecast.earliest < forecast.likely < forecast.latest
@@ -142,6 +148,7 @@ def test_a_forecast_that_was_too_late_moves_earlier() -> None:
     tasks = fifo_queue([100] * 80, workers=1, base=1.0, per_char=0.0, rate=100)
     readiness = Readiness()
     learn(readiness, tasks, upto=20)
+    readiness.not_ready("t60", at=5.0)  # the fit alone speaks for it from now on
     before = readiness.forecast("t60")
     assert before is not None
     # The queue sped up: the next tasks are found ready at their first aimed poll, each
@@ -186,3 +193,19 @@ def test_repr_shows_the_live_state() -> None:
     readiness = Readiness()
     readiness.submitted("a", at=0.0, chars=10)
     assert repr(readiness) == "<Readiness tracked=1 learned=0 unfitted>"
+
+
+def test_where_the_queue_keeps_up_a_first_poll_follows_the_ages_not_the_place() -> None:
+    # One task every 2 s into a queue that serves each in 1 s: ready 1 s after its submit.
+    readiness = Readiness()
+    for n in range(30):
+        readiness.submitted(f"t{n}", at=2.0 * n, chars=100)
+        readiness.not_ready(f"t{n}", at=2.0 * n + 0.95)
+        readiness.completed(f"t{n}", at=2.0 * n + 1.05)
+    # Then a burst: ten at once. Their places (tasks before them) say up to 18 s more;
+    # a queue that kept up says about 1 s after the submit.
+    for n in range(30, 40):
+        readiness.submitted(f"t{n}", at=60.0, chars=100)
+    forecast = readiness.forecast("t39")
+    assert forecast is not None
+    assert forecast.likely < 62.0
