@@ -59,7 +59,7 @@ MIN_COMPLETIONS = 8
 """Completions to learn from before the fit is trusted."""
 
 MARGIN = 0.5
-MIN_MARGIN = 0.15
+MIN_MARGIN = 0.1
 """The poll aimed at a forecast comes this many spreads (at least ``MIN_MARGIN`` seconds)
 before the likely time, so that a forecast that is too late shows as a task already
 ready, even through the time a request may wait in the client before it leaves."""
@@ -67,7 +67,7 @@ ready, even through the time a request may wait in the client before it leaves."
 MIN_SPREAD = 0.03
 """Seconds: the least uncertainty claimed for a forecast."""
 
-MIN_STEP = 0.1
+MIN_STEP = 0.2
 MAX_STEP = 0.5
 """Seconds: the bounds of the short steps taken after the likely time."""
 
