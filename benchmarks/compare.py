@@ -28,7 +28,8 @@ CPU per file, varying from minute to minute, a cost that says nothing about the 
 nothing, so aiotts's durability (one fsync per file, its default) is priced here only by
 its hand-off to a thread.
 
-Scenarios (``--quick``: 200 tasks for a and b, 10 for c, 1,000 and a 5 s window for d):
+Scenarios (``--quick``: 200 tasks for a and b, 10 for c, 1,000 and a 5 s window for d,
+500 texts for e):
 
 a. bulk retrieval: 2,000 tasks completed before the client starts, 100 KB of WAV each;
 b. a fresh batch: 2,000 tasks of 100 KB, each Pending until 0.5-3 s (uniform) after the
@@ -40,6 +41,15 @@ d. a long queue: 10,000 tasks of 100 KB, of which 10 % become ready at uniform t
    Every client stops at the end of the window (aiotts: ``batch_timeout``; the script:
    ``asyncio.timeout``; the SDK: each worker checks the deadline before each request and
    sleeps no longer than it), and CPU per task is its CPU seconds / 10,000.
+e. submit and fetch: each client submits 2,000 texts of 20-500 characters itself into the
+   emulator's queue model (24 workers, 0.1 s + 1 ms a character each, lognormal noise;
+   2 KB of WAV each, so that no speech is synthesised) and saves every result: aiotts
+   submitting from 16 tasks and feeding each id to ``fetch_many`` as it comes back
+   (``_aiotts_synthesize``), the vendor SDK's ``ThreadPoolExecutor(16)`` submitting every
+   text, then the same sleep-and-poll as above, and the script submitting every text
+   (``asyncio.gather``, semaphore 64), then the same 1 s poll. GETs per task are the
+   emulator's count, the delay is from the moment the emulator completed a task (its
+   ``ready_at`` in ``/_emulator/records``) to the file, and the wall time is end to end.
 
 The targets are judged on aiotts with default settings. In (a), one target is a ratio to a
 reference that runs in every run of (a), ``--quick`` and ``--no-extra`` included: bare
@@ -47,7 +57,8 @@ aiohttp streaming each raw body into a file with no JSON and no Base64, the floo
 client (aiotts's CPU per task at most 1.25x its own, measured in the same run). Rows for
 information (a full run only; ``--no-extra`` skips them): in (a), aiotts with
 ``durable=True`` (fsync per file); in (b), aiotts polling every 0.4 s with no poll budget;
-in (d), aiotts with its default policy but no poll budget.
+in (d), aiotts with its default policy but no poll budget; in (e), aiotts with
+``PollPolicy(predict=False)``.
 
 Run: ``python benchmarks/compare.py`` (about 5 minutes on 2 cores; ``--quick``: under a
 minute). The table is printed, and a full run of every scenario also writes it as
