@@ -1111,15 +1111,24 @@ def observations(
             "task after the other in submission order, which on a FIFO queue finds most "
             "tasks ready at the first GET, late. In this run: " + "; ".join(parts) + "."
         )
-        if "e" in failed:
-            ours, script = runs["aiotts"], runs["script"]
+        failed_e = {c.what for c in checks if not c.ok and c.what.startswith("(e)")}
+        ours, sdk, script = runs["aiotts"], runs["sdk"], runs["script"]
+        if any("GETs" in what for what in failed_e):
             text += (
                 f" A blind poller's GETs per task grow with how long each task waits after "
-                f"the poller starts asking: the script submitted for "
-                f"{script_submit_share(script, scenario):.0%} of its run before its first "
-                f"poll, so most tasks were ready or nearly so by then. aiotts asks about a "
-                f"task from the moment it is submitted, at least every "
-                f"{policy.max_delay:g} s ({ours.gets / scenario.tasks:.2f} GETs a task)."
+                f"the poller starts asking: the script spent "
+                f"{script_submit_share(script, scenario):.0%} of its run submitting before "
+                f"its first poll, so many tasks were ready or nearly so by then. aiotts asks "
+                f"about a task from the moment it is submitted, at least every "
+                f"{policy.max_delay:g} s."
+            )
+        if any("wall" in what for what in failed_e):
+            text += (
+                f" End to end, the queue sets every client's pace: {scenario.tasks:,} texts "
+                f"take its workers about as long as each run lasted, so the wall times differ "
+                f"by how soon each client's first submit went out and how soon its last file "
+                f"landed after the last task was ready (aiotts {ours.last_lag():.2f} s, the "
+                f"vendor SDK {sdk.last_lag():.2f} s, the script {script.last_lag():.2f} s)."
             )
         out.append(text)
     return out
