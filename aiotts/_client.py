@@ -24,6 +24,7 @@ import ipaddress
 import math
 import os
 import ssl
+import time
 import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -69,6 +70,7 @@ from aiotts._logs import configure_from_env, log_levels
 from aiotts._manifest import read_manifest
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._network import Proxy, check_headers, env_proxy, parse_proxy
+from aiotts._readiness import Readiness
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
@@ -357,6 +359,9 @@ class TTSClient:
         tts_path = _TRIAL_PATH if trial else _TTS_PATH
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
+        # Every id this client submits, with when and how long, so that its polls can aim
+        # at the moment each is likely ready (``PollPolicy.predict``).
+        self._readiness = Readiness()  # shared by the client's views
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
@@ -442,6 +447,7 @@ class TTSClient:
                 limits=self._limits,
                 download_slots=shared.download_slots,
                 durable=self._durable,
+                readiness=self._readiness,
             )
             shared.scheduler.events = self._events
             shared.scheduler_task = asyncio.get_running_loop().create_task(shared.scheduler.run())
@@ -526,6 +532,12 @@ class TTSClient:
                 f"trial mode converts at most {TRIAL_MAX_CHARS} characters; this text has "
                 f"{len(text)}: shorten it or use credentials"
             )
+        return await self._post_text(text, self._call_timeout(timeout))
+
+    async def _post_text(self, text: str, timeout: float) -> str:  # noqa: ASYNC109
+        """The one POST of a text, which every submit goes through: send it, map its
+        failures, and record the id it got (when, and how long its text) for the readiness
+        model."""
         body = orjson.dumps(
             {"text": text, "settings": {"language": "English", "resultType": "Wav"}}
         )
@@ -540,7 +552,7 @@ class TTSClient:
             return task_id
 
         try:
-            return await self._session.request(
+            task_id = await self._session.request(
                 "submit",
                 "POST",
                 self._tts_url,
@@ -548,8 +560,11 @@ class TTSClient:
                 body=body,
                 authorised=not self._trial,
                 idempotent=False,
-                timeout=self._call_timeout(timeout),
+                timeout=timeout,
             )
+            # The scheduler's clock: submits and polls are stamped on one timeline.
+            self._readiness.submitted(task_id, at=time.monotonic(), chars=len(text))
+            return task_id
         except UncertainDelivery as exc:
             raise SubmitUncertainError(
                 f"the submit may have reached the server ({exc.error}); it was not retried, "

@@ -111,6 +111,12 @@ class PollPolicy:
     pending, the budget spreads the polls out, so each is asked about every (pending tasks
     / budget) seconds instead. The client's policy sets the budget; a policy given to one
     ``wait`` or ``fetch_many`` sets only the delays of the tasks it starts polling.
+
+    ``predict``: for tasks this client submitted itself, poll around the moment each is
+    likely ready, as forecast from the tasks that ended before it (their order, their
+    lengths, when they ended), instead of the delays above; never more than ``max_delay``
+    apart. Tasks it did not submit, and any task before enough others have ended, follow
+    the delays above. ``predict=False``: every task follows them.
     """
 
     first_delay: float = 0.25
@@ -120,6 +126,7 @@ class PollPolicy:
     min_delay: float = 0.05
     jitter: Jitter = "full"
     budget: float | None = 1300.0
+    predict: bool = True
 
     def __post_init__(self) -> None:
         _positive("PollPolicy.first_delay", self.first_delay)
@@ -133,6 +140,7 @@ class PollPolicy:
         _require(self.jitter in ("full", "none"), "PollPolicy.jitter must be 'full' or 'none'")
         if self.budget is not None:
             _positive("PollPolicy.budget", self.budget)
+        _require(isinstance(self.predict, bool), "PollPolicy.predict must be True or False")
 
     def pending_delays(self) -> Iterator[float]:
         """Delays between polls of a task that is still queued."""

@@ -19,6 +19,11 @@ Rules:
   whose deadline has come is handed out as ``Expire`` at that moment, needing neither
   budget nor a worker, and a task is never polled at or after its deadline.
 * Due tasks leave in order of their due time (ties: in the order they were scheduled).
+* With a ``planner`` (and a policy whose ``predict`` is on), a task the planner knows is
+  polled when the planner says instead (its first poll too, which then waits on the heap
+  and spends budget like any other); never sooner than ``min_delay`` after a poll, never
+  later than ``max_delay`` after admission or a poll, so a forecast far off cannot starve
+  it. A task the planner does not know follows the policy's delays.
 
 Invariants: a task is either waiting (on the heap of due tasks) or handed out (its poll in
 flight, or its ending being recorded); only ``not_ready`` puts a handed-out task back. So no
@@ -35,13 +40,14 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from aiotts._config import PollPolicy
 
-__all__ = ["Expire", "Pacer", "Poll", "Sleep", "Timing"]
+__all__ = ["Expire", "Pacer", "Planner", "Poll", "Sleep", "Timing"]
 
 K = TypeVar("K")
+K_contra = TypeVar("K_contra", contravariant=True)
 
 BUDGET_BURST = 0.25
 """Seconds of poll budget the bucket holds: the most that one wake-up may release.
@@ -93,6 +99,15 @@ class Sleep:
 
 
 Decision = Poll[K] | Expire[K] | Sleep
+
+
+class Planner(Protocol[K_contra]):
+    """Who knows when a task is likely ready (the client's readiness model)."""
+
+    def next_poll(self, key: K_contra, *, now: float) -> float | None:
+        """When to poll ``key`` next (at or after ``now``), or None: the policy decides."""
+
+
 _Entry = tuple[float, int, Timing[K]]
 
 
@@ -112,8 +127,10 @@ class Pacer(Generic[K]):
         now: float,
         burst: float = BUDGET_BURST,
         min_wait: float = MIN_BUDGET_WAIT,
+        planner: Planner[K] | None = None,
     ) -> None:
         self._policy = policy
+        self._planner = planner
         self._sequence = 0
         # Admissions come in time order, so first polls wait in a plain queue, apart from
         # the heap, where a spent budget can never hold them back.
@@ -148,9 +165,26 @@ class Pacer(Generic[K]):
         timing = Timing(key, deadline, (policy or self._policy).pending_delays())
         timing.policy = policy
         timing.waiting = True
-        self._fresh.append((now, self._next_sequence(), timing))
+        planned = self._planned(timing, now)
+        if planned is not None and planned > now:
+            heapq.heappush(self._due, (planned, self._next_sequence(), timing))
+        else:
+            self._fresh.append((now, self._next_sequence(), timing))
         self._watch(timing)
         return timing
+
+    def _planned(self, timing: Timing[K], now: float) -> float | None:
+        """The planner's time for the next poll, within the policy's bounds; None when
+        there is no planner, the policy does not predict, or the planner does not know."""
+        if self._planner is None:
+            return None
+        policy = timing.policy or self._policy
+        if not policy.predict:
+            return None
+        planned = self._planner.next_poll(timing.key, now=now)
+        if planned is None:
+            return None
+        return min(max(planned, now + policy.min_delay), now + policy.max_delay, timing.deadline)
 
     def extend(self, timing: Timing[K], deadline: float) -> None:
         """Move the task's deadline later (an earlier one is ignored)."""
@@ -173,10 +207,30 @@ class Pacer(Generic[K]):
         if processing and not timing.processing:
             timing.processing = True
             timing.delays = (timing.policy or self._policy).processing_delays()
-        due = min(now + next(timing.delays), timing.deadline)
+        due = self._planned(timing, now) if self._planner is not None else None
+        if due is None:
+            due = min(now + next(timing.delays), timing.deadline)
         timing.waiting = True
         heapq.heappush(self._due, (due, self._next_sequence(), timing))
         return due
+
+    def replan(self, now: float) -> None:
+        """The planner knows more than when it was last asked (its fit became trusted):
+        ask it again about every task waiting for a poll that asks again, and move each
+        whose time it now says is earlier to that time. O(waiting tasks); rare."""
+        if self._planner is None:
+            return
+        entries: list[_Entry[K]] = []
+        for entry in self._due:
+            timing = entry[2]
+            if timing.forgotten:
+                continue  # stale: dropped here rather than at the top
+            planned = self._planned(timing, now)
+            if planned is not None and planned < entry[0]:
+                entry = (planned, entry[1], timing)  # earlier only: the bounds still hold
+            entries.append(entry)
+        heapq.heapify(entries)
+        self._due = entries
 
     def forget(self, timing: Timing[K]) -> None:
         """The task ended, or nobody wants it any more: it is never handed out again."""

@@ -56,6 +56,7 @@ from aiotts._files import OutputTarget, share_file
 from aiotts._hooks import SILENT, Emitter
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._pacing import Expire, Pacer, Poll, Timing
+from aiotts._readiness import Readiness
 from aiotts._session import HttpSession
 from aiotts._states import Event, State, TaskMachine
 from aiotts._transfer import Answer, read_answer
@@ -146,6 +147,7 @@ class Scheduler:
         durable: bool,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        readiness: Readiness | None = None,
     ) -> None:
         self._session = session
         self._fetch_url = yarl.URL(fetch_url)
@@ -155,7 +157,13 @@ class Scheduler:
         self._durable = durable
         self.clock = clock
         self.wall_clock = wall_clock
-        self._pacer: Pacer[_Task] = Pacer(poll, now=clock())
+        # What every answer said is fed to ``readiness`` (``_after``), which the pacer asks
+        # when to poll the tasks the client submitted; ``clock`` must be the one the client
+        # stamps its submits with.
+        self._readiness = readiness
+        self._pacer: Pacer[_Task] = Pacer(
+            poll, now=clock(), planner=None if readiness is None else _Forecasts(readiness)
+        )
         self._tasks: dict[str, _Task] = {}
         self._woken: asyncio.Future[None] | None = None
         self._sleeping_until = math.inf
@@ -268,6 +276,8 @@ class Scheduler:
     def _let_go(self, task: _Task) -> None:
         if self._tasks.get(task.task_id) is task:
             del self._tasks[task.task_id]
+            if self._readiness is not None:
+                self._readiness.forget(task.task_id)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -387,12 +397,20 @@ class Scheduler:
                 answer.discard()
             self._end(task, Event.DEADLINE, error=_DEADLINE_PASSED)
         else:
-            self._after(task, answer)
+            self._after(task, answer, sent=now)
 
-    def _after(self, task: _Task, answer: Answer) -> None:
-        """Feed what the answer said to the task's machine and to the pacer."""
+    def _after(self, task: _Task, answer: Answer, *, sent: float) -> None:
+        """Feed what the answer to the poll sent at ``sent`` said to the readiness model,
+        the task's machine and the pacer."""
         result = answer.result
         status = result.status
+        readiness = self._readiness
+        if readiness is not None:
+            fitted = readiness.fitted
+            readiness.observe(task.task_id, status, sent=sent, answered=self.clock())
+            if readiness.fitted and not fitted:  # forecasts from now on: for every task
+                self._pacer.replan(self.clock())
+                self._wake(-math.inf)
         if status is TaskStatus.COMPLETED:
             self.bytes_written += answer.bytes_written
             self._end(task, Event.SAVED, answer=answer)
@@ -490,6 +508,18 @@ class Scheduler:
             )
             for index, file in enumerate(answer.pending)
         )
+
+
+class _Forecasts:
+    """The pacer's planner: the client's readiness model, asked by task id."""
+
+    __slots__ = ("_readiness",)
+
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    def next_poll(self, key: _Task, *, now: float) -> float | None:
+        return self._readiness.next_poll(key.task_id, now=now)
 
 
 def _resolve(woken: asyncio.Future[None]) -> None:

@@ -79,6 +79,9 @@ def worker_main(workers: dict[str, WorkerFunction], name: str, imports: Sequence
         peak_rss_kib=after.ru_maxrss,
         rss_before_kib=before.ru_maxrss,
     )
+    # An event loop may have left stdout non-blocking: a line longer than the pipe's
+    # buffer would then be cut short.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

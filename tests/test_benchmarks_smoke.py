@@ -65,3 +65,13 @@ def test_bench_scale_runs() -> None:
         rows = re.findall(rf"^{re.escape(run_name)} +(store|JSONL) ", out, re.MULTILINE)
         assert rows == ["store", "JSONL"], run_name
     assert out.count("PASS") + out.count("FAIL") == 7
+
+
+@pytest.mark.slow
+def test_compare_submit_and_fetch_runs() -> None:
+    out = run("compare.py", "--only", "e")
+    assert "(e) submit and fetch" in out
+    assert "GETs/task" in out
+    for target in ("GETs per task / script's", "mean delay", "wall time below both peers'"):
+        assert f"(e) aiotts {target}" in out
+    assert out.count("PASS") + out.count("FAIL") == 3
