@@ -60,6 +60,7 @@ from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
+from aiotts._slots import Slots
 from aiotts._states import State
 from aiotts._store import OutcomeStore, open_record
 from aiotts._transfer import Answer, read_answer, read_envelope
@@ -252,7 +253,7 @@ class TTSClient:
         self._tts_url = self._base_url + tts_path
         self._status_url = self._base_url + (_TRIAL_PATH if trial else _STATUS_PATH)
         self._lifecycle = Lifecycle.NEW
-        self._download_slots: asyncio.Semaphore | None = None
+        self._download_slots: Slots | None = None
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
         self._batches: WeakSet[Batch] = WeakSet()
@@ -271,7 +272,7 @@ class TTSClient:
         if self._lifecycle is Lifecycle.OPEN:
             raise UsageError("this client is already open")
         await self._session.open()
-        self._download_slots = asyncio.Semaphore(self._limits.downloads)
+        self._download_slots = Slots(self._limits.downloads)
         self._lifecycle = Lifecycle.OPEN
         return self
 

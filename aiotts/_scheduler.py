@@ -56,6 +56,7 @@ from aiotts._files import OutputTarget, share_file
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
 from aiotts._pacing import Expire, Pacer, Poll, Timing
 from aiotts._session import HttpSession
+from aiotts._slots import Slots
 from aiotts._states import Event, State, TaskMachine
 from aiotts._transfer import Answer, read_answer
 
@@ -138,7 +139,7 @@ class Scheduler:
         authorised: bool,
         poll: PollPolicy,
         limits: Limits,
-        download_slots: asyncio.Semaphore,
+        download_slots: Slots,
         durable: bool,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -159,7 +160,7 @@ class Scheduler:
         # free worker or a queued task costs no trip through the event loop, which matters
         # at thousands of polls a second. ``_idle`` counts workers waiting for a task, so
         # the dispatcher takes a task from the pacer only when a worker is free for it.
-        self._idle = asyncio.Semaphore(limits.polls)
+        self._idle = Slots(limits.polls)
         self._due: asyncio.Queue[_Task] = asyncio.Queue()
         self.bytes_written = 0
         self._stopped: AiottsError | None = None  # why ``run`` ended, once it has

@@ -28,7 +28,6 @@ deadline (an ``UncertainDelivery`` for a non-idempotent request that may have be
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import math
@@ -65,6 +64,7 @@ from aiotts._errors import (
 )
 from aiotts._ratelimit import RateLimiter
 from aiotts._retry import Retryable, UncertainDelivery, retry_after
+from aiotts._slots import Slots
 
 __all__ = [
     "READ_CHUNK",
@@ -265,7 +265,7 @@ class HttpSession:
         _redact.register_secret(settings.client_secret)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._slots = asyncio.Semaphore(settings.limits.polls)
+        self._slots = Slots(settings.limits.polls)
         self.counters = RequestCounters()
         self.limiter = RateLimiter(
             settings.limits.rate,
