@@ -458,7 +458,7 @@ class Scheduler:
             if downloaded:
                 try:
                     files = self._files_for(subscription, answer)  # type: ignore[arg-type]
-                    kept = kept or subscription.target == task.download_target
+                    kept = kept or _same_place(subscription.target, task.download_target)
                 except OutputError as exc:
                     state, failure, failed_because = State.ABORTED, str(exc), exc
             outcome = Outcome(
@@ -484,7 +484,7 @@ class Scheduler:
         """The subscriber's own files: the download itself if they asked for that place,
         else links to it (copies across file systems) at their own target."""
         task = subscription.task
-        if subscription.target == task.download_target:
+        if _same_place(subscription.target, task.download_target):
             return answer.files
         return tuple(
             share_file(
@@ -526,6 +526,12 @@ class _Deadline:
         self._armed = False
         self._timer.cancel()
         return self.passed and self._worker.uncancel() <= self._cancelling
+
+
+def _same_place(target: OutputTarget, other: OutputTarget | None) -> bool:
+    """``target == other``, without comparing fields when they are one object (the
+    common case: the task's only subscriber)."""
+    return target is other or target == other
 
 
 def _resolve(woken: asyncio.Future[None]) -> None:
