@@ -155,66 +155,36 @@ _PLAIN_MEMBER: Final = re.compile(
 # instead of a dozen, and only when it stores exactly what the general path would store
 # (``_fast_head``); otherwise it goes the general way from the same place.
 _WSP: Final = rb"[ \t\n\r]*"
-_MEMBERS: Final = (
-    rb'(?:"'
-    + _PLAIN
-    + rb'"'
-    + _WSP
-    + b":"
-    + _WSP
-    + rb'(?:"'
-    + _PLAIN
-    + rb'"|null)'
-    + _WSP
-    + b","
-    + _WSP
-    + rb")*"
+_COLON: Final = _WSP + b":" + _WSP
+# No member the groups repeat is named ``results`` or ``data``: else they would try the
+# audio itself as a plain value (megabytes scanned, then given back) before finding where
+# the audio begins.
+_MEMBER: Final = (
+    rb'"(?!(?:results|data)")' + _PLAIN + rb'"' + _COLON + rb'(?:"' + _PLAIN + rb'"|null)'
 )
+_MEMBERS: Final = b"((?:" + _MEMBER + _WSP + b"," + _WSP + b")*)"
 _HEAD: Final = re.compile(
     rb"\{"
     + _WSP
-    + b"("
     + _MEMBERS
-    + rb')"results"'
-    + _WSP
-    + b":"
-    + _WSP
+    + rb'"results"'
+    + _COLON
     + rb"\["
     + _WSP
     + rb"\{"
     + _WSP
-    + b"("
     + _MEMBERS
-    + rb')"data"'
-    + _WSP
-    + b":"
-    + _WSP
+    + rb'"data"'
+    + _COLON
     + b'"'
 )
 _HEAD_MEMBER: Final = re.compile(
-    rb'"(' + _PLAIN + rb')"' + _WSP + b":" + _WSP + rb'(?:"(' + _PLAIN + rb')"|null)'
+    rb'"(' + _PLAIN + rb')"' + _COLON + rb'(?:"(' + _PLAIN + rb')"|null)'
 )
 # The usual tail, right after the closing quote of the one result's ``data``: its object
 # and the array closed, then plain members, then the closing ``}``.
 _RESULT_TAIL: Final = re.compile(
-    _WSP
-    + rb"\}"
-    + _WSP
-    + rb"\]"
-    + _WSP
-    + b"((?:,"
-    + _WSP
-    + rb'"'
-    + _PLAIN
-    + rb'"'
-    + _WSP
-    + b":"
-    + _WSP
-    + rb'(?:"'
-    + _PLAIN
-    + rb'"|null)'
-    + _WSP
-    + rb")*)\}"
+    _WSP + rb"\}" + _WSP + rb"\]" + _WSP + b"((?:," + _WSP + _MEMBER + _WSP + rb")*)\}"
 )
 _STRING_SPECIAL: Final = re.compile(rb'["\\]')
 _CONTAINER_SPECIAL: Final = re.compile(rb'["\[\]{}]')
