@@ -873,6 +873,10 @@ def markdown(
 ) -> str:
     today = datetime.date.today().isoformat()
     command = "python benchmarks/compare.py" + (" --quick" if args.quick else "")
+    if args.only != "abcd":
+        command += f" --only {args.only}"
+    if args.rounds:
+        command += f" --rounds {args.rounds}"
     if args.loop != "uvloop":
         command += f" --loop {args.loop}"
     out = [
