@@ -74,6 +74,7 @@ from aiotts._readiness import Readiness
 from aiotts._retry import UncertainDelivery
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import Handler, HttpSession, SessionSettings
+from aiotts._slots import Slots
 from aiotts._states import State
 from aiotts._store import OutcomeStore, is_store_path, open_record
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY, Submissions, Texts
@@ -163,7 +164,7 @@ class _Shared:
         self.poll = poll
         """The client's poll policy: the scheduler's, its budget included."""
         self.lifecycle = Lifecycle.NEW
-        self.download_slots: asyncio.Semaphore | None = None
+        self.download_slots: Slots | None = None
         self.scheduler: Scheduler | None = None
         self.scheduler_task: asyncio.Task[None] | None = None
         self.batches: WeakSet[Batch] = WeakSet()
@@ -416,12 +417,12 @@ class TTSClient:
         if shared.lifecycle is Lifecycle.OPEN:
             raise UsageError("this client is already open")
         await self._session.open()
-        shared.download_slots = asyncio.Semaphore(self._limits.downloads)
+        shared.download_slots = Slots(self._limits.downloads)
         shared.lifecycle = Lifecycle.OPEN
         return self
 
     @property
-    def _download_slots(self) -> asyncio.Semaphore | None:
+    def _download_slots(self) -> Slots | None:
         return self._shared.download_slots
 
     @property

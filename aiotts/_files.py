@@ -56,6 +56,18 @@ WAV_HEAD_BYTES = 4096
 """How much of the start of a WAV file ``check_wav`` reads its chunks from."""
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _temp_numbers = itertools.count()
+_pid = os.getpid()
+"""This process's id, for temporary names: asked once (a system call each time), and again
+in a child after a fork, so the names of parent and child never meet."""
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def safe_stem(task_id: str) -> str:
@@ -200,6 +212,15 @@ def is_out_of_descriptors(exc: BaseException) -> bool:
     return False
 
 
+def _temp_name(final: str) -> str:
+    """A fresh temporary name beside ``final``: ``folder/.NAME.PID.N.part``."""
+    if os.altsep is None:  # one separator: split by hand, a third of os.path.split's cost
+        folder, sep, name = final.rpartition(os.sep)
+        return f"{folder}{sep}.{name}.{_pid}.{next(_temp_numbers)}{PART_SUFFIX}"
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}.{_pid}.{next(_temp_numbers)}{PART_SUFFIX}")
+
+
 class ResultFile:
     """One result being written to a temporary file; ``commit`` or ``discard`` it.
 
@@ -232,10 +253,7 @@ class ResultFile:
         # from the files of a process that is still writing (``remove_stale_parts``); the
         # counter keeps the names of one process apart. Kept as strings: this runs per file.
         self._final = os.fspath(final)
-        folder, name = os.path.split(self._final)
-        self._temp = os.path.join(
-            folder, f".{name}.{os.getpid()}.{next(_temp_numbers)}{PART_SUFFIX}"
-        )
+        self._temp = _temp_name(self._final)
         self.size = 0
         self._head = b""
         self._verified = False
@@ -381,9 +399,7 @@ def share_file(source: Path, destination: Path, *, task_id: str) -> Path:
     made at a temporary name and takes its final name with ``os.replace``."""
     if destination == source:
         return destination
-    temp = destination.with_name(
-        f".{destination.name}.{os.getpid()}.{next(_temp_numbers)}{PART_SUFFIX}"
-    )
+    temp = destination.with_name(f".{destination.name}.{_pid}.{next(_temp_numbers)}{PART_SUFFIX}")
     try:
         try:
             os.link(source, temp)

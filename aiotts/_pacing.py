@@ -63,11 +63,13 @@ class Timing(Generic[K]):
 
     __slots__ = ("deadline", "delays", "forgotten", "key", "policy", "processing", "waiting")
 
-    def __init__(self, key: K, deadline: float, delays: Iterator[float]) -> None:
+    def __init__(self, key: K, deadline: float, policy: PollPolicy | None = None) -> None:
         self.key = key
         self.deadline = deadline
-        self.delays = delays
-        self.policy: PollPolicy | None = None  # None: the pacer's
+        # Made at the first answer that says "not ready": most tasks of a bulk fetch are
+        # done at their first poll and never need any.
+        self.delays: Iterator[float] | None = None
+        self.policy = policy  # None: the pacer's
         self.processing = False
         self.waiting = False  # on the heap of due tasks, not handed out
         self.forgotten = False
@@ -162,8 +164,7 @@ class Pacer(Generic[K]):
     ) -> Timing[K]:
         """Take in a task: its first poll is due ``now``; it ends at ``deadline``. Its delays
         come from ``policy`` (default: the pacer's); the budget is always the pacer's."""
-        timing = Timing(key, deadline, (policy or self._policy).pending_delays())
-        timing.policy = policy
+        timing = Timing(key, deadline, policy)
         timing.waiting = True
         planned = self._planned(timing, now)
         if planned is not None and planned > now:
@@ -204,12 +205,15 @@ class Pacer(Generic[K]):
     def not_ready(self, timing: Timing[K], *, now: float, processing: bool) -> float:
         """The task's answer said it is not finished: schedule its next poll, and return
         when that is due. The first ``Processing`` answer switches to the processing delays."""
+        delays = timing.delays
         if processing and not timing.processing:
             timing.processing = True
-            timing.delays = (timing.policy or self._policy).processing_delays()
+            delays = timing.delays = (timing.policy or self._policy).processing_delays()
+        elif delays is None:
+            delays = timing.delays = (timing.policy or self._policy).pending_delays()
         due = self._planned(timing, now) if self._planner is not None else None
         if due is None:
-            due = min(now + next(timing.delays), timing.deadline)
+            due = min(now + next(delays), timing.deadline)
         timing.waiting = True
         heapq.heappush(self._due, (due, self._next_sequence(), timing))
         return due

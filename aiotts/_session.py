@@ -76,6 +76,7 @@ from aiotts._hooks import SILENT, Emitter
 from aiotts._network import PROXY_ERRORS, Proxy, Route, proxy_error, user_agent
 from aiotts._ratelimit import RateLimiter
 from aiotts._retry import Retryable, UncertainDelivery, retry_after
+from aiotts._slots import Slots
 
 __all__ = [
     "READ_CHUNK",
@@ -332,7 +333,7 @@ class HttpSession:
         _redact.register_secret(settings.client_secret)
         self._pool = _Pool(settings.timeouts)
         self._api_route, self._token_route = self._routes(settings)
-        self._slots = asyncio.Semaphore(settings.limits.polls)
+        self._slots = Slots(settings.limits.polls)
         self.counters = RequestCounters()
         self.limiter = RateLimiter(
             settings.limits.rate,

@@ -21,7 +21,6 @@ descriptors is local and passes: it is retried the same way.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from aiotts._errors import DecodeError, OutputError, ResponseError
 from aiotts._files import OutputTarget, ResultFile, commit_all, is_out_of_descriptors
 from aiotts._models import AudioResult, TaskResult, TaskStatus
 from aiotts._retry import Retryable
+from aiotts._slots import Slots
 
 __all__ = ["NO_RESULT_CODES", "SMALL_BODY", "Answer", "decide", "read_answer", "read_envelope"]
 
@@ -238,7 +238,7 @@ async def read_answer(
     *,
     task_id: str,
     target: OutputTarget,
-    download_slots: asyncio.Semaphore,
+    download_slots: Slots,
     on_download: Callable[[], None] | None = None,
 ) -> Answer:
     """Read a result response; if the task is ``Completed``, write its audio to temporary
