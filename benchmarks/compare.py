@@ -43,9 +43,9 @@ d. a long queue: 10,000 tasks of 100 KB, of which 10 % become ready at uniform t
    sleeps no longer than it), and CPU per task is its CPU seconds / 10,000.
 e. submit and fetch: each client submits 2,000 texts of 20-500 characters itself into the
    emulator's queue model (24 workers, 0.1 s + 1 ms a character each, lognormal noise;
-   2 KB of WAV each, so that no speech is synthesised) and saves every result: aiotts
-   submitting from 16 tasks and feeding each id to ``fetch_many`` as it comes back
-   (``_aiotts_synthesize``), the vendor SDK's ``ThreadPoolExecutor(16)`` submitting every
+   2 KB of WAV each, so that no speech is synthesised) and saves every result: aiotts's
+   ``client.synthesize`` with its defaults (16 submits at a time, each task polled as soon
+   as its id comes back), the vendor SDK's ``ThreadPoolExecutor(16)`` submitting every
    text, then the same sleep-and-poll as above, and the script submitting every text
    (``asyncio.gather``, semaphore 64), then the same 1 s poll. GETs per task are the
    emulator's count, the delay is from the moment the emulator completed a task (its
@@ -113,7 +113,6 @@ SDK_THREADS = 16
 SDK_SLEEP = 2.0
 SCRIPT_CONCURRENCY = 64
 SCRIPT_SLEEP = 1.0
-SUBMITTERS = 16
 
 # Targets, each a ratio in the same run.
 A_CPU_VS_SDK = 1 / 4
@@ -289,48 +288,10 @@ def bare_client(spec: Spec) -> Result:
 
 
 def _aiotts_synthesize(client: Any, texts: list[tuple[str, str]], out_dir: str) -> Any:
-    """aiotts's side of (e): every text submitted with ``client.submit`` from a task group,
-    each id fed to ``client.fetch_many`` as soon as it comes back (pipelined); returns the
-    async iterable of outcomes. (One call once the client does both: ``client.synthesize(
-    texts, out_dir)``.)"""
-    import asyncio
-
-    import anyio
-
-    send, receive = anyio.create_memory_object_stream[str](math.inf)
-
-    pending = iter(texts)
-
-    async def submitter() -> None:
-        for _key, text in pending:
-            send.send_nowait(await client.submit(text))
-
-    async def submit_all() -> None:
-        # Half as many submitters as the client has requests in flight: the polls share them.
-        async with send, anyio.create_task_group() as group:
-            for _ in range(SUBMITTERS):
-                group.start_soon(submitter)
-
-    async def ids() -> Any:
-        async with receive:
-            async for task_id in receive:
-                yield task_id
-                while True:  # every id already there, without a trip through the loop each
-                    try:
-                        yield receive.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
-
-    async def outcomes() -> Any:
-        submitting = asyncio.get_running_loop().create_task(submit_all())
-        try:
-            async for outcome in client.fetch_many(ids(), out_dir):
-                yield outcome
-            await submitting
-        finally:
-            submitting.cancel()
-
-    return outcomes()
+    """aiotts's side of (e): ``client.synthesize`` with its defaults (submits and fetches
+    pipelined: each task is polled as soon as its id exists); the async iterable of
+    outcomes."""
+    return client.synthesize(texts, out_dir)
 
 
 def aiotts_submit_client(spec: Spec) -> Result:
