@@ -644,7 +644,7 @@ class TTSClient:
             task_timeout=math.inf if task_timeout is None else task_timeout,
             batch_timeout=math.inf if batch_timeout is None else batch_timeout,
             poll=poll,
-            resume=ResumeRules(earlier, target_for, retry_failed, check_files=True)
+            resume=ResumeRules(earlier, target_for, retry_failed, check_files=True, folder=folder)
             if resume
             else None,
         )
