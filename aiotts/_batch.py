@@ -149,6 +149,7 @@ class Batch:
         self._save_due = False
         self._active: dict[str, Subscription] = {}
         self._admitting: deque[str] = deque()  # taken in, neither subscribed nor concluded
+        self._skips = _NO_SKIPS  # what an earlier run finished, of the chunk being taken in
         self._ready: deque[Outcome] = deque()
         self._held = 0  # ids in flight plus outcomes not yet read: bounded by capacity
         self._room: asyncio.Future[None] | None = None
@@ -269,21 +270,29 @@ class Batch:
         resume = self._options.resume
         skips = resume.finished_among(askable) if resume is not None and askable else _NO_SKIPS
         skipped, unrecorded = skips.recorded, skips.unrecorded
+        self._skips = skips  # what ``_end_active`` hands out for an id still pending
         options = self._options
         capacity = options.capacity
         ready = self._ready
+        done = OutcomeState.DONE
+        skipped_done = 0  # added to the statistics before any await and at the end
         # Each id leaves ``pending`` only when it is subscribed or concluded in the same
         # step (no await in between); ``_end_active`` empties it, which ends this loop.
         while pending:
             if self._held >= capacity:
+                self._count_skipped(skipped_done)
+                skipped_done = 0
                 await self._wait_for_room()
                 if not pending:
                     break
             task_id = pending.popleft()
             outcome = skipped.get(task_id)
             if outcome is not None:
-                self._counts[_STATE_OF[outcome.state]] += 1
-                self._resumed += 1
+                if outcome.state is done:
+                    skipped_done += 1
+                else:
+                    self._counts[_STATE_OF[outcome.state]] += 1
+                    self._resumed += 1
                 ready.append(outcome)
                 self._held += 1
                 continue
@@ -305,11 +314,16 @@ class Batch:
                 deadline=self._clock() + options.task_timeout,
                 poll=options.poll,
             )
+        self._count_skipped(skipped_done)
         if skipped:
             self._tell_reader()
             # Skipping needs no I/O, so nothing else would ever wait: let the reader have
             # the outcomes so far (the first one within moments of the start).
             await anyio.lowlevel.checkpoint()
+
+    def _count_skipped(self, done: int) -> None:
+        self._counts[State.DONE] += done
+        self._resumed += done
 
     async def _wait_for_room(self) -> None:
         self._tell_reader()  # outcomes queued without a word to the reader are there
@@ -386,8 +400,24 @@ class Batch:
                         cause=cause,
                     )
                 )
+        skips = self._skips
         while self._admitting:
-            self._conclude_unadmitted(self._admitting.popleft(), state, error)
+            task_id = self._admitting.popleft()
+            # An id an earlier run finished ends as it did: its record stays as it is.
+            skipped = skips.recorded.get(task_id)
+            unrecorded = skips.unrecorded.get(task_id)
+            if skipped is not None:
+                self._counts[_STATE_OF[skipped.state]] += 1
+                self._resumed += 1
+                self._ready.append(skipped)
+                self._held += 1
+            elif unrecorded is not None:
+                self._counts[_STATE_OF[unrecorded.state]] += 1
+                self._resumed += 1
+                self._record(unrecorded)
+            else:
+                self._conclude_unadmitted(task_id, state, error)
+        self._tell_reader()
         self._check_all_ended()
 
     def _stop(self, error: AiottsError) -> None:

@@ -11,11 +11,14 @@ Tables:
   (format version 2, files relative to the store's folder), so ``aiotts report`` prints the
   lines users grep today. ``seq`` orders the ids by their last word. A ``done`` outcome of
   one file and no notes also keeps that file's proof in columns: ``file`` (relative to the
-  store's folder), ``size``, ``mtime_ns``, ``ctime_ns`` and ``ino`` as ``lstat`` saw them
-  when the outcome was recorded (right after the file took its name), with ``time`` and
-  ``code``. A resume that finds the file with the same five values skips it with one
-  ``lstat`` and no parsing (``ResumeRules.finished_among``); any difference, or no proof
-  (a store of version 1, an import, several files), means the full check of the file.
+  store's folder), ``size``, ``ctime_ns`` and ``ino`` as ``lstat`` saw them when the
+  outcome was recorded (right after the file took its name), with ``time`` and ``code``.
+  A resume that finds the file with the same change time, inode and size skips it with
+  one ``lstat`` and no parsing (``ResumeRules.finished_among``). The change time moves
+  with every write, truncation or ``utime`` and cannot be set back (so it covers the
+  modification time); the size is compared too, for file systems whose times are coarse.
+  Any difference, or no proof (a store of version 1, an import, several files), means the
+  full check of the file.
 * ``ledger(key, task_id, time)``: which task a submitted text became (a key per text), so
   that a resumed bulk submit never pays twice for one text.
 * ``meta(key, value)``: the format version, and which JSONL manifest was imported.
@@ -82,8 +85,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL,
-    file TEXT, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL,
-    code TEXT
+    file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
 CREATE TABLE IF NOT EXISTS ledger (
@@ -93,7 +95,6 @@ CREATE TABLE IF NOT EXISTS ledger (
 _PROOF_COLUMNS = (
     ("file", "TEXT"),
     ("size", "INTEGER"),
-    ("mtime_ns", "INTEGER"),
     ("ctime_ns", "INTEGER"),
     ("ino", "INTEGER"),
     ("time", "REAL"),
@@ -101,10 +102,15 @@ _PROOF_COLUMNS = (
 )
 """The columns version 2 added to ``outcomes``, in the order ``_PUT`` writes them."""
 _PUT = (
-    "INSERT OR REPLACE INTO outcomes (id, seq, state, line, file, size, mtime_ns, ctime_ns,"
-    " ino, time, code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO outcomes (id, seq, state, line, file, size, ctime_ns, ino, time,"
+    " code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GET = "SELECT line FROM outcomes WHERE id = ?"
+_HAS_OUTCOMES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+_EMPTY_OUTCOMES = (
+    "CREATE TEMP TABLE outcomes (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB,"
+    " file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT)"
+)
 _NO_PROOF: tuple[None, ...] = (None,) * len(_PROOF_COLUMNS)
 LOOKUP_CHUNK = 512
 """The most ids ``recorded`` asks about in one statement (SQLite allows 32,766 values)."""
@@ -114,7 +120,6 @@ Recorded = tuple[
     str,  # state
     str | None,  # file, relative to the store's folder: None when there is no proof
     int | None,  # size
-    int | None,  # mtime_ns
     int | None,  # ctime_ns
     int | None,  # ino
     float | None,  # time
@@ -276,6 +281,11 @@ class OutcomeStore:
         uri = f"{self.path.absolute().as_uri()}?mode=ro"
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        if db.execute(_HAS_OUTCOMES).fetchone() is None:
+            # A writer killed between creating the file and its first commit leaves an
+            # empty file: it reads as a store with no outcomes (an empty temporary table
+            # stands in, on this connection only).
+            db.execute(_EMPTY_OUTCOMES)
         return db
 
     def _release_lock(self) -> None:
@@ -315,7 +325,7 @@ class OutcomeStore:
         statement for them all: a resume asks about a chunk of ids at a time."""
         marks = ",".join("?" * len(keys))
         query = (
-            "SELECT id, state, file, size, mtime_ns, ctime_ns, ino, time, code,"
+            "SELECT id, state, file, size, ctime_ns, ino, time, code,"
             f" CASE WHEN file IS NULL THEN line END FROM outcomes WHERE id IN ({marks})"
         )
         try:
@@ -351,7 +361,6 @@ class OutcomeStore:
         return (
             os.path.relpath(os.path.abspath(files[0]), self._base),
             seen.st_size,
-            seen.st_mtime_ns,
             seen.st_ctime_ns,
             seen.st_ino,
             outcome.finished_at,
