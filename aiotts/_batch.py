@@ -123,6 +123,9 @@ class BatchOptions:
     batch_timeout: float = math.inf
     poll: PollPolicy | None = None
     resume: ResumeRules | None = None
+    cleanup: Callable[[], object] | None = None
+    """Run in a worker thread while the batch runs (the removal of a crashed run's
+    temporary files, which reads the whole folder); the batch ends after it."""
 
 
 class Batch:
@@ -225,6 +228,11 @@ class Batch:
     async def _run(self) -> None:
         source = chunks(self._ids)
         self._seen = SeenIds()
+        cleaned = anyio.Event()
+        if self._options.cleanup is not None:
+            self._spawn(self._clean_up(self._options.cleanup, cleaned))
+        else:
+            cleaned.set()
         try:
             with self._scope:  # catches its own cancellation: the ending is recorded inside
                 try:
@@ -242,6 +250,7 @@ class Batch:
             try:
                 with anyio.CancelScope(shield=True):
                     await source.aclose()
+                    await cleaned.wait()
             finally:
                 self._save()
                 if self._manifest is not None:
@@ -250,6 +259,13 @@ class Batch:
                 self._done = True
                 self._finished.set()
                 self._tell_reader()
+
+    @staticmethod
+    async def _clean_up(cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
+        try:
+            await anyio.to_thread.run_sync(cleanup)  # never abandoned: it ends first
+        finally:
+            cleaned.set()
 
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""
