@@ -205,3 +205,31 @@ def test_a_store_killed_before_its_first_commit_reads_as_empty(tmp_path: Path) -
     assert read_manifest(tmp_path / "r.db") == {}
     with OutcomeStore(tmp_path / "r.db", read_only=True) as store:
         assert list(store.lines()) == [] and store.get("a") is None
+
+
+async def test_a_crashed_runs_temporary_files_are_gone_when_the_batch_ends(
+    emulator: Emulator, client: TTSClient, tmp_path: Path
+) -> None:
+    """The folder is read for them in a thread while the batch runs (a folder of a
+    million results takes seconds to read), and the batch ends only after it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / f".TTS{n}.wav.{int(dead.stdout)}.{n}.part" for n in range(3000)]
+    for path in stale:
+        path.write_bytes(b"half")
+    outcomes = await fetch(client, emulator.create_tasks(2), out)
+    assert all(o.ok for o in outcomes)
+    assert not any(path.exists() for path in stale)
+    for path in stale:
+        path.write_bytes(b"half")
+    assert await fetch(client, [], out) == []  # ends at once, yet after the removal
+    assert not any(path.exists() for path in stale)
