@@ -175,8 +175,9 @@ async def chunks(ids: TaskIds, size: int = ADMIT_CHUNK) -> AsyncGenerator[list[o
 
 
 class EarlierRecord(Protocol):
-    """What an earlier run recorded, asked about one id at a time: a store (queried per
-    id) or the entries of a JSONL manifest (read whole)."""
+    """What an earlier run recorded, asked about one id at a time: a store (which
+    ``ResumeRules.finished_among`` asks about a chunk of ids at a time instead) or the
+    entries of a JSONL manifest (read whole)."""
 
     def get(self, task_id: str, /) -> ManifestEntry | None: ...
 
