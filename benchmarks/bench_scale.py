@@ -296,10 +296,14 @@ def main() -> int:
                 left -= chunk
             if args.prefill:  # ids shaped like the service's, never asked about
                 file.writelines(f"{uuid.UUID(int=i * 7919 + 1)}\n" for i in range(n))
+        made = (
+            "ids made up, their files and store rows written by a worker (--prefill)"
+            if args.prefill
+            else f"ready tasks of {AUDIO_BYTES:,} bytes of WAV"
+        )
         print(
-            f"{n:,} ready tasks of {AUDIO_BYTES:,} bytes of WAV, created in "
-            f"{time.monotonic() - started:,.0f} s; ids read from a file by a generator; "
-            "client and emulator in processes of their own",
+            f"{n:,} {made}, ids file written in {time.monotonic() - started:,.0f} s; ids "
+            "read from a file by a generator; client and emulator in processes of their own",
             flush=True,
         )
         print("  ".join(headers), flush=True)
