@@ -280,7 +280,8 @@ def main() -> int:
 
     def add(label: str, kind: str, count: int, result: Result, ids: int) -> None:
         rows.append(row(label, kind, count, result, ids))
-        print("  ".join(rows[-1]), f"({time.monotonic() - started:,.0f} s in)", flush=True)
+        # Marked as progress, so that only the table at the end reads as the table.
+        print(f"[{time.monotonic() - started:,.0f} s]", "  ".join(rows[-1]), flush=True)
 
     with (
         EmulatorProcess(EmulatorConfig(seed=1)) as emulator,
@@ -306,7 +307,7 @@ def main() -> int:
             "read from a file by a generator; client and emulator in processes of their own",
             flush=True,
         )
-        print("  ".join(headers), flush=True)
+        print("[progress]", "  ".join(headers), flush=True)
 
         def fetch(kind: str, folder: str, count: int, resume: bool) -> Result:
             out = scratch / folder
