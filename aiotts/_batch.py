@@ -450,10 +450,15 @@ class Batch:
         error = "the batch's deadline passed"
         self._end_active(State.EXPIRED, error)
         assert self._seen is not None
+        self._skips = _NO_SKIPS
+        pending = self._admitting  # a cancellation meanwhile concludes what is left in it
         async for chunk in source:
-            for task_id, _ in self._seen.first_sightings(chunk):
-                await self._wait_for_room()
-                self._conclude_unadmitted(task_id, State.EXPIRED, error)
+            pending.extend(task_id for task_id, _ in self._seen.first_sightings(chunk))
+            while pending:
+                if self._held >= self._options.capacity:
+                    await self._wait_for_room()
+                    continue
+                self._conclude_unadmitted(pending.popleft(), State.EXPIRED, error)
 
     # -- the caller's side -----------------------------------------------------------------------
 

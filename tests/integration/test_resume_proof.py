@@ -233,3 +233,22 @@ async def test_a_crashed_runs_temporary_files_are_gone_when_the_batch_ends(
         path.write_bytes(b"half")
     assert await fetch(client, [], out) == []  # ends at once, yet after the removal
     assert not any(path.exists() for path in stale)
+
+
+async def test_a_cancel_after_the_batch_deadline_ends_every_id_taken_in(tmp_path: Path) -> None:
+    from aiotts.emulator import EmulatorConfig
+
+    async with Emulator(EmulatorConfig(pending_seconds=60, processing_seconds=0)) as emu:
+        ids = emu.create_tasks(2) + [f"never-asked-{n}" for n in range(1100)]
+        out = tmp_path / "out"
+        async with client_for(emu, limits=Limits(tasks_in_flight=2)) as client:
+            batch = client.fetch_many(ids, out, manifest=out / "aiotts.db", batch_timeout=0.3)
+            async with batch:
+                async for outcome in batch:
+                    assert outcome.state is OutcomeState.EXPIRED
+                    break  # the second chunk waits for room to expire: cancelled instead
+    record = read_manifest(out / "aiotts.db")
+    # The first two chunks were taken in, and each of their ids is recorded.
+    assert set(ids[:1024]) <= set(record) <= set(ids)
+    states = {entry.state for entry in record.values()}
+    assert states == {OutcomeState.EXPIRED, OutcomeState.CANCELLED}
