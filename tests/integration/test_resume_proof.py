@@ -201,6 +201,7 @@ def test_first_sightings_over_chunks() -> None:
 
 
 def test_a_store_killed_before_its_first_commit_reads_as_empty(tmp_path: Path) -> None:
+    assert read_manifest(tmp_path / "r.db") == {}  # killed before it was even made
     (tmp_path / "r.db").touch()
     assert read_manifest(tmp_path / "r.db") == {}
     with OutcomeStore(tmp_path / "r.db", read_only=True) as store:
