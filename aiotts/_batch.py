@@ -24,7 +24,12 @@ Invariants:
 * Ids are taken in only while fewer than ``tasks_in_flight`` are in flight *or* waiting to
   be read, so a caller that stops reading slows the batch down instead of letting
   outcomes pile up, and an iterable of a million ids never sits in memory. The batch ends
-  only once every outcome was queued: a slow reader loses none.
+  only once every outcome was queued: a slow reader loses none. A batch that waited for
+  room is woken once the reader made room for a chunk (``_low_water``), not per outcome.
+* Ids are taken in chunks (``_admission.chunks``): duplicates and what an earlier run
+  finished are answered for a whole chunk at once. An id of a chunk is taken in (and so
+  must end) from the moment the chunk's sightings are recorded: until it is subscribed or
+  concluded it waits in ``_admitting``, which a cancellation or the deadline concludes.
 * An error that no task can get past (the credentials refused, the manifest unwritable)
   stops the batch: every id in flight is recorded with that error as its cause, and the
   caller gets the error itself after the outcomes already queued.
@@ -43,12 +48,12 @@ from typing import Any
 
 import anyio
 
-from aiotts._admission import ResumeRules, SeenIds, TaskIds, each, id_problem
+from aiotts._admission import ResumeRules, SeenIds, Skips, TaskIds, chunks, id_problem
 from aiotts._config import PollPolicy
 from aiotts._errors import AiottsError, AuthenticationError, ConnectError, OutputError
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest
-from aiotts._models import Outcome
+from aiotts._models import Outcome, OutcomeState
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import HttpSession
 from aiotts._states import State
@@ -92,14 +97,16 @@ class BatchReport:
         return not self.failed
 
 
-_YIELD_EVERY = 64
-"""Ids skipped on resume between two chances for the reader (and the rest) to run."""
+_STATE_OF = {state: State(state.value) for state in OutcomeState}
 
 STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
 """Errors about the service, not about one task: the credentials (or a fresh token) were
 refused, or the service cannot be reached even after the request's retries. Every other
 task would meet the same error, so the batch stops at the first one instead of failing
 each id in turn (and, for refused credentials, earning the token endpoint's lockout)."""
+
+
+_NO_SKIPS = Skips()
 
 
 def _stopped_by(error: AiottsError) -> str:
@@ -116,6 +123,9 @@ class BatchOptions:
     batch_timeout: float = math.inf
     poll: PollPolicy | None = None
     resume: ResumeRules | None = None
+    cleanup: Callable[[], object] | None = None
+    """Run in a worker thread while the batch runs (the removal of a crashed run's
+    temporary files, which reads the whole folder); the batch ends after it."""
 
 
 class Batch:
@@ -141,10 +151,13 @@ class Batch:
         self._unsaved: deque[Outcome] = deque()  # recorded, not yet committed nor handed out
         self._save_due = False
         self._active: dict[str, Subscription] = {}
-        self._admitting: str | None = None
+        self._admitting: deque[str] = deque()  # taken in, neither subscribed nor concluded
+        self._skips = _NO_SKIPS  # what an earlier run finished, of the chunk being taken in
         self._ready: deque[Outcome] = deque()
         self._held = 0  # ids in flight plus outcomes not yet read: bounded by capacity
         self._room: asyncio.Future[None] | None = None
+        # The reader wakes a batch that waits for room once ``_held`` is down to this.
+        self._low_water = options.capacity - max(1, min(options.capacity // 4, 512))
         self._news: asyncio.Future[None] | None = None
         self._all_ended: asyncio.Future[None] | None = None
         self._counts: Counter[State] = Counter()
@@ -213,15 +226,20 @@ class Batch:
             self._spawn(self._run())
 
     async def _run(self) -> None:
-        source = each(self._ids)
+        source = chunks(self._ids)
         self._seen = SeenIds()
+        cleaned = anyio.Event()
+        if self._options.cleanup is not None:
+            self._spawn(self._clean_up(self._options.cleanup, cleaned))
+        else:
+            cleaned.set()
         try:
             with self._scope:  # catches its own cancellation: the ending is recorded inside
                 try:
                     with anyio.move_on_after(self._options.batch_timeout) as batch_deadline:
                         with self._feeding:
-                            async for raw in source:
-                                await self._admit(raw)
+                            async for chunk in source:
+                                await self._admit(chunk)
                         await self._until_all_ended()
                     if batch_deadline.cancelled_caught:
                         await self._expire_everything(source)
@@ -232,6 +250,7 @@ class Batch:
             try:
                 with anyio.CancelScope(shield=True):
                     await source.aclose()
+                    await cleaned.wait()
             finally:
                 self._save()
                 if self._manifest is not None:
@@ -241,46 +260,92 @@ class Batch:
                 self._finished.set()
                 self._tell_reader()
 
-    async def _admit(self, raw: object) -> None:
+    @staticmethod
+    async def _clean_up(cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
+        try:
+            await anyio.to_thread.run_sync(cleanup)  # never abandoned: it ends first
+        finally:
+            cleaned.set()
+
+    async def _admit(self, chunk: list[object]) -> None:
+        """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""
         assert self._seen is not None
-        task_id = self._seen.first_sighting(raw)
-        if task_id is None:
-            return  # a duplicate is fetched once and reported once
-        # From here until the id is subscribed or concluded, a cancellation or the batch
-        # deadline concludes it through ``_admitting``, so it is never dropped.
-        self._admitting = task_id
-        await self._wait_for_room()
-        problem = id_problem(raw)
-        if problem is not None:
-            self._conclude_unadmitted(task_id, State.ABORTED, problem)
+        fresh = self._seen.first_sightings(chunk)  # a duplicate is fetched and reported once
+        if not fresh:
             return
-        resume = self._options.resume
-        resumed = resume.finished_before(task_id) if resume is not None else None
-        if resumed is not None:
-            self._admitting = None
-            self._counts[State(resumed.outcome.state.value)] += 1
-            self._resumed += 1
-            if resumed.new_line:
-                self._record(resumed.outcome)
+        pending = self._admitting
+        problems: dict[str, str] = {}
+        askable: list[str] = []
+        for task_id, raw in fresh:
+            pending.append(task_id)
+            problem = id_problem(raw)
+            if problem is None:
+                askable.append(task_id)
             else:
-                self._queue(resumed.outcome)
-            if self._resumed % _YIELD_EVERY == 0:
-                # Skipping needs no I/O, so nothing else would ever wait: let the reader
-                # have the outcomes so far (the first one within moments of the start).
-                await anyio.lowlevel.checkpoint()
-            return
+                problems[task_id] = problem
+        resume = self._options.resume
+        skips = resume.finished_among(askable) if resume is not None and askable else _NO_SKIPS
+        skipped, unrecorded = skips.recorded, skips.unrecorded
+        self._skips = skips  # what ``_end_active`` hands out for an id still pending
         options = self._options
-        self._held += 1
-        self._active[task_id] = self._scheduler.subscribe(
-            task_id,
-            options.target_for(task_id),
-            self,
-            deadline=self._clock() + options.task_timeout,
-            poll=options.poll,
-        )
-        self._admitting = None
+        capacity = options.capacity
+        ready = self._ready
+        done = OutcomeState.DONE
+        ended = self._scheduler.events.ended  # None when nothing listens
+        skipped_done = 0  # added to the statistics before any await and at the end
+        # Each id leaves ``pending`` only when it is subscribed or concluded in the same
+        # step (no await in between); ``_end_active`` empties it, which ends this loop.
+        while pending:
+            if self._held >= capacity:
+                self._count_skipped(skipped_done)
+                skipped_done = 0
+                await self._wait_for_room()
+                if not pending:
+                    break
+            task_id = pending.popleft()
+            outcome = skipped.get(task_id)
+            if outcome is not None:
+                if outcome.state is done:
+                    skipped_done += 1
+                else:
+                    self._counts[_STATE_OF[outcome.state]] += 1
+                    self._resumed += 1
+                if ended is not None:
+                    ended(outcome, self)
+                ready.append(outcome)
+                self._held += 1
+                continue
+            outcome = unrecorded.get(task_id)
+            if outcome is not None:
+                self._counts[_STATE_OF[outcome.state]] += 1
+                self._resumed += 1
+                self._record(outcome)
+                continue
+            problem = problems.get(task_id)
+            if problem is not None:
+                self._conclude_unadmitted(task_id, State.ABORTED, problem)
+                continue
+            self._held += 1
+            self._active[task_id] = self._scheduler.subscribe(
+                task_id,
+                options.target_for(task_id),
+                self,
+                deadline=self._clock() + options.task_timeout,
+                poll=options.poll,
+            )
+        self._count_skipped(skipped_done)
+        if skipped:
+            self._tell_reader()
+            # Skipping needs no I/O, so nothing else would ever wait: let the reader have
+            # the outcomes so far (the first one within moments of the start).
+            await anyio.lowlevel.checkpoint()
+
+    def _count_skipped(self, done: int) -> None:
+        self._counts[State.DONE] += done
+        self._resumed += done
 
     async def _wait_for_room(self) -> None:
+        self._tell_reader()  # outcomes queued without a word to the reader are there
         while self._held >= self._options.capacity:
             self._room = asyncio.get_running_loop().create_future()
             try:
@@ -332,16 +397,8 @@ class Batch:
         self._unsaved.clear()
         self._tell_reader()
 
-    def _queue(self, outcome: Outcome) -> None:
-        if (ended := self._scheduler.events.ended) is not None:
-            ended(outcome, self)
-        self._ready.append(outcome)
-        self._held += 1
-        self._tell_reader()
-
     def _conclude_unadmitted(self, task_id: str, state: State, error: str) -> None:
         """Record the end of an id that never became a subscription."""
-        self._admitting = None
         self._counts[state] += 1
         self._record(
             Outcome(task_id, state.outcome, error=error, finished_at=self._scheduler.wall_clock())
@@ -364,8 +421,26 @@ class Batch:
                         cause=cause,
                     )
                 )
-        if self._admitting is not None:
-            self._conclude_unadmitted(self._admitting, state, error)
+        skips = self._skips
+        while self._admitting:
+            task_id = self._admitting.popleft()
+            # An id an earlier run finished ends as it did: its record stays as it is.
+            skipped = skips.recorded.get(task_id)
+            unrecorded = skips.unrecorded.get(task_id)
+            if skipped is not None:
+                self._counts[_STATE_OF[skipped.state]] += 1
+                self._resumed += 1
+                if (ended := self._scheduler.events.ended) is not None:
+                    ended(skipped, self)
+                self._ready.append(skipped)
+                self._held += 1
+            elif unrecorded is not None:
+                self._counts[_STATE_OF[unrecorded.state]] += 1
+                self._resumed += 1
+                self._record(unrecorded)
+            else:
+                self._conclude_unadmitted(task_id, state, error)
+        self._tell_reader()
         self._check_all_ended()
 
     def _stop(self, error: AiottsError) -> None:
@@ -376,17 +451,21 @@ class Batch:
         self._feeding.cancel()
         self._end_active(State.ABORTED, _stopped_by(error), error)
 
-    async def _expire_everything(self, source: AsyncGenerator[object, None]) -> None:
+    async def _expire_everything(self, source: AsyncGenerator[list[object], None]) -> None:
         """The batch deadline passed: every id in flight, and every id not yet taken in,
         ends as expired."""
         error = "the batch's deadline passed"
         self._end_active(State.EXPIRED, error)
         assert self._seen is not None
-        async for raw in source:
-            task_id = self._seen.first_sighting(raw)
-            if task_id is not None:
-                await self._wait_for_room()
-                self._conclude_unadmitted(task_id, State.EXPIRED, error)
+        self._skips = _NO_SKIPS
+        pending = self._admitting  # a cancellation meanwhile concludes what is left in it
+        async for chunk in source:
+            pending.extend(task_id for task_id, _ in self._seen.first_sightings(chunk))
+            while pending:
+                if self._held >= self._options.capacity:
+                    await self._wait_for_room()
+                    continue
+                self._conclude_unadmitted(pending.popleft(), State.EXPIRED, error)
 
     # -- the caller's side -----------------------------------------------------------------------
 
@@ -427,8 +506,9 @@ class Batch:
             raise
         outcome = self._ready.popleft()
         self._held -= 1
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
+        room = self._room
+        if room is not None and self._held <= self._low_water and not room.done():
+            room.set_result(None)
         return outcome
 
     async def __aenter__(self) -> Batch:

@@ -934,7 +934,6 @@ class TTSClient:
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
         _prepare_folder(folder)
-        remove_stale_parts(folder)
         record = open_record(manifest) if manifest is not None else None
         try:
             earlier: EarlierRecord = {}
@@ -952,7 +951,8 @@ class TTSClient:
             task_timeout=math.inf if task_timeout is None else task_timeout,
             batch_timeout=math.inf if batch_timeout is None else batch_timeout,
             poll=poll or self._view_poll,
-            resume=ResumeRules(earlier, target_for, retry_failed, check_files=True)
+            cleanup=lambda: remove_stale_parts(folder),
+            resume=ResumeRules(earlier, target_for, retry_failed, check_files=True, folder=folder)
             if resume
             else None,
         )

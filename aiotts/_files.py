@@ -353,21 +353,24 @@ def remove_stale_parts(folder: Path) -> int:
     """
     removed = 0
     try:
-        entries = list(os.scandir(folder))
+        # Read as it goes, not listed first: a folder of a million results would cost a
+        # hundred megabytes as a list. Removing entries while reading is allowed; an
+        # entry added meanwhile is the file of a live process, skipped either way.
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
+                    continue
+                parts = name[: -len(PART_SUFFIX)].rsplit(".", 2)
+                if len(parts) != 3 or not parts[1].isdigit() or _writer_alive(int(parts[1])):
+                    continue
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
     except OSError:
-        return 0
-    for entry in entries:
-        name = entry.name
-        if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
-            continue
-        parts = name[: -len(PART_SUFFIX)].rsplit(".", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or _writer_alive(int(parts[1])):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed += 1
-        except OSError:
-            pass
+        pass
     return removed
 
 

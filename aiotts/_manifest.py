@@ -195,14 +195,17 @@ def _lines(file: IO[bytes]) -> Iterator[bytes]:
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, ManifestEntry]:
     """The last entry for each id, read whole: a JSONL manifest, or a store (a path ending
-    in ``.db``, ``.sqlite`` or ``.sqlite3``). A missing JSONL file is an empty manifest.
-    For large records, ask a store per id instead (``OutcomeStore.get``).
+    in ``.db``, ``.sqlite`` or ``.sqlite3``). A missing file, of either kind, is an empty
+    record (as when a run was stopped before it wrote one). For large records, ask a store
+    per id instead (``OutcomeStore.get``).
 
     Raises ``OutputError`` if ``path`` is a symbolic link or not a regular file."""
     target = Path(path)
     from aiotts._store import OutcomeStore, is_store_path  # the store is built on this module
 
     if is_store_path(target):
+        if not os.path.lexists(target):
+            return {}
         with OutcomeStore(target, read_only=True) as store:
             return {entry.task_id: entry for entry in store.entries()}
     entries: dict[str, ManifestEntry] = {}

@@ -6,10 +6,19 @@ per id instead: memory stays flat in the number of ids, and a resume starts at o
 
 Tables:
 
-* ``outcomes(id, seq, state, line)``: the last outcome per id (``INSERT OR REPLACE``: the
-  last word wins). ``line`` is exactly the JSON object a JSONL manifest line holds (format
-  version 2, files relative to the store's folder), so ``aiotts report`` prints the lines
-  users grep today. ``seq`` orders the ids by their last word.
+* ``outcomes(id, seq, state, line, ...)``: the last outcome per id (``INSERT OR REPLACE``:
+  the last word wins). ``line`` is exactly the JSON object a JSONL manifest line holds
+  (format version 2, files relative to the store's folder), so ``aiotts report`` prints the
+  lines users grep today. ``seq`` orders the ids by their last word. A ``done`` outcome of
+  one file and no notes also keeps that file's proof in columns: ``file`` (relative to the
+  store's folder), ``size``, ``ctime_ns`` and ``ino`` as ``lstat`` saw them when the
+  outcome was recorded (right after the file took its name), with ``time`` and ``code``.
+  A resume that finds the file with the same change time, inode and size skips it with
+  one ``lstat`` and no parsing (``ResumeRules.finished_among``). The change time moves
+  with every write, truncation or ``utime`` and cannot be set back (so it covers the
+  modification time); the size is compared too, for file systems whose times are coarse.
+  Any difference, or no proof (a store of version 1, an import, several files), means the
+  full check of the file.
 * ``ledger(key, digest, state, task_id, stem, error, time)``: what became of each text
   of a bulk submit (a key per text), so that a resumed one never pays twice for a text.
   A text's row is committed as ``sending`` *before* its POST leaves, and becomes
@@ -45,7 +54,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,32 +67,71 @@ from aiotts._manifest import (
     outcome_line,
     parse_line,
 )
-from aiotts._models import Outcome
+from aiotts._models import Outcome, OutcomeState
 
 __all__ = [
     "LEDGER_STATES",
+    "LOOKUP_CHUNK",
     "STORE_SUFFIXES",
     "STORE_VERSION",
     "LedgerEntry",
     "OutcomeStore",
+    "Recorded",
     "is_store_path",
+    "key_of",
     "merged_records",
     "open_record",
 ]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""2: the file proof columns of ``outcomes``; a store of version 1 gains them when opened
+for writing (its rows keep none, so their files get the full check on resume)."""
 STORE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 """A record path with one of these suffixes is a store; any other is a JSONL manifest."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
-    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL
+    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL,
+    file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
 """
-_PUT = "INSERT OR REPLACE INTO outcomes (id, seq, state, line) VALUES (?, ?, ?, ?)"
+_PROOF_COLUMNS = (
+    ("file", "TEXT"),
+    ("size", "INTEGER"),
+    ("ctime_ns", "INTEGER"),
+    ("ino", "INTEGER"),
+    ("time", "REAL"),
+    ("code", "TEXT"),
+)
+"""The columns version 2 added to ``outcomes``, in the order ``_PUT`` writes them."""
+_PUT = (
+    "INSERT OR REPLACE INTO outcomes (id, seq, state, line, file, size, ctime_ns, ino, time,"
+    " code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _GET = "SELECT line FROM outcomes WHERE id = ?"
+_HAS_OUTCOMES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+_EMPTY_OUTCOMES = (
+    "CREATE TEMP TABLE outcomes (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB,"
+    " file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT)"
+)
+_NO_PROOF: tuple[None, ...] = (None,) * len(_PROOF_COLUMNS)
+LOOKUP_CHUNK = 512
+"""The most ids ``recorded`` asks about in one statement (SQLite allows 32,766 values)."""
+
+Recorded = tuple[
+    bytes,  # the id as stored (``_key``)
+    str,  # state
+    str | None,  # file, relative to the store's folder: None when there is no proof
+    int | None,  # size
+    int | None,  # ctime_ns
+    int | None,  # ino
+    float | None,  # time
+    str | None,  # code
+    bytes | None,  # the line, only when there is no proof
+]
+"""One row of ``OutcomeStore.recorded``."""
 _CACHE_KIB = 8192
 """The page cache per connection: bounded, whatever the number of ids."""
 
@@ -94,8 +142,19 @@ def _key(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+key_of = _key
+
+
 def _text(key: bytes) -> str:
     return bytes(key).decode("utf-8", "surrogatepass")
+
+
+def _add_proof_columns(db: sqlite3.Connection) -> None:
+    """Give a store of version 1 the columns of version 2 (its rows keep no proof)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(outcomes)")}
+    for name, kind in _PROOF_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE outcomes ADD COLUMN {name} {kind}")
 
 
 def is_store_path(path: str | os.PathLike[str]) -> bool:
@@ -207,6 +266,7 @@ class OutcomeStore:
             db.execute("PRAGMA synchronous = NORMAL")
             db.executescript(_SCHEMA)
             _create_ledger(db)
+            _add_proof_columns(db)
             # Proves the store writable (a read-only folder or a full disk fails here,
             # before any request), and records the format.
             db.execute("BEGIN IMMEDIATE")
@@ -227,6 +287,11 @@ class OutcomeStore:
         uri = f"{self.path.absolute().as_uri()}?mode=ro"
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        if db.execute(_HAS_OUTCOMES).fetchone() is None:
+            # A writer killed between creating the file and its first commit leaves an
+            # empty file: it reads as a store with no outcomes (an empty temporary table
+            # stands in, on this connection only).
+            db.execute(_EMPTY_OUTCOMES)
         return db
 
     def _release_lock(self) -> None:
@@ -245,20 +310,75 @@ class OutcomeStore:
             raise _store_error(exc, self.path) from exc
         if row is None:
             return None
-        entry = parse_line(row[0], self._base_path)
+        return self.entry_of(task_id, row[0])
+
+    def entry_of(self, task_id: str, line: bytes) -> ManifestEntry | None:
+        """The entry the recorded ``line`` of ``task_id`` holds (None if it holds none)."""
+        entry = parse_line(line, self._base_path)
         if entry is None or entry.task_id == task_id:
             return entry
         # The line holds the id made printable: the key is the id itself.
         return dataclasses.replace(entry, task_id=task_id)
 
-    def add(self, outcome: Outcome) -> None:
-        """Record ``outcome`` in the open transaction; durable only after ``commit``."""
-        self._put(outcome.task_id, outcome.state.value, outcome_line(outcome, self._base))
+    @property
+    def folder(self) -> str:
+        """The absolute folder the recorded files are relative to."""
+        return self._base
 
-    def _put(self, task_id: str, state: str, line: bytes) -> None:
+    def recorded(self, keys: Sequence[bytes]) -> list[Recorded]:
+        """The rows recorded for ``keys`` (ids as ``key_of`` makes them; at most
+        ``LOOKUP_CHUNK``), in no particular order; ids never recorded have none. One
+        statement for them all: a resume asks about a chunk of ids at a time."""
+        marks = ",".join("?" * len(keys))
+        query = (
+            "SELECT id, state, file, size, ctime_ns, ino, time, code,"
+            f" CASE WHEN file IS NULL THEN line END FROM outcomes WHERE id IN ({marks})"
+        )
+        try:
+            return self._db.execute(query, keys).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def add(self, outcome: Outcome) -> None:
+        """Record ``outcome`` in the open transaction; durable only after ``commit``.
+
+        A ``done`` outcome of one whole file is recorded with the file's proof (see the
+        module's docstring): the caller vouches that the file is the one it checked."""
+        line = outcome_line(outcome, self._base)
+        self._put(outcome.task_id, outcome.state.value, line, self._proof(outcome))
+
+    def _proof(self, outcome: Outcome) -> tuple[object, ...]:
+        """The proof columns of ``outcome``'s file, or all None."""
+        files = outcome.files
+        if (
+            outcome.state is not OutcomeState.DONE
+            or len(files) != 1
+            or outcome.error is not None
+            or outcome.messages
+            or outcome.warnings
+        ):
+            return _NO_PROOF
+        try:
+            seen = os.lstat(files[0])
+        except OSError:
+            return _NO_PROOF
+        if not stat.S_ISREG(seen.st_mode) or seen.st_size != outcome.bytes_written:
+            return _NO_PROOF
+        return (
+            os.path.relpath(os.path.abspath(files[0]), self._base),
+            seen.st_size,
+            seen.st_ctime_ns,
+            seen.st_ino,
+            outcome.finished_at,
+            outcome.response_code,
+        )
+
+    def _put(
+        self, task_id: str, state: str, line: bytes, proof: tuple[object, ...] = _NO_PROOF
+    ) -> None:
         self._seq += 1
         try:
-            self._db.execute(_PUT, (_key(task_id), self._seq, state, line))
+            self._db.execute(_PUT, (_key(task_id), self._seq, state, line, *proof))
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         self._pending += 1
@@ -324,7 +444,9 @@ class OutcomeStore:
             entry = parse_line(line, base)
             if entry is None:
                 continue
-            self.add(entry.as_outcome())
+            # No proof: nobody checked these files, so a resume checks them in full.
+            outcome = entry.as_outcome()
+            self._put(outcome.task_id, outcome.state.value, outcome_line(outcome, self._base))
             count += 1
         try:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, mark))

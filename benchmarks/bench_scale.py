@@ -18,6 +18,18 @@ what every earlier version kept, read whole on resume):
   every key looked up again (``task_id_for``) from a fresh process, as a resumed bulk
   submit would; for JSONL, the same as lines of ``{"key", "id"}`` read into a dict.
 
+``--jsonl-copy`` (the default above 100,000 ids): the JSONL runs do not fetch the N tasks
+a second time; the manifest is written from the store's lines (the very lines a JSONL
+run writes, files relative to the folder) beside the files the store's run fetched, and
+``resume N`` for JSONL reads it whole and checks every file as a JSONL resume does. Its
+``fetch`` rows are then left out. ``--no-tenth`` leaves out ``fetch N/10`` (compare with
+the ``fetch N`` of a run at a tenth of the size instead). ``--prefill``: no fetch at all;
+a worker writes the N files (whole WAVs, named as a batch names them) and records each
+outcome through the store's own ``add`` (so with the same file proof a batch records),
+then the resume and ledger rows are measured as above: the resume figures of a size
+whose fetch would take hours here. Each row is printed as soon as it is measured, so a
+long run that is stopped still shows what it measured.
+
 Targets (store only): RSS growth <= 64 MB for each run; throughput at N within 10% of N/10;
 first outcome of a resume within 1 s; >= 100,000 skipped ids a second; ledger lookups at
 that rate, within that memory.
@@ -31,6 +43,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,14 +172,61 @@ def ledger_read_worker(spec: Spec) -> Result:
     return {"first": first, "found": found}
 
 
+def prefill_worker(spec: Spec) -> Result:
+    import io
+    import wave
+
+    from aiotts import Outcome, OutcomeState
+    from aiotts._files import OutputTarget
+    from aiotts._store import OutcomeStore
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(22_050)
+        sound.writeframes(bytes(AUDIO_BYTES - 44))
+    audio = buffer.getvalue()
+    out = Path(spec["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    with OutcomeStore(spec["record"]) as store:
+        for n, task_id in enumerate(_ids(spec["ids_file"], spec["count"])):
+            path = OutputTarget.in_folder(out, task_id).path(0)
+            path.write_bytes(audio)
+            store.add(
+                Outcome(
+                    task_id,
+                    OutcomeState.DONE,
+                    files=(path,),
+                    bytes_written=len(audio),
+                    finished_at=time.time(),
+                    response_code="Ok",
+                )
+            )
+            if n % LEDGER_COMMIT_EVERY == 0:
+                store.commit()
+    return {}
+
+
 WORKERS = {
     "fetch": fetch_worker,
+    "prefill": prefill_worker,
     "ledger_write": ledger_write_worker,
     "ledger_read": ledger_read_worker,
 }
 
 
 # -- the parent --------------------------------------------------------------------------------
+
+
+def copy_lines(store: Path, manifest: Path) -> None:
+    """Write the store's lines as a JSONL manifest beside it: what a JSONL run would have
+    written (the same lines, files relative to the same folder), without fetching again."""
+    from aiotts._store import OutcomeStore
+
+    with OutcomeStore(store, read_only=True) as record, manifest.open("wb") as file:
+        for line in record.lines():
+            file.write(line + b"\n")
 
 
 def growth_mb(result: Result) -> float:
@@ -193,6 +253,17 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="ids (default %(default)s)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; figures meaningless")
     parser.add_argument("--out-dir", default=None, help="where the files go (default: /tmp)")
+    parser.add_argument(
+        "--jsonl-copy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSONL manifest written from the store's lines, not fetched again "
+        "(default: above 100,000 ids)",
+    )
+    parser.add_argument("--no-tenth", action="store_true", help="leave out fetch N/10")
+    parser.add_argument(
+        "--prefill", action="store_true", help="files and store written directly, no fetch"
+    )
     args = parser.parse_args()
     if args.worker:
         imports = ("aiotts", "aiotts._store", "aiotts.emulator", "orjson", "uvloop")
@@ -201,9 +272,17 @@ def main() -> int:
 
     n = 300 if args.smoke else args.n
     tenth = max(n // 10, 1)
+    jsonl_copy = args.prefill or (n > 100_000 if args.jsonl_copy is None else args.jsonl_copy)
     started = time.monotonic()
     rows: list[list[str]] = []
     checks: list[Check] = []
+    headers = ["run", "record", "ids", "wall s", "ids/s", "first ms", "RSS +MB", "CPU s"]
+
+    def add(label: str, kind: str, count: int, result: Result, ids: int) -> None:
+        rows.append(row(label, kind, count, result, ids))
+        # Marked as progress, so that only the table at the end reads as the table.
+        print(f"[{time.monotonic() - started:,.0f} s]", "  ".join(rows[-1]), flush=True)
+
     with (
         EmulatorProcess(EmulatorConfig(seed=1)) as emulator,
         scratch_folder("aiotts-scale-", args.out_dir) as scratch,
@@ -211,16 +290,24 @@ def main() -> int:
         ids_file = scratch / "ids.txt"
         with ids_file.open("w") as file:
             left = n
-            while left:
+            while left and not args.prefill:
                 chunk = min(left, CREATE_CHUNK)
                 ids = emulator.create_tasks(chunk, ready_after=0, audio_bytes=AUDIO_BYTES)
                 file.write("\n".join(ids) + "\n")
                 left -= chunk
+            if args.prefill:  # ids shaped like the service's, never asked about
+                file.writelines(f"{uuid.UUID(int=i * 7919 + 1)}\n" for i in range(n))
+        made = (
+            "ids made up, their files and store rows written by a worker (--prefill)"
+            if args.prefill
+            else f"ready tasks of {AUDIO_BYTES:,} bytes of WAV"
+        )
         print(
-            f"{n:,} ready tasks of {AUDIO_BYTES:,} bytes of WAV; ids read from a file by a "
-            "generator; client and emulator in processes of their own",
+            f"{n:,} {made}, ids file written in {time.monotonic() - started:,.0f} s; ids "
+            "read from a file by a generator; client and emulator in processes of their own",
             flush=True,
         )
+        print("[progress]", "  ".join(headers), flush=True)
 
         def fetch(kind: str, folder: str, count: int, resume: bool) -> Result:
             out = scratch / folder
@@ -233,35 +320,59 @@ def main() -> int:
                 "record": str(record),
                 "resume": resume,
             }
-            return run_worker(SCRIPT, "fetch", lambda: spec, timeout=3600)
+            return run_worker(SCRIPT, "fetch", lambda: spec, timeout=6 * 3600)
 
         for kind in ("store", "JSONL"):
-            small = fetch(kind, f"{kind}-tenth", tenth, False)
-            rows.append(row("fetch N/10", kind, tenth, small, small["done"]))
-            big = fetch(kind, f"{kind}-all", n, False)
-            rows.append(row("fetch N", kind, n, big, big["done"]))
-            again = fetch(kind, f"{kind}-all", n, True)
-            rows.append(row("resume N", kind, n, again, again["resumed"]))
+            copied = kind == "JSONL" and jsonl_copy
+            small = big = None
+            if not args.no_tenth and not copied and not args.prefill:
+                small = fetch(kind, f"{kind}-tenth", tenth, False)
+                add("fetch N/10", kind, tenth, small, small["done"])
+            if copied:
+                folder = "store-all"  # the store's files, with a manifest of the same lines
+                copy_lines(scratch / folder / "aiotts.db", scratch / folder / "manifest.jsonl")
+            elif args.prefill:
+                folder = f"{kind}-all"
+                spec = {
+                    "ids_file": str(ids_file),
+                    "count": n,
+                    "out": str(scratch / folder),
+                    "record": str(scratch / folder / "aiotts.db"),
+                }
+                fill = run_worker(SCRIPT, "prefill", lambda s=spec: s, timeout=6 * 3600)
+                add("prefill N", kind, n, fill, n)
+            else:
+                folder = f"{kind}-all"
+                big = fetch(kind, folder, n, False)
+                add("fetch N", kind, n, big, big["done"])
+            again = fetch(kind, folder, n, True)
+            add("resume N", kind, n, again, again["resumed"])
             record = str(scratch / f"ledger-{kind}.{'db' if kind == 'store' else 'jsonl'}")
             ledger_spec = {"kind": kind.lower(), "record": record, "count": n}
-            write = run_worker(SCRIPT, "ledger_write", lambda s=ledger_spec: s, timeout=3600)
-            rows.append(row("ledger write N", kind, n, write, n))
-            read = run_worker(SCRIPT, "ledger_read", lambda s=ledger_spec: s, timeout=3600)
-            rows.append(row("ledger look-up N", kind, n, read, read["found"]))
+            write = run_worker(SCRIPT, "ledger_write", lambda s=ledger_spec: s, timeout=6 * 3600)
+            add("ledger write N", kind, n, write, n)
+            read = run_worker(SCRIPT, "ledger_read", lambda s=ledger_spec: s, timeout=6 * 3600)
+            add("ledger look-up N", kind, n, read, read["found"])
             if kind != "store":
                 continue
-            small_rate, big_rate = small["done"] / small["wall"], big["done"] / big["wall"]
+            if big is not None:
+                checks.append(
+                    Check(
+                        "store: RSS growth, fetch N <= 64 MB",
+                        f"{growth_mb(big):.1f} MB",
+                        growth_mb(big) <= RSS_LIMIT_MB,
+                    )
+                )
+            if small is not None and big is not None:
+                small_rate, big_rate = small["done"] / small["wall"], big["done"] / big["wall"]
+                checks.append(
+                    Check(
+                        "store: throughput at N within 10% of N/10",
+                        f"{big_rate:,.0f} vs {small_rate:,.0f} ids/s",
+                        big_rate >= 0.9 * small_rate,
+                    )
+                )
             checks += [
-                Check(
-                    "store: RSS growth, fetch N <= 64 MB",
-                    f"{growth_mb(big):.1f} MB",
-                    growth_mb(big) <= RSS_LIMIT_MB,
-                ),
-                Check(
-                    "store: throughput at N within 10% of N/10",
-                    f"{big_rate:,.0f} vs {small_rate:,.0f} ids/s",
-                    big_rate >= 0.9 * small_rate,
-                ),
                 Check(
                     "store: resume, first outcome <= 1 s",
                     f"{again['first'] * 1000:,.0f} ms",
@@ -288,7 +399,7 @@ def main() -> int:
                     growth_mb(read) <= RSS_LIMIT_MB,
                 ),
             ]
-    headers = ["run", "record", "ids", "wall s", "ids/s", "first ms", "RSS +MB", "CPU s"]
+    print()
     print(Table(headers, rows, left=2).text(), end="\n\n")
     print(checks_table(checks).text())
     print(f"\n{machine()}; {time.monotonic() - started:.0f} s in all")
