@@ -61,6 +61,10 @@ def _settings(module: str) -> str:
         f'only_mutate = ["aiotts/{module}.py"]\n'
         f"pytest_add_cli_args_test_selection = {_toml_list(_tests_of(module))}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "--no-cov"]\n'
+        # A mutant that makes a test loop or wait for ever counts as killed once its run
+        # takes this many times the tests' usual time (mutmut's default, 15, makes each
+        # such mutant cost minutes).
+        "timeout_multiplier = 5.0\n"
     )
 
 

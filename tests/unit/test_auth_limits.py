@@ -3,6 +3,8 @@ lifetime clamps, the negative cache's durations and the run of refused fresh tok
 
 from __future__ import annotations
 
+import secrets
+
 import anyio
 import pytest
 
@@ -140,19 +142,22 @@ def test_every_printable_ascii_character_is_sendable() -> None:
     assert checked_token(printable) == printable
 
 
+# The registry of tokens to scrub is process-wide: each test makes a value never seen before.
+
+
 async def test_a_received_token_is_scrubbed_from_server_texts() -> None:
     endpoint = Endpoint()
-    endpoint.value = "tok-3f9a-unique-to-this-test"
+    endpoint.value = f"tok-{secrets.token_hex(16)}"
     await manager_for(endpoint).get()
-    assert _redact.server_text("echo: tok-3f9a-unique-to-this-test") == "echo: [redacted]"
+    assert _redact.server_text(f"echo: {endpoint.value}") == "echo: [redacted]"
 
 
 async def test_a_refused_token_is_scrubbed_before_its_check_could_quote_it() -> None:
     endpoint = Endpoint()
-    endpoint.value = "bad token 51c2-unique"
+    endpoint.value = f"bad token {secrets.token_hex(16)}"
     with pytest.raises(AuthenticationError, match="spaces"):
         await manager_for(endpoint).get()
-    assert _redact.server_text("bad token 51c2-unique") == "[redacted]"
+    assert _redact.server_text(endpoint.value) == "[redacted]"
 
 
 # -- counters and repr ---------------------------------------------------------------
