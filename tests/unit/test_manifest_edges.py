@@ -3,6 +3,7 @@ word for word, and the resume check's rules at their edges."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
@@ -254,33 +255,33 @@ def test_a_failed_read_of_the_last_byte_is_an_output_error_and_closes_the_file(
     assert len(os.listdir("/proc/self/fd")) == before
 
 
-@pytest.fixture
-def file_size_limit() -> Iterator[int]:
-    """Writes past 4096 bytes fail with EFBIG (the signal that would end the process is
-    ignored), as on a file system that refuses to grow a file."""
-    limit = 4096
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes that would grow a file past ``limit`` bytes fail with EFBIG (the signal that
+    would end the process is ignored), as on a file system that refuses to grow a file.
+    Kept to the few calls inside: any file already longer refuses writes too."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
-        yield limit
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
 
 
-def test_a_failed_write_is_an_output_error_naming_the_task(
-    tmp_path: Path, file_size_limit: int
-) -> None:
+def test_a_failed_write_is_an_output_error_naming_the_task(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     manifest = Manifest(path)
-    with pytest.raises(OutputError) as caught:
-        manifest.append(Outcome("TTSbig", OutcomeState.FAILED, error="e" * file_size_limit))
+    outcome = Outcome("TTSbig", OutcomeState.FAILED, error="e" * 4096)
+    with file_size_limit(4096):
+        with pytest.raises(OutputError) as caught:
+            manifest.append(outcome)
+        manifest.close()  # the unwritten line cannot be flushed either: close says nothing
     assert (caught.value.path, caught.value.errno) == (str(path), errno.EFBIG)
     assert caught.value.task_id == "TTSbig"
     assert str(caught.value).startswith(f"task TTSbig: cannot write {path}: ")
     assert manifest.lines_written == 0
-    manifest.close()  # the unwritten line cannot be flushed either: close says nothing
 
 
 # -- stores ------------------------------------------------------------------------------
