@@ -7,6 +7,8 @@ import errno
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,7 @@ def test_an_id_of_the_longest_kept_length_is_kept_and_one_more_is_hashed() -> No
         ("-lead", "-lead"),
         ("_lead", "lead"),
         ("a.1", "a_1"),
+        ("XY/Z", "XY_Z"),
         ("ü-ñ", "-"),
         ("x" * 5000, "x" * 80),
         ("__" + "y" * 90 + "/", "y" * 80),
@@ -151,8 +154,8 @@ def test_an_error_without_strerror_shows_its_text() -> None:
 def test_out_of_descriptors_is_found_along_a_short_chain_of_causes() -> None:
     for number in (errno.EMFILE, errno.ENFILE):
         assert is_out_of_descriptors(OSError(number, "too many"))
-    assert not is_out_of_descriptors(OSError(errno.EACCES, "denied"))
-    assert not is_out_of_descriptors(RuntimeError("no cause"))
+    assert is_out_of_descriptors(OSError(errno.EACCES, "denied")) is False
+    assert is_out_of_descriptors(RuntimeError("no cause")) is False
 
     def chain(depth: int) -> BaseException:
         exc: BaseException = OSError(errno.EMFILE, "too many")
@@ -164,7 +167,7 @@ def test_out_of_descriptors_is_found_along_a_short_chain_of_causes() -> None:
 
     assert is_out_of_descriptors(chain(1))
     assert is_out_of_descriptors(chain(7))  # the eighth exception looked at
-    assert not is_out_of_descriptors(chain(8))
+    assert is_out_of_descriptors(chain(8)) is False
 
 
 # -- the WAV check ----------------------------------------------------------------------
@@ -338,13 +341,28 @@ async def test_a_rename_that_fails_is_an_output_error_and_leaves_no_part(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["a.wav"]
 
 
+def test_discard_never_raises_even_when_the_descriptor_is_already_gone(tmp_path: Path) -> None:
+    file = ResultFile(tmp_path / "a.wav", task_id="t")
+    file.write(b"RIFF")
+    (descriptor,) = (
+        int(fd)
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.realpath(f"/proc/self/fd/{fd}") == str(file.temp.resolve())
+    )
+    os.close(descriptor)  # as after a failed close(2)
+    file.discard()
+    assert os.listdir(tmp_path) == []
+
+
 # -- stale parts ------------------------------------------------------------------------
 
 
 def test_only_the_parts_of_dead_writers_named_like_ours_are_removed(tmp_path: Path) -> None:
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = [f".a.wav.{NO_SUCH_PID}.0{PART_SUFFIX}", f".b.1.wav.{NO_SUCH_PID}.17{PART_SUFFIX}"]
     kept = [
         f".a.wav.{os.getpid()}.0{PART_SUFFIX}",  # this process still writes it
+        f".c.wav.{writer.pid}.3{PART_SUFFIX}",  # and so does another one
         f"a.wav.{NO_SUCH_PID}.0{PART_SUFFIX}",  # no leading dot
         f".a.wav.{NO_SUCH_PID}.0.partial",
         f".a.wav.x{NO_SUCH_PID}.0{PART_SUFFIX}",  # no pid
@@ -353,7 +371,12 @@ def test_only_the_parts_of_dead_writers_named_like_ours_are_removed(tmp_path: Pa
     ]
     for name in dead + kept:
         (tmp_path / name).write_bytes(b"half")
-    assert remove_stale_parts(tmp_path) == 2
+    try:
+        assert remove_stale_parts(tmp_path) == 2
+        assert writer.poll() is None  # asked whether it runs, and left running
+    finally:
+        writer.kill()
+        writer.wait()
     assert sorted(os.listdir(tmp_path)) == sorted(kept)
 
 
