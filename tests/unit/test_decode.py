@@ -461,15 +461,36 @@ def test_bytes_like_chunks() -> None:
         (b'{"results":[{"data":null,"d\\u0061ta":""}]}', 25, "results[0].data appears twice"),
         (b'{"results":[],"id":1,"results":[]}', 21, "the key 'results' appears twice"),
         (b'{"results":null,"results":null}', 16, "the key 'results' appears twice"),
-        (b'{"id":tru}', 9, "invalid JSON in 'id': unexpected end of data"),
-        (b'{"\\q":1}', 2, "invalid JSON in key: invalid escaped sequence in string"),
-        (b'{"results":[{"a":tru}]}', 20, "invalid JSON in results[0].a: unexpected end of data"),
     ],
 )
 def test_structure_errors(body: bytes, offset: int, message: str) -> None:
     for size in SIZES:
         caught = error(body, size)
         assert (caught.offset, caught.message) == (offset, f"{message} (at byte {offset})"), size
+
+
+@pytest.mark.parametrize(
+    ("body", "offset", "what"),
+    [
+        (b'{"id":tru}', 9, "'id'"),
+        (b'{"id":x}', 6, "'id'"),  # orjson's position 0 is the token's first byte
+        (b'{"id":01}', 6, "'id'"),
+        (b'{"id":"\xff"}', 6, "'id'"),  # not UTF-8: the offset is still found
+        (b'{"id":"\xc3\xa9\x01"}', 9, "'id'"),  # after a character of two bytes
+        (b'{"\\q":1}', 2, "key"),
+        (b'{"results":[{"a":tru}]}', 20, "results[0].a"),
+    ],
+)
+def test_values_are_judged_by_orjson_at_their_byte_offset(
+    body: bytes, offset: int, what: str
+) -> None:
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(body)
+    for size in SIZES:
+        caught = error(body, size)
+        assert caught.offset == offset, size
+        assert caught.message.startswith(f"invalid JSON in {what}: "), size
+        assert caught.message.endswith(f" (at byte {offset})"), size
 
 
 DATA = '{"results":[{"type":"WavFile","data":'
@@ -492,6 +513,8 @@ LENGTH = "results[0].data: Base64 length is not a multiple of 4"
         ("QUJDé", 4, NOT_B64.format("byte 0xc3")),
         ("QUJD-_==", 4, NOT_B64.format("'-'")),
         ("QUJD\\u0021QUJD", 4, ESCAPE),
+        ("\\u0051UJD!UJD", 9, NOT_B64.format("'!'")),  # after an escape in the same run
+        ("\\/UJD\\u0051U\\/\\u003d=A", 20, PADDING),
         ("QUJD\\u00e9", 4, ESCAPE),
         ("QUJD\\nQUJD", 4, ESCAPE),
         ("QUJD\\\\QUJD", 4, ESCAPE),
