@@ -514,6 +514,7 @@ LENGTH = "results[0].data: Base64 length is not a multiple of 4"
         ("QUJD-_==", 4, NOT_B64.format("'-'")),
         ("QUJD\\u0021QUJD", 4, ESCAPE),
         ("\\u0051UJD!UJD", 9, NOT_B64.format("'!'")),  # after an escape in the same run
+        ("\\u0051U==!", 9, NOT_B64.format("'!'")),
         ("\\/UJD\\u0051U\\/\\u003d=A", 20, PADDING),
         ("QUJD\\u00e9", 4, ESCAPE),
         ("QUJD\\nQUJD", 4, ESCAPE),
