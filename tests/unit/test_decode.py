@@ -613,6 +613,7 @@ def test_a_value_of_the_cap_is_kept_and_one_byte_more_refused(
     [
         (b'{"ab":"cd","e":null}', 15, 15),  # plain members: 4 + 4 + 3 + 4
         (b'{"ab":"c\\/","e":1}', 13, 16),  # the general path: 4 + 5 + 3 + 1
+        (b'{"e":null,"ab":"cd"}', 15, 15),  # null counts 4 bytes, as written
         (b'{"results":[{"ab":[1,2]}],"c":2}', 22, 30),  # 9 + 4 + 5 + 3 + 1
     ],
 )
@@ -627,6 +628,47 @@ def test_the_bytes_held_besides_the_audio_are_capped_exactly(
             f"(MAX_FIELD_BYTES); the real API sends a few hundred (at byte {start_of_last})"
         ), size
         assert caught.offset == start_of_last
+
+
+def feed_all(scanner: EnvelopeScanner, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        scanner.feed(chunk)
+
+
+def test_a_token_past_a_cap_is_refused_before_it_ends() -> None:
+    """What a capture keeps stays under the caps even when the token never ends."""
+    for kwargs, message in (
+        ({"max_value_bytes": 100}, "'id' is longer than 100 bytes (at byte 6)"),
+        (
+            {"max_field_bytes": 100},
+            "the answer holds more than 100 bytes of JSON besides the audio "
+            "(MAX_FIELD_BYTES); the real API sends a few hundred (at byte 6)",
+        ),
+    ):
+        for opening in (b'"', b"[", b"1"):
+            scanner = EnvelopeScanner(**kwargs)
+            scanner.feed(b'{"id":' + opening)
+            with pytest.raises(DecodeError) as caught:
+                feed_all(scanner, [b"1111111"] * 30)  # and no finish(): it never ends
+            assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("chunks", "bad_at", "message"),
+    [
+        (["QQ=", "=QUJD"], 4, PADDING),  # a quad completed across chunks, then more quads
+        (["QUJDQQ=", "A"], 7, PADDING),  # a chunk that ends inside a padded quad
+        (["QUJDQQ=", "=A"], 8, PADDING),
+        (["QUJDQ", "Q=", "=", "QUJD"], 8, PADDING),
+    ],
+)
+def test_padding_split_across_chunks(chunks: list[str], bad_at: int, message: str) -> None:
+    scanner = EnvelopeScanner()
+    scanner.feed((DATA + '"').encode())
+    with pytest.raises(DecodeError) as caught:
+        feed_all(scanner, [chunk.encode() for chunk in chunks] + [b'"}]}'])
+    offset = AT + bad_at
+    assert (caught.value.offset, caught.value.message) == (offset, f"{message} (at byte {offset})")
 
 
 def test_a_plain_member_past_the_value_cap_is_refused_like_any_other() -> None:
