@@ -475,6 +475,9 @@ def test_structure_errors(body: bytes, offset: int, message: str) -> None:
         (b'{"id":tru}', 9, "'id'"),
         (b'{"id":x}', 6, "'id'"),  # orjson's position 0 is the token's first byte
         (b'{"id":01}', 6, "'id'"),
+        (b'{"id":X}', 6, "'id'"),  # any byte that may start a value is orjson's to judge
+        (b'{"results":nulL}', 11, "'results'"),
+        (b'{"results":[{"data":nil}]}', 20, "results[0].data"),
         (b'{"id":"\xff"}', 6, "'id'"),  # not UTF-8: the offset is still found
         (b'{"id":"\xc3\xa9\x01"}', 9, "'id'"),  # after a character of two bytes
         (b'{"\\q":1}', 2, "key"),
