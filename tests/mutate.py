@@ -10,7 +10,8 @@ Each module runs in a fresh copy of the project under ``build/mutate/_X/`` (mutm
 its settings from the ``pyproject.toml`` of the folder it runs in, so each copy gets its
 own), which keeps the runs apart and the working tree untouched. The script prints the
 score per module and every surviving mutant, and exits 1 if a module scores below
-``--min-score`` percent. ``mutmut show NAME`` in a module's folder shows a mutant's diff.
+``--min-score`` percent (or its own floor in ``MIN_SCORES``). ``mutmut show NAME`` in a
+module's folder shows a mutant's diff.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ EXTRA_TESTS: dict[str, tuple[str, ...]] = {
     "_files": ("tests/unit/test_file_names.py",),
 }
 """Unit tests of a module kept in files not named after it."""
+
+MIN_SCORES: dict[str, float] = {
+    "_decode": 85.0,
+}
+"""Modules whose equivalent mutants are more than a tenth: the scanner's fast paths hand
+anything unusual to a slow path that gives the same answer, so a mutant there changes only
+how fast a body is decoded (the survivors are listed in the README's Development section)."""
 
 KILLED = frozenset({"killed", "timeout"})
 """Outcomes in which the tests noticed the mutant (a test that hangs noticed it too)."""
@@ -142,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             f"({score.percent:5.1f}%) in {score.seconds:.0f} s",
             flush=True,
         )
-    below = [s.module for s in scores if s.percent < args.min_score]
+    below = [s.module for s in scores if s.percent < MIN_SCORES.get(s.module, args.min_score)]
     for score in scores:
         for name in score.survivors:
             print(f"  survived: {name} ({score.results[name]})")
     if below:
-        print(f"below {args.min_score:g}%: {', '.join(below)}")
+        print(f"below their minimum score: {', '.join(below)}")
         return 1
     return 0
 
