@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 # The pure cores under mutation testing; each aiotts/_X.py needs its tests/unit/test_X.py.
-MUTATE_MODULES ?= _states _pacing _ratelimit _backoff _retry
+MUTATE_MODULES ?= _states _decode _pacing _ratelimit _backoff _auth _retry _manifest _files
 
 .PHONY: demo test lint typecheck pytest bench mutate clean
 

@@ -2,14 +2,16 @@
 
 For each module ``aiotts/_X.py`` named on the command line, mutmut plants small bugs in it
 (a ``<`` turned into ``<=``, a constant changed, a call dropped) one at a time, and runs
-only that module's own unit tests, ``tests/unit/test_X.py``, against each. A mutant that
-no test notices ("survived") is a rule of the module that no test guards.
+only that module's own unit tests against each: ``tests/unit/test_X.py``, any
+``tests/unit/test_X_*.py``, and the files ``EXTRA_TESTS`` adds. A mutant that no test
+notices ("survived") is a rule of the module that no test guards.
 
 Each module runs in a fresh copy of the project under ``build/mutate/_X/`` (mutmut reads
 its settings from the ``pyproject.toml`` of the folder it runs in, so each copy gets its
 own), which keeps the runs apart and the working tree untouched. The script prints the
 score per module and every surviving mutant, and exits 1 if a module scores below
-``--min-score`` percent. ``mutmut show NAME`` in a module's folder shows a mutant's diff.
+``--min-score`` percent (or its own floor in ``MIN_SCORES``). ``mutmut show NAME`` in a
+module's folder shows a mutant's diff.
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutate"
+
+EXTRA_TESTS: dict[str, tuple[str, ...]] = {
+    "_files": ("tests/unit/test_file_names.py",),
+}
+"""Unit tests of a module kept in files not named after it."""
+
+MIN_SCORES: dict[str, float] = {
+    "_decode": 85.0,
+}
+"""Modules whose equivalent mutants are more than a tenth: the scanner's fast paths hand
+anything unusual to a slow path that gives the same answer, so a mutant there changes only
+how fast a body is decoded (the survivors are listed in the README's Development section)."""
 
 KILLED = frozenset({"killed", "timeout"})
 """Outcomes in which the tests noticed the mutant (a test that hangs noticed it too)."""
@@ -32,6 +47,7 @@ KILLED = frozenset({"killed", "timeout"})
 class Score:
     module: str
     results: dict[str, str]  # mutant name -> mutmut's status
+    seconds: float
 
     @property
     def killed(self) -> int:
@@ -51,13 +67,28 @@ def _settings(module: str) -> str:
         "\n[tool.mutmut]\n"
         'source_paths = ["aiotts/"]\n'
         f'only_mutate = ["aiotts/{module}.py"]\n'
-        f'pytest_add_cli_args_test_selection = ["{_tests_of(module)}"]\n'
+        f"pytest_add_cli_args_test_selection = {_toml_list(_tests_of(module))}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "--no-cov"]\n'
+        # A mutant that makes a test loop or wait for ever counts as killed once its run
+        # takes this many times the tests' usual time (mutmut's default, 15, makes each
+        # such mutant cost minutes).
+        "timeout_multiplier = 5.0\n"
     )
 
 
-def _tests_of(module: str) -> str:
-    return f"tests/unit/test_{module.lstrip('_')}.py"
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+
+def _tests_of(module: str) -> list[str]:
+    """The unit test files of ``module`` (relative to the root); the first is required."""
+    name = module.lstrip("_")
+    unit = ROOT / "tests" / "unit"
+    named = sorted(unit.glob(f"test_{name}_*.py"))
+    files = [f"tests/unit/test_{name}.py"]
+    files += [path.relative_to(ROOT).as_posix() for path in named]
+    files += EXTRA_TESTS.get(module, ())
+    return files
 
 
 def _prepare(module: str) -> Path:
@@ -75,8 +106,10 @@ def _prepare(module: str) -> Path:
 def _run(module: str, mutmut: str) -> Score:
     if not (ROOT / "aiotts" / f"{module}.py").is_file():
         raise SystemExit(f"no module aiotts/{module}.py: name modules like _states")
-    if not (ROOT / _tests_of(module)).is_file():
-        raise SystemExit(f"no unit tests for aiotts/{module}.py: write {_tests_of(module)}")
+    required = _tests_of(module)[0]
+    if not (ROOT / required).is_file():
+        raise SystemExit(f"no unit tests for aiotts/{module}.py: write {required}")
+    started = time.monotonic()
     folder = _prepare(module)
     log = folder / "mutmut.log"
     with log.open("wb") as output:
@@ -97,7 +130,7 @@ def _run(module: str, mutmut: str) -> Score:
         name, _, status = line.strip().rpartition(": ")
         if name:
             results[name] = status
-    return Score(module, results)
+    return Score(module, results, time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,15 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         scores.append(score)
         print(
             f"{module:<12} {score.killed:>4} of {len(score.results):>4} killed "
-            f"({score.percent:5.1f}%)",
+            f"({score.percent:5.1f}%) in {score.seconds:.0f} s",
             flush=True,
         )
-    below = [s.module for s in scores if s.percent < args.min_score]
+    below = [s.module for s in scores if s.percent < MIN_SCORES.get(s.module, args.min_score)]
     for score in scores:
         for name in score.survivors:
             print(f"  survived: {name} ({score.results[name]})")
     if below:
-        print(f"below {args.min_score:g}%: {', '.join(below)}")
+        print(f"below their minimum score: {', '.join(below)}")
         return 1
     return 0
 
