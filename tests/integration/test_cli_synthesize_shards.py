@@ -144,6 +144,12 @@ async def test_a_shard_without_texts_is_no_error_and_an_array_without_shard_is_w
         (["--shard", "0/2", "--ledger", "x.jsonl"], {}, None, "must be a store"),
         # Each shard checks the whole input: a bad line in another shard's share too.
         (["--shard", "0/2"], {}, '{"key": "a", "text": "A."}\nnot json\n', "line 2"),
+        (
+            ["--shard", "0/2"],
+            {},
+            '{"key": "a", "text": "A."}\n{"key": "a", "text": "B."}\n',  # "a" is in 1/2
+            "line 2: the key 'a' appears again",
+        ),
         (["--shard", "0/2"], {}, "\n", "holds no texts"),
     ],
 )
