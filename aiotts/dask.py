@@ -32,22 +32,30 @@ Invariants:
   (``aiotts.sync.TTSClient``, which any number of the worker's threads may share); a
   client is never carried from one process to another (a forked child makes its own).
 * A partition that raises (credentials refused, service unreachable, a record that cannot
-  be written) fails as a Dask task, so Dask's ``retries`` apply; each id that ended in
-  another way is a row of the result, ``failed`` and ``aborted`` included.
+  be written) fails as a Dask task; each id (or text) that ended in another way is a row
+  of the result, ``failed`` and ``aborted`` included.
+* ``retries`` are run by the partition itself, in its worker: Dask's DataFrame query
+  planning drops task annotations, so ``annotate(retries=...)`` would be silently lost
+  (``compute(retries=N)`` of a distributed client still adds Dask's own). Only an error
+  that may pass is retried (``TransientError``: the service unreachable or failing;
+  ``OutputError``: a file or record that could not be written), each time with a fresh
+  client, since a client remembers a transient failure for a moment and would answer
+  the retry with it at once. Bad usage and refused credentials would only repeat.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiotts._config import DEFAULT_TASK_TIMEOUT
-from aiotts._errors import UsageError
+from aiotts._errors import OutputError, TransientError, UsageError
 from aiotts._models import Outcome
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY
 from aiotts.sync import TTSClient
@@ -56,7 +64,6 @@ try:
     import dask.dataframe as dd
     import pandas as pd  # type: ignore[import-untyped]
     import pyarrow as pa  # type: ignore[import-untyped]
-    from dask.base import annotate
     from dask.delayed import delayed
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ImportError(
@@ -86,8 +93,16 @@ coming back)."""
 
 RECORD_FOLDER = ".aiotts"
 
+T = TypeVar("T")
+
 _clients: dict[tuple[int, str], TTSClient] = {}
+_retired: list[tuple[int, TTSClient]] = []
+"""Clients replaced after a transient failure: other partitions of the same worker may
+still be using them, so they are closed at exit, not at once."""
 _clients_lock = threading.Lock()
+
+_RETRIED: tuple[type[Exception], ...] = (TransientError, OutputError)
+"""The errors of a partition that running it again may get past."""
 
 
 def _options_key(options: Mapping[str, Any]) -> str:
@@ -108,11 +123,37 @@ def _client(options: Mapping[str, Any]) -> TTSClient:
         return client
 
 
+def _retire(options: Mapping[str, Any], client: TTSClient) -> None:
+    """Stop handing out ``client`` for ``options``: the next partition makes a new one."""
+    key = (os.getpid(), _options_key(options))
+    with _clients_lock:
+        if _clients.get(key) is client:
+            del _clients[key]
+            _retired.append((key[0], client))
+
+
+def _with_retries(options: Mapping[str, Any], retries: int, work: Callable[[TTSClient], T]) -> T:
+    """``work`` with this process's client; after an error in ``_RETRIED``, again with a
+    fresh client, up to ``retries`` more times (the last error is raised). A client that
+    met such an error is never handed out again: it would answer with it for a moment."""
+    for attempt in itertools.count():
+        client = _client(options)
+        try:
+            return work(client)
+        except _RETRIED:
+            _retire(options, client)
+            if attempt >= retries:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @atexit.register
 def _close_clients() -> None:
     with _clients_lock:
         mine = [c for (pid, _), c in _clients.items() if pid == os.getpid()]
+        mine += [c for pid, c in _retired if pid == os.getpid()]
         _clients.clear()
+        _retired.clear()
     for client in mine:
         client.close()
 
@@ -196,20 +237,26 @@ def fetch_partition(
     options: Mapping[str, Any],
     task_timeout: float | None = DEFAULT_TASK_TIMEOUT,
     retry_failed: bool = False,
+    retries: int = 0,
 ) -> pd.DataFrame:
     """Fetch one partition's ids (a list, or a pandas Series) into ``out_dir``, resuming
-    from the partition's own record; one row per distinct id, in the order they ended."""
+    from the partition's own record; one row per distinct id, in the order they ended.
+    ``retries``: how many more times to run it after an error that may pass."""
     task_ids = [str(task_id) for task_id in (ids.tolist() if hasattr(ids, "tolist") else ids)]
     record = partition_record(out_dir, index, task_ids)
-    report = _client(options).fetch_all(
-        task_ids,
-        out_dir,
-        manifest=record,
-        resume=True,
-        retry_failed=retry_failed,
-        task_timeout=task_timeout,
-    )
-    return _frame_of([*report.done, *report.failed])
+
+    def fetch(client: TTSClient) -> pd.DataFrame:
+        report = client.fetch_all(
+            task_ids,
+            out_dir,
+            manifest=record,
+            resume=True,
+            retry_failed=retry_failed,
+            task_timeout=task_timeout,
+        )
+        return _frame_of([*report.done, *report.failed])
+
+    return _with_retries(options, retries, fetch)
 
 
 def fetch_bag(
@@ -227,18 +274,18 @@ def fetch_bag(
 
     ``client_options`` go to each worker's ``aiotts.sync.TTSClient`` (``client_id``,
     ``client_secret``, ``base_url``, ``limits``...; by default the worker's environment,
-    as for any client), so they must pickle. ``retries``: how many times Dask runs a
-    partition that raised again (set as a task annotation; ``compute(retries=N)`` of a
-    distributed client does the same). ``retry_failed``: ask again about ids a record
-    holds as ``failed`` or ``missing``."""
+    as for any client), so they must pickle. ``retries``: how many more times a partition
+    runs, in its worker, after an error that may pass (the service unreachable, a record
+    that could not be written), each time with a fresh client; ``compute(retries=N)`` of
+    a distributed client adds Dask's own, for any error. ``retry_failed``: ask again
+    about ids a record holds as ``failed`` or ``missing``."""
     folder = os.fspath(out_dir)
     fetch = delayed(fetch_partition, pure=False)
-    parts = _partitions(ids)  # outside ``annotate``: a DataFrame's own graph takes none
-    with annotate(retries=retries):
-        frames = [
-            fetch(part, folder, index, dict(client_options), task_timeout, retry_failed)
-            for index, part in enumerate(parts)
-        ]
+    options = dict(client_options)
+    frames = [
+        fetch(part, folder, index, options, task_timeout, retry_failed, retries)
+        for index, part in enumerate(_partitions(ids))
+    ]
     return dd.from_delayed(frames, meta=_meta(), verify_meta=False)
 
 
@@ -275,19 +322,23 @@ def synthesize_partition(
     synthesize_options: Mapping[str, Any],
     key_column: str = "key",
     text_column: str = "text",
+    retries: int = 0,
 ) -> pd.DataFrame:
     """Synthesize one partition's texts (``(key, text)`` pairs, or a pandas DataFrame with
     ``key_column`` and ``text_column``) into ``out_dir``, resuming from the partition's own
-    ledger; one row per text, in the order they ended."""
+    ledger; one row per text, in the order they ended. ``retries``: how many more times
+    to run it after an error that may pass (each run resumes the ledger)."""
     pairs = _pairs_of(texts, key_column, text_column)
     ledger = partition_ledger(out_dir, index, [key for key, _ in pairs])
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    outcomes = list(
-        _client(options).synthesize(
+
+    def synthesize(client: TTSClient) -> pd.DataFrame:
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        run = client.synthesize(
             pairs, out_dir, ledger=ledger, resume=True, **dict(synthesize_options)
         )
-    )
-    return _frame_of(outcomes, keys=True)
+        return _frame_of(list(run), keys=True)
+
+    return _with_retries(options, retries, synthesize)
 
 
 def synthesize_bag(
@@ -311,8 +362,8 @@ def synthesize_bag(
     DataFrame with the columns ``key_column`` and ``text_column``. Keys are strings (others
     are turned into them with ``str``) and must be unique across the whole collection: a
     key names its file. Each partition keeps its own ledger, so a partition run again
-    (``retries`` after an error, a worker lost, the graph computed twice) sends no text
-    twice and fetches no audio twice; a text whose submit may have reached the server
+    (``retries`` after an error that may pass, a worker lost, the graph computed twice)
+    sends no text twice and fetches no audio twice; a text whose submit may have reached the server
     without an id coming back is sent again only with ``resubmit_uncertain``, a task the
     server forgot only with ``resubmit_missing``. ``concurrency``: submits in flight at
     once per partition. ``client_options`` are ``fetch_bag``'s."""
@@ -324,10 +375,9 @@ def synthesize_bag(
         "resubmit_missing": resubmit_missing,
         "concurrency": concurrency,
     }
-    parts = _partitions(texts)  # outside ``annotate``: a DataFrame's own graph takes none
-    with annotate(retries=retries):
-        frames = [
-            run(part, folder, index, dict(client_options), settings, key_column, text_column)
-            for index, part in enumerate(parts)
-        ]
+    options = dict(client_options)
+    frames = [
+        run(part, folder, index, options, settings, key_column, text_column, retries)
+        for index, part in enumerate(_partitions(texts))
+    ]
     return dd.from_delayed(frames, meta=_text_meta(), verify_meta=False)

@@ -1,6 +1,8 @@
 """``aiotts.dask.synthesize_bag`` on the LocalCluster of ``test_dask.py``: texts by key
 become files, and a graph computed again (as a retry would run a partition again) sends
-no text and fetches no audio a second time (the emulator's own counters)."""
+no text and fetches no audio a second time (the emulator's own counters). And ``retries``
+of ``aiotts.dask``: Dask's DataFrames drop task annotations, so a partition runs itself
+again after an error that may pass, each time with a fresh client."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ import dask.bag as db
 import dask.dataframe as dd
 import pandas as pd
 
-from aiotts import UsageError
+from aiotts import AuthenticationError, ConnectError, UsageError
 from aiotts._texts import file_stem
-from aiotts.dask import TEXT_OUTCOME_COLUMNS, synthesize_bag
+from aiotts.dask import TEXT_OUTCOME_COLUMNS, fetch_bag, synthesize_bag
 from aiotts.emulator import EmulatorProcess
 from tests.integration.test_dask import cluster, emu, options  # noqa: F401 -- fixtures
 
@@ -100,3 +102,40 @@ def test_items_that_are_not_pairs_fail_the_partition_clearly(
     with pytest.raises(UsageError, match=r"not a \(key, text\) pair"):
         synthesize_bag(bag, tmp_path, retries=0, **options(emu)).compute()
     assert emu.stats().count("submit") == before
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+def test_a_partition_that_cannot_reach_the_service_runs_again(
+    cluster: object,  # noqa: F811
+    emu: EmulatorProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The token from the emulator, the API at a closed port: each run of the partition
+    is one token request (a fresh client's), then a connection refused, which stops it."""
+    bag = db.from_sequence(emu.create_tasks(1, ready_after=0), npartitions=1)
+    unreachable = {"base_url": "http://127.0.0.1:9", "token_url": f"{emu.url}/connect/token"}
+    asked: list[int] = []
+    for retries in (0, 2):
+        before = emu.stats().token_requests
+        outcomes = fetch_bag(
+            bag, tmp_path / str(retries), retries=retries, **options(emu, **unreachable)
+        )
+        with pytest.raises(ConnectError):
+            outcomes.compute()
+        asked.append(emu.stats().token_requests - before)
+    assert asked == [1, 3]  # one run, then three
+
+
+def test_refused_credentials_are_not_retried(
+    cluster: object,  # noqa: F811
+    emu: EmulatorProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    bag = db.from_sequence(emu.create_tasks(1, ready_after=0), npartitions=1)
+    before = emu.stats().token_requests
+    outcomes = fetch_bag(bag, tmp_path, retries=3, **options(emu, client_secret="wrong-again"))
+    with pytest.raises(AuthenticationError):
+        outcomes.compute()
+    assert emu.stats().token_requests - before == 1
