@@ -46,7 +46,7 @@ def add_shard_arguments(
     record: str = "record",
     processes: bool = True,
 ) -> None:
-    """``--shard`` and ``--shards`` (and ``--processes`` when the verb has it) on
+    """``--shard`` and ``--shards`` (and ``--processes`` unless ``processes`` is False) on
     ``parser``; ``items`` names what is split (``ids``, or ``texts, by key,``) and
     ``record`` what each shard keeps apart (``record``, ``ledger``)."""
     group = parser.add_argument_group("shards and processes" if processes else "shards")
@@ -73,9 +73,9 @@ def add_shard_arguments(
         "--processes",
         type=_count,
         metavar="P",
-        help="run P processes on this machine, each fetching one shard with its own record "
-        "(with --shard: P shares of that shard), under one progress bar and summary; "
-        "--rate applies to each",
+        help=f"run P processes on this machine, each taking one shard of the {items} with "
+        f"its own {record} (with --shard: P shares of that shard), under one progress bar "
+        "and summary; --rate applies to each",
     )
     # The child processes of --processes write their statistics among their JSON lines.
     group.add_argument("--progress-lines", action="store_true", help=argparse.SUPPRESS)

@@ -11,7 +11,9 @@ Ctrl-C, a crash or SIGKILL sends no text twice and fetches no audio twice.
 (``shard_of(key, N)``, as ``fetch`` does for ids), with a ledger of its own,
 ``DIR/aiotts.shard-K-of-N.db``: the key names both the file and the ledger row, so N runs
 given the same input write every file once and send every text once. Every run checks
-the whole input, so a bad line stops each of them alike.
+the whole input, so a bad line stops each of them alike. ``--processes P`` runs P such
+shards as child processes under one bar (``_processes``), after the parent checked the
+input once.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY
 from aiotts._synthesize import Synthesis
 from aiotts._texts import INPUT_FORMATS, TextLine, input_format, read_texts, shown_key
 from aiotts.cli._commands import DEFAULT_RECORD, make_client, say_on_stderr, stderr_console
+from aiotts.cli._processes import run_in_processes, write_statistics
 from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
 from aiotts.cli._sharding import (
     add_shard_arguments,
@@ -62,6 +65,7 @@ examples:
   aiotts synthesize texts.txt --out audio/ --resume # after Ctrl-C or a crash
   cat texts.txt | aiotts synthesize - --format txt --out audio/ --json
   aiotts synthesize texts.txt --out /shared/audio --shard auto --shards 16  # a job array
+  aiotts synthesize texts.txt --out audio/ --processes 4   # every core of this machine
 """
 
 
@@ -146,7 +150,7 @@ def add_arguments(
         action="store_true",
         help="no progress bar and no table: only failures and a one-line summary",
     )
-    add_shard_arguments(parser, items="texts (by key)", record="ledger", processes=False)
+    add_shard_arguments(parser, items="texts (by key)", record="ledger")
 
 
 # -- the input ----------------------------------------------------------------------------------
@@ -253,8 +257,15 @@ def _shown_statistics(synthesis: Synthesis) -> BatchStatistics:
 
 
 async def drive_synthesis(
-    synthesis: Synthesis, *, total: int, json_lines: bool, show_progress: bool
+    synthesis: Synthesis,
+    *,
+    total: int,
+    json_lines: bool,
+    show_progress: bool,
+    statistics_lines: bool = False,
 ) -> Summary:
+    """Drive a synthesis with a progress bar (on a terminal) and JSON lines (if asked);
+    ``statistics_lines`` (a child of ``--processes``) adds its statistics among them."""
     console = stderr_console()
     out = sys.stdout.buffer
     enabled = show_progress and not json_lines and console.is_terminal
@@ -266,6 +277,8 @@ async def drive_synthesis(
                 await anyio.sleep(0.25)
 
         ticker = asyncio.create_task(tick()) if enabled else None
+        if statistics_lines:
+            ticker = asyncio.create_task(write_statistics(synthesis, out, total))
         try:
             async with synthesis:
                 async for outcome in synthesis:
@@ -287,7 +300,7 @@ def _failure_line(outcome: Outcome) -> str:
     return f"{key}: {outcome.state.value}: {shown(outcome.error or '')}"
 
 
-def _print_failures(summary: Summary, *, limit: int | None) -> None:
+def _print_failures(summary: Summary, limit: int | None) -> None:
     failures = summary.failures if limit is None else summary.failures[:limit]
     for outcome in failures:
         say_on_stderr(_failure_line(outcome))
@@ -313,6 +326,8 @@ async def synthesize(args: argparse.Namespace) -> int:
     form = input_format("" if args.file == "-" else args.file, args.format)
     if args.ledger is not None and not is_store_path(args.ledger):
         raise UsageError(f"--ledger {args.ledger} must be a store: a file ending in .db")
+    if args.processes is not None:
+        return await _in_processes(args, shard, name, form)
     if shard is None:
         ledger = args.ledger or os.path.join(args.out, DEFAULT_RECORD)
     else:
@@ -326,7 +341,7 @@ async def synthesize(args: argparse.Namespace) -> int:
                 f"cannot create the folder {args.out}: {exc.strerror}", path=args.out
             ) from None
         _check_ledger(ledger, resume=args.resume)
-        if shard is not None:
+        if shard is not None and not args.progress_lines:
             say_on_stderr(shard_line(shard, ledger, kind="ledger"))
         limits = Limits(polls=args.concurrency, rate=args.rate)
         async with make_client(args, limits=limits) as client:
@@ -341,16 +356,20 @@ async def synthesize(args: argparse.Namespace) -> int:
                 concurrency=args.submits,
             )
             summary = await drive_synthesis(
-                synthesis, total=total, json_lines=args.json, show_progress=not args.quiet
+                synthesis,
+                total=total,
+                json_lines=args.json,
+                show_progress=not args.quiet,
+                statistics_lines=args.progress_lines,
             )
     if args.quiet:
-        _print_failures(summary, limit=None)
+        _print_failures(summary, None)
         print(summary_line(summary, title="aiotts synthesize"))
     elif not args.json:
         Console(highlight=False).print(
             summary_table(summary, title="aiotts synthesize", folder=args.out, manifest=ledger)
         )
-        _print_failures(summary, limit=10)
+        _print_failures(summary, 10)
     uncertain = _uncertain(summary)
     if uncertain:
         say_on_stderr(
@@ -359,3 +378,36 @@ async def synthesize(args: argparse.Namespace) -> int:
         )
         return 6
     return 0 if summary.done == summary.total else 1
+
+
+def _spooled(file: IO[bytes]) -> str:
+    """Standard input (already copied to ``file``) in a named file every child can read."""
+    with tempfile.NamedTemporaryFile("wb", prefix="aiotts-texts-", delete=False) as named:
+        file.seek(0)
+        shutil.copyfileobj(file, named, 1 << 20)
+    return named.name
+
+
+async def _in_processes(args: argparse.Namespace, shard: Shard | None, name: str, form: str) -> int:
+    """``--processes P``: the input checked once here, then P children, each
+    ``synthesize --shard`` of one share with a ledger of its own."""
+    if args.progress_lines:
+        raise UsageError("--processes is for the parent, not for one of its children")
+    with _open_input(args.file) as file:
+        _checked(file, name, args, form, shard)
+        source = _spooled(file) if args.file == "-" else args.file
+    try:
+        inputs = ("--format", form, "--", source)
+        return await run_in_processes(
+            args,
+            shard,
+            None,
+            verb="synthesize",
+            inputs=inputs,
+            record=args.ledger,
+            print_failures=_print_failures,
+        )
+    finally:
+        if source != args.file:
+            with contextlib.suppress(OSError):
+                os.unlink(source)

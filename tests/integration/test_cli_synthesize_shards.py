@@ -33,9 +33,11 @@ TEXTS = {
 
 
 async def run(
-    args: Sequence[str], emu: Emulator | None, **env: str
+    args: Sequence[str], emu: Emulator | None, *, stdin: bytes | None = None, **env: str
 ) -> subprocess.CompletedProcess[bytes]:
-    return await anyio.run_process([*AIOTTS, *args], env=cli_env(emu, **env), check=False)
+    return await anyio.run_process(
+        [*AIOTTS, *args], input=stdin, env=cli_env(emu, **env), check=False
+    )
 
 
 def texts_sent(emulator: Emulator) -> Counter[str]:
@@ -178,3 +180,28 @@ def test_shard_mistakes_are_refused_before_anything_is_sent(
     assert code == ExitCode.USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+async def test_processes_split_the_texts_among_children(emulator: Emulator, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", TEXTS)
+    out = tmp_path / "out"
+    args = ["synthesize", str(source), "--out", str(out), "--processes", "2"]
+    result = await run([*args, "--json"], emulator)
+    assert result.returncode == ExitCode.OK, result.stderr.decode()
+    assert "2 processes, shards 0/2 to 1/2" in result.stderr.decode()
+    lines = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(line["key"] for line in lines) == sorted(TEXTS)
+    assert {line["state"] for line in lines} == {"done"}
+    for k in range(2):
+        mine = {key for key in TEXTS if shard_of(key, 2) == k}
+        assert ledger_keys(out / f"aiotts.shard-{k}-of-2.db") == mine
+    assert {p.stem for p in out.glob("*.wav")} == {file_stem(key) for key in TEXTS}
+    assert texts_sent(emulator) == Counter(TEXTS.values())
+
+    # Standard input, copied once for both children; resumed, nothing is sent again.
+    piped = (tmp_path / "texts.jsonl").read_bytes()
+    args = ["synthesize", "-", "--format", "jsonl", "--out", str(out), "--processes", "2"]
+    again = await run([*args, "--resume", "-q"], emulator, stdin=piped)
+    assert again.returncode == ExitCode.OK, again.stderr.decode()
+    assert f"{len(TEXTS)} done ({len(TEXTS)} from an earlier run)" in again.stdout.decode()
+    assert texts_sent(emulator) == Counter(TEXTS.values())
