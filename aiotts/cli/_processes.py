@@ -1,9 +1,10 @@
-"""``aiotts fetch --processes P``: every core of one machine, one shard per child process.
+"""``aiotts fetch --processes P`` (and ``synthesize``): every core of one machine, one
+shard per child process.
 
 One aiotts process drives one core, and fetching completed results is CPU-bound on the
-client. The parent starts P children, each ``aiotts fetch --shard k/P --json`` (with the
-parent's other options) keeping its own record, reads what they write, and shows one
-progress bar and one summary for all of them.
+client. The parent starts P children, each ``aiotts fetch --shard k/P --json`` (or
+``aiotts synthesize``; with the parent's other options) keeping its own record, reads
+what they write, and shows one progress bar and one summary for all of them.
 
 Invariants:
 
@@ -27,17 +28,17 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import anyio
 import orjson
 from rich.console import Console
 
-from aiotts._batch import Batch, BatchStatistics
+from aiotts._batch import BatchStatistics
 from aiotts._errors import UsageError
 from aiotts._models import Outcome, OutcomeState
 from aiotts._shards import Shard
@@ -50,6 +51,7 @@ __all__ = [
     "GRACE_SECONDS",
     "child_arguments",
     "fetch_in_processes",
+    "run_in_processes",
     "worst_exit_code",
     "write_statistics",
 ]
@@ -63,6 +65,7 @@ _STATISTICS_EVERY = 0.25
 
 _NOT_FORWARDED = frozenset(
     {"ids", "ids_file", "processes", "shard", "shards", "json", "quiet", "progress_lines"}
+    | {"file", "format"}  # synthesize's input: the parent names it for every child
 )
 """The options the parent sets for each child itself; every other is passed on as given."""
 
@@ -73,7 +76,14 @@ _SERVICE = 4
 # -- the child's side ----------------------------------------------------------------------
 
 
-async def write_statistics(batch: Batch, out: IO[bytes], total: int | None) -> None:
+class _Running(Protocol):
+    """What a child drives: a batch of ids, or a synthesis."""
+
+    def statistics(self) -> BatchStatistics: ...
+    def cancel(self) -> None: ...
+
+
+async def write_statistics(batch: _Running, out: IO[bytes], total: int | None) -> None:
     """Write the batch's statistics as a JSON line every quarter of a second, for the
     parent's bar. A closed pipe means the parent is gone: the batch is cancelled, so it
     records what it had in flight and the child ends instead of fetching on alone."""
@@ -111,22 +121,30 @@ def worst_exit_code(codes: Iterable[int]) -> int:
     return worst
 
 
-def _fetch_actions() -> list[argparse.Action]:
+def _verb_actions(verb: str) -> list[argparse.Action]:
     from aiotts.cli import build_parser
 
     parser = build_parser()
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices["fetch"]._actions)
-    raise AssertionError("the parser has no fetch verb")  # pragma: no cover
+            return list(action.choices[verb]._actions)
+    raise AssertionError(f"the parser has no {verb} verb")  # pragma: no cover
 
 
-def child_arguments(args: argparse.Namespace, shard: Shard, ids_file: str | None) -> list[str]:
-    """``aiotts fetch`` arguments for the child that fetches ``shard``: every option of the
+def child_arguments(
+    args: argparse.Namespace,
+    shard: Shard,
+    ids_file: str | None,
+    *,
+    verb: str = "fetch",
+    inputs: tuple[str, ...] = (),
+) -> list[str]:
+    """``aiotts VERB`` arguments for the child that takes ``shard``: every option of the
     parent as it was given, except those the parent sets itself (``_NOT_FORWARDED``), then
-    the shard, JSON lines with statistics, and the ids."""
-    argv: list[str] = ["fetch"]
-    for action in _fetch_actions():
+    the shard, JSON lines with statistics, and the ids (``fetch``) or ``inputs``, the
+    arguments that name the input (``synthesize``)."""
+    argv: list[str] = [verb]
+    for action in _verb_actions(verb):
         if action.dest in _NOT_FORWARDED or not action.option_strings:
             continue
         if isinstance(action, argparse._HelpAction | argparse._VersionAction):
@@ -146,9 +164,10 @@ def child_arguments(args: argparse.Namespace, shard: Shard, ids_file: str | None
         else:
             argv += [flag, str(value)]
     argv += ["--shard", f"{shard.index}/{shard.count}", "--json", "--progress-lines"]
+    argv += inputs
     if ids_file is not None:
         argv += ["--ids-file", ids_file]
-    if args.ids:
+    if getattr(args, "ids", None):
         argv += ["--", *args.ids]
     return argv
 
@@ -192,9 +211,12 @@ def _combined(children: list[_Child], summary: Summary, *, final: bool = False) 
 
 
 def _outcome(line: Mapping[str, Any]) -> Outcome:
-    """The outcome a child's JSON line tells (``aiotts fetch --json``)."""
+    """The outcome a child's JSON line tells (``aiotts fetch --json``, or ``synthesize``'s,
+    whose id is null for a text that got no task)."""
+    key = line.get("key")
     return Outcome(
-        task_id=str(line["id"]),
+        task_id=str(line["id"] or ""),
+        key=None if key is None else str(key),
         state=OutcomeState(line["state"]),
         files=tuple(Path(p) for p in line.get("files") or ()),
         bytes_written=int(line.get("bytes") or 0),
@@ -208,12 +230,23 @@ def _outcome(line: Mapping[str, Any]) -> Outcome:
 class _Parent:
     """Runs the children and gathers what they write."""
 
-    def __init__(self, args: argparse.Namespace, shard: Shard | None, console: Console) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        shard: Shard | None,
+        console: Console,
+        *,
+        verb: str = "fetch",
+        inputs: tuple[str, ...] = (),
+        record: str | None = None,
+    ) -> None:
         self.args = args
         self.console = console
+        self.verb = verb
+        self.inputs = inputs
         count: int = args.processes
         self.children = [
-            _Child(part, shard_record(args.manifest, args.out, part))
+            _Child(part, shard_record(record, args.out, part))
             for part in (sub_shard(shard, k, count) for k in range(count))
         ]
         self.summary = Summary()
@@ -231,7 +264,7 @@ class _Parent:
         )
 
     async def start(self, child: _Child, ids_file: str | None) -> None:
-        argv = child_arguments(self.args, child.shard, ids_file)
+        argv = child_arguments(self.args, child.shard, ids_file, verb=self.verb, inputs=self.inputs)
         child.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -322,9 +355,6 @@ async def fetch_in_processes(args: argparse.Namespace, shard: Shard | None) -> i
     """``fetch --processes P``: P children, one bar, one summary, the worst exit code."""
     if args.progress_lines:
         raise UsageError("--processes is for the parent, not for one of its children")
-    console = Console(stderr=True, highlight=False)
-    parent = _Parent(args, shard, console)
-    count: int = args.processes
     spool: str | None = None
     ids_file: str | None = args.ids_file
     if ids_file is None and not args.ids:
@@ -333,6 +363,35 @@ async def fetch_in_processes(args: argparse.Namespace, shard: Shard | None) -> i
         spool = ids_file = await anyio.to_thread.run_sync(_spool_stdin, tempfile.gettempdir())
     elif ids_file is not None and not await anyio.Path(ids_file).is_file():
         raise UsageError(f"the ids file {ids_file} does not exist")
+    try:
+        return await run_in_processes(
+            args, shard, ids_file, record=args.manifest, print_failures=_print_failures
+        )
+    finally:
+        if spool is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(spool)
+
+
+async def run_in_processes(
+    args: argparse.Namespace,
+    shard: Shard | None,
+    ids_file: str | None,
+    *,
+    verb: str = "fetch",
+    inputs: tuple[str, ...] = (),
+    record: str | None,
+    print_failures: Callable[[Summary, int | None], None],
+) -> int:
+    """Run ``args.processes`` children of ``verb`` (each given ``inputs``, and the ids of
+    ``ids_file``), each a share of ``shard`` with its own record (``record`` with the
+    share's name in it: ``shard_record``), under one bar; print one summary
+    (``print_failures`` lists the failures, all or at most a number); the worst exit
+    code."""
+    console = Console(stderr=True, highlight=False)
+    parent = _Parent(args, shard, console, verb=verb, inputs=inputs, record=record)
+    count: int = args.processes
+    title = f"aiotts {parent.verb}"
     rate = f"; each at most {args.rate:g} requests/s" if args.rate else ""
     console.print(
         f"aiotts: {count} processes, shards {parent.children[0].shard} to "
@@ -342,30 +401,26 @@ async def fetch_in_processes(args: argparse.Namespace, shard: Shard | None) -> i
         soft_wrap=True,
     )
     show = not args.quiet and not args.json and console.is_terminal
-    try:
-        with BatchProgress(console, total=None, description="fetching", enabled=show) as bar:
-            codes = await _run_children(parent, ids_file, bar)
-            bar.set_total(parent.summary.total)
-            bar.update(_combined(parent.children, parent.summary, final=True), final=True)
-    finally:
-        if spool is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(spool)
+    description = "synthesizing" if parent.verb == "synthesize" else "fetching"
+    with BatchProgress(console, total=None, description=description, enabled=show) as bar:
+        codes = await _run_children(parent, ids_file, bar)
+        bar.set_total(parent.summary.total)
+        bar.update(_combined(parent.children, parent.summary, final=True), final=True)
     summary = parent.summary
     if args.quiet:
-        _print_failures(summary, limit=None)
-        print(summary_line(summary, title="aiotts fetch"))
+        print_failures(summary, None)
+        print(summary_line(summary, title=title))
     elif not args.json:
         table = summary_table(
-            summary, title="aiotts fetch", folder=args.out, manifest=_records_pattern(parent)
+            summary, title=title, folder=args.out, manifest=_records_pattern(parent)
         )
         table.add_row("processes", str(count))
         Console(highlight=False).print(table)
-        _print_failures(summary, limit=10)
+        print_failures(summary, 10)
     return worst_exit_code(codes)
 
 
-def _print_failures(summary: Summary, *, limit: int | None) -> None:
+def _print_failures(summary: Summary, limit: int | None) -> None:
     from aiotts.cli._commands import print_failures
 
     print_failures(summary, limit=limit)

@@ -6,6 +6,14 @@ before anything is sent), then streamed into ``client.synthesize``. Standard inp
 first copied to an anonymous temporary file. The record is one store, ``DIR/aiotts.db``
 by default: the ledger of texts and the outcomes of their tasks, so ``--resume`` after
 Ctrl-C, a crash or SIGKILL sends no text twice and fetches no audio twice.
+
+``--shard K/N`` (or ``auto``) takes only the texts whose key falls in shard K of N
+(``shard_of(key, N)``, as ``fetch`` does for ids), with a ledger of its own,
+``DIR/aiotts.shard-K-of-N.db``: the key names both the file and the ledger row, so N runs
+given the same input write every file once and send every text once. Every run checks
+the whole input, so a bad line stops each of them alike. ``--processes P`` runs P such
+shards as child processes under one bar (``_processes``), after the parent checked the
+input once.
 """
 
 from __future__ import annotations
@@ -30,12 +38,21 @@ from aiotts._batch import BatchStatistics
 from aiotts._config import Limits
 from aiotts._errors import OutputError, SubmitUncertainError, UsageError
 from aiotts._models import Outcome, OutcomeState, printable_id
+from aiotts._shards import Shard
 from aiotts._store import OutcomeStore, is_store_path
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY
 from aiotts._synthesize import Synthesis
 from aiotts._texts import INPUT_FORMATS, TextLine, input_format, read_texts, shown_key
 from aiotts.cli._commands import DEFAULT_RECORD, make_client, say_on_stderr, stderr_console
+from aiotts.cli._processes import run_in_processes, write_statistics
 from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
+from aiotts.cli._sharding import (
+    add_shard_arguments,
+    array_warning,
+    chosen_shard,
+    shard_line,
+    shard_record,
+)
 from aiotts.cli._text import shown
 
 __all__ = ["EXAMPLES", "add_arguments", "drive_synthesis", "synthesize"]
@@ -47,6 +64,8 @@ examples:
   aiotts synthesize texts.csv --out audio/ --key-column id --text-column sentence
   aiotts synthesize texts.txt --out audio/ --resume # after Ctrl-C or a crash
   cat texts.txt | aiotts synthesize - --format txt --out audio/ --json
+  aiotts synthesize texts.txt --out /shared/audio --shard auto --shards 16  # a job array
+  aiotts synthesize texts.txt --out audio/ --processes 4   # every core of this machine
 """
 
 
@@ -131,6 +150,7 @@ def add_arguments(
         action="store_true",
         help="no progress bar and no table: only failures and a one-line summary",
     )
+    add_shard_arguments(parser, items="texts (by key)", record="ledger")
 
 
 # -- the input ----------------------------------------------------------------------------------
@@ -149,11 +169,15 @@ def _open_input(name: str) -> IO[bytes]:
         raise UsageError(f"cannot read the input {name}: {exc.strerror}") from None
 
 
-def _checked(file: IO[bytes], name: str, args: argparse.Namespace, form: str) -> int:
-    """Read the whole input once and check every text; the number of texts."""
+def _checked(
+    file: IO[bytes], name: str, args: argparse.Namespace, form: str, shard: Shard | None
+) -> int:
+    """Read the whole input once and check every text (those of other shards too, so
+    every shard of one input refuses it alike); the number of texts in ``shard``."""
     seen = SeenIds()
     first_line: dict[str, int] = {}
     count = 0
+    everything = 0
     try:
         for item in _lines(file, name, args, form):
             if seen.first_sighting(item.key) is None:
@@ -163,12 +187,14 @@ def _checked(file: IO[bytes], name: str, args: argparse.Namespace, form: str) ->
                     f"{name}, line {item.line}: the key {shown(shown_key(item.key))} appears "
                     f"again{where}: give each text its own key"
                 )
-            count += 1
+            everything += 1
+            if shard is None or shard.holds(item.key):
+                count += 1
     finally:
         seen.close()
-    if count == 0:
+    if everything == 0:
         raise UsageError(f"{name} holds no texts")
-    return count
+    return count  # a shard may hold none of a few texts: nothing to do, not an error
 
 
 def _lines(file: IO[bytes], name: str, args: argparse.Namespace, form: str) -> Iterator[TextLine]:
@@ -177,10 +203,12 @@ def _lines(file: IO[bytes], name: str, args: argparse.Namespace, form: str) -> I
 
 
 def _pairs(
-    file: IO[bytes], name: str, args: argparse.Namespace, form: str
+    file: IO[bytes], name: str, args: argparse.Namespace, form: str, shard: Shard | None
 ) -> Iterator[tuple[str, str]]:
+    """The ``(key, text)`` pairs of ``shard`` (every one for None), streamed."""
     for item in _lines(file, name, args, form):
-        yield item.key, item.text
+        if shard is None or shard.holds(item.key):
+            yield item.key, item.text
 
 
 def _check_ledger(path: str, *, resume: bool) -> None:
@@ -229,8 +257,15 @@ def _shown_statistics(synthesis: Synthesis) -> BatchStatistics:
 
 
 async def drive_synthesis(
-    synthesis: Synthesis, *, total: int, json_lines: bool, show_progress: bool
+    synthesis: Synthesis,
+    *,
+    total: int,
+    json_lines: bool,
+    show_progress: bool,
+    statistics_lines: bool = False,
 ) -> Summary:
+    """Drive a synthesis with a progress bar (on a terminal) and JSON lines (if asked);
+    ``statistics_lines`` (a child of ``--processes``) adds its statistics among them."""
     console = stderr_console()
     out = sys.stdout.buffer
     enabled = show_progress and not json_lines and console.is_terminal
@@ -242,6 +277,8 @@ async def drive_synthesis(
                 await anyio.sleep(0.25)
 
         ticker = asyncio.create_task(tick()) if enabled else None
+        if statistics_lines:
+            ticker = asyncio.create_task(write_statistics(synthesis, out, total))
         try:
             async with synthesis:
                 async for outcome in synthesis:
@@ -263,7 +300,7 @@ def _failure_line(outcome: Outcome) -> str:
     return f"{key}: {outcome.state.value}: {shown(outcome.error or '')}"
 
 
-def _print_failures(summary: Summary, *, limit: int | None) -> None:
+def _print_failures(summary: Summary, limit: int | None) -> None:
     failures = summary.failures if limit is None else summary.failures[:limit]
     for outcome in failures:
         say_on_stderr(_failure_line(outcome))
@@ -282,13 +319,21 @@ async def synthesize(args: argparse.Namespace) -> int:
         "interrupted: every text sent and every task in flight was recorded; run the same "
         "command with --resume to continue"
     )
+    shard = chosen_shard(args)
+    if shard is None and (warning := array_warning(takes="sends every text")) is not None:
+        say_on_stderr(warning)
     name = "standard input" if args.file == "-" else args.file
     form = input_format("" if args.file == "-" else args.file, args.format)
-    ledger = args.ledger or os.path.join(args.out, DEFAULT_RECORD)
-    if not is_store_path(ledger):
-        raise UsageError(f"--ledger {ledger} must be a store: a file ending in .db")
+    if args.ledger is not None and not is_store_path(args.ledger):
+        raise UsageError(f"--ledger {args.ledger} must be a store: a file ending in .db")
+    if args.processes is not None:
+        return await _in_processes(args, shard, name, form)
+    if shard is None:
+        ledger = args.ledger or os.path.join(args.out, DEFAULT_RECORD)
+    else:
+        ledger = shard_record(args.ledger, args.out, shard)
     with _open_input(args.file) as file:
-        total = _checked(file, name, args, form)
+        total = _checked(file, name, args, form, shard)
         try:
             os.makedirs(args.out, exist_ok=True)
         except OSError as exc:
@@ -296,10 +341,12 @@ async def synthesize(args: argparse.Namespace) -> int:
                 f"cannot create the folder {args.out}: {exc.strerror}", path=args.out
             ) from None
         _check_ledger(ledger, resume=args.resume)
+        if shard is not None and not args.progress_lines:
+            say_on_stderr(shard_line(shard, ledger, kind="ledger"))
         limits = Limits(polls=args.concurrency, rate=args.rate)
         async with make_client(args, limits=limits) as client:
             synthesis = client.synthesize(
-                _pairs(file, name, args, form),
+                _pairs(file, name, args, form, shard),
                 args.out,
                 ledger=ledger,
                 resume=args.resume,
@@ -309,16 +356,20 @@ async def synthesize(args: argparse.Namespace) -> int:
                 concurrency=args.submits,
             )
             summary = await drive_synthesis(
-                synthesis, total=total, json_lines=args.json, show_progress=not args.quiet
+                synthesis,
+                total=total,
+                json_lines=args.json,
+                show_progress=not args.quiet,
+                statistics_lines=args.progress_lines,
             )
     if args.quiet:
-        _print_failures(summary, limit=None)
+        _print_failures(summary, None)
         print(summary_line(summary, title="aiotts synthesize"))
     elif not args.json:
         Console(highlight=False).print(
             summary_table(summary, title="aiotts synthesize", folder=args.out, manifest=ledger)
         )
-        _print_failures(summary, limit=10)
+        _print_failures(summary, 10)
     uncertain = _uncertain(summary)
     if uncertain:
         say_on_stderr(
@@ -327,3 +378,36 @@ async def synthesize(args: argparse.Namespace) -> int:
         )
         return 6
     return 0 if summary.done == summary.total else 1
+
+
+def _spooled(file: IO[bytes]) -> str:
+    """Standard input (already copied to ``file``) in a named file every child can read."""
+    with tempfile.NamedTemporaryFile("wb", prefix="aiotts-texts-", delete=False) as named:
+        file.seek(0)
+        shutil.copyfileobj(file, named, 1 << 20)
+    return named.name
+
+
+async def _in_processes(args: argparse.Namespace, shard: Shard | None, name: str, form: str) -> int:
+    """``--processes P``: the input checked once here, then P children, each
+    ``synthesize --shard`` of one share with a ledger of its own."""
+    if args.progress_lines:
+        raise UsageError("--processes is for the parent, not for one of its children")
+    with _open_input(args.file) as file:
+        _checked(file, name, args, form, shard)
+        source = _spooled(file) if args.file == "-" else args.file
+    try:
+        inputs = ("--format", form, "--", source)
+        return await run_in_processes(
+            args,
+            shard,
+            None,
+            verb="synthesize",
+            inputs=inputs,
+            record=args.ledger,
+            print_failures=_print_failures,
+        )
+    finally:
+        if source != args.file:
+            with contextlib.suppress(OSError):
+                os.unlink(source)
