@@ -364,11 +364,12 @@ class ResumeRules:
     def finished_among(self, task_ids: Sequence[str]) -> Skips:
         """``finished_before`` for many ids at once (at most ``ADMIT_CHUNK``).
 
-        Asked of a store, one statement finds the records of them all. A ``done`` record
-        that holds its file's proof (size, change time and inode as ``lstat`` saw
-        them right after the file took its name) is skipped when one ``lstat`` of a
-        regular file sees the same three values: no open, no parsing. Any difference, or no proof,
-        means the full check of ``finished_before`` (whole WAV, sizes adding up), so a file
+        Asked of a store, one statement finds the proofs of them all, and one the records
+        of those not proven (if any). A ``done`` record that holds its file's proof (size,
+        change time and inode as ``lstat`` saw them right after the file took its name) is
+        skipped when one ``lstat`` of a regular file sees the same three values: no open,
+        no parsing. Any difference, or no proof, means the full check of
+        ``finished_before`` (whole WAV, sizes adding up), so a file
         emptied, truncated or replaced since is fetched again."""
         skips = Skips()
         earlier = self.earlier
@@ -380,33 +381,37 @@ class ResumeRules:
             return skips
         keys = [task_id.encode("utf-8", "surrogatepass") for task_id in task_ids]  # key_of
         by_key = dict(zip(keys, task_ids, strict=True))
-        rows = earlier.recorded(keys)
-        proven = skips.recorded
         proof_folder = self._proof_folder
         if proof_folder is not None:
+            # First the proofs alone (fewer columns: most of a resume is proven here),
+            # then the whole records of the ids left, if any.
+            proven = skips.recorded
             folder, prefix, child = proof_folder
-            lstat, is_regular = os.lstat, stat.S_ISREG
-            sep = os.sep
+            lstat, is_regular, sep = os.lstat, stat.S_ISREG, os.sep
+            for key, file, size, ctime_ns, ino, finished_at, code in earlier.proofs(keys):
+                # The proof: a ``done`` row of one file in this folder whose ``lstat``
+                # shows the size, change time and inode recorded (``_proven`` says the same).
+                head, _, name = file.rpartition(sep)
+                if head != folder:
+                    continue  # recorded elsewhere: the full check says
+                try:
+                    seen = lstat(prefix + name)
+                except OSError:
+                    continue
+                if (
+                    seen.st_size == size
+                    and seen.st_ctime_ns == ctime_ns
+                    and seen.st_ino == ino
+                    and is_regular(seen.st_mode)
+                ):
+                    task_id = by_key.pop(key)
+                    proven[task_id] = resumed_done(
+                        task_id, (child(name),), size, finished_at or 0.0, code
+                    )
+            keys = list(by_key) if len(by_key) < len(keys) else keys
+        rows = earlier.recorded(keys) if keys else []
         for row in rows:
             task_id = by_key.pop(row[0])
-            file = row[2]
-            # The proof: a ``done`` row of one file in this folder whose ``lstat`` shows
-            # the size, change time and inode recorded (``_proven`` says the same).
-            if file is not None and proof_folder is not None and row[1] == "done":
-                head, _, name = file.rpartition(sep)
-                if head == folder:  # else recorded elsewhere: the full check says
-                    try:
-                        seen = lstat(prefix + name)
-                    except OSError:
-                        pass
-                    else:
-                        if (seen.st_size, seen.st_ctime_ns, seen.st_ino) == row[3:6] and is_regular(
-                            seen.st_mode
-                        ):
-                            proven[task_id] = resumed_done(
-                                task_id, (child(name),), seen.st_size, row[6] or 0.0, row[7]
-                            )
-                            continue
             line = row[8]
             entry = earlier.get(task_id) if line is None else earlier.entry_of(task_id, line)
             resumed = self._judge(task_id, entry)

@@ -116,3 +116,20 @@ async def test_a_break_while_done_ids_wait_for_room_leaves_the_record_as_it_was(
     after = read_manifest(out / "aiotts.db")
     assert after == before  # nothing recorded again, nothing cancelled
     assert all(entry.state is OutcomeState.DONE for entry in after.values())
+
+
+def test_proofs_are_those_of_done_records_with_a_proof_only(tmp_path: Path) -> None:
+    from aiotts._store import OutcomeStore, key_of
+
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"\x00" * 64)
+    done = Outcome("a", OutcomeState.DONE, files=(wav,), bytes_written=64, finished_at=2.0)
+    with OutcomeStore(tmp_path / "r.db") as store:
+        store.append(done)
+        store.append(dataclasses.replace(done, task_id="b", bytes_written=63))  # no proof
+        store.append(Outcome("c", OutcomeState.FAILED, error="no", finished_at=1.0))
+        keys = [key_of(i) for i in "abcd"]
+        seen = wav.lstat()
+        assert store.proofs(keys) == [(b"a", "a.wav", 64, seen.st_ctime_ns, seen.st_ino, 2.0, None)]
+        store.append(dataclasses.replace(done, state=OutcomeState.FAILED))  # the last word
+        assert store.proofs(keys) == []
