@@ -5,6 +5,7 @@ questions before it spends a request on an id.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -27,7 +28,7 @@ from typing import Protocol
 from aiotts._files import OutputTarget
 from aiotts._manifest import ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState
-from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded, key_of
+from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded
 
 __all__ = [
     "ADMIT_CHUNK",
@@ -37,9 +38,11 @@ __all__ = [
     "SeenIds",
     "Skips",
     "TaskIds",
+    "all_plain",
     "chunks",
     "each",
     "id_problem",
+    "resumed_done",
 ]
 
 TaskIds = Iterable[str] | AsyncIterable[str]
@@ -53,6 +56,20 @@ MAX_ID_LENGTH = 1000
 
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 """Control characters, and the lone surrogates that stand for bytes that were not UTF-8."""
+
+
+def all_plain(raws: Sequence[object]) -> bool:
+    """True if ``id_problem`` finds nothing wrong with any of ``raws`` (checked for them
+    all at once: the common case of a chunk costs a few passes in C); False means: ask
+    ``id_problem`` about each."""
+    if not raws or set(map(type, raws)) != {str}:
+        return False
+    ids: Sequence[str] = raws  # type: ignore[assignment]
+    return (
+        max(map(len, ids)) <= MAX_ID_LENGTH
+        and all(map(str.strip, ids))
+        and _UNPRINTABLE.search("".join(ids)) is None
+    )
 
 
 def id_problem(raw: object) -> str | None:
@@ -74,12 +91,12 @@ def id_problem(raw: object) -> str | None:
 class SeenIds:
     """The ids a batch has taken in, so that a duplicate is fetched and reported once.
 
-    Kept on disk, not in memory: a 16-byte digest per id in a private temporary SQLite
-    database (deleted when closed), behind a bounded page cache, so a batch of millions
-    of ids holds a few megabytes whatever their number. ``first_sightings`` answers for a
-    chunk of ids with one statement."""
+    Kept on disk, not in memory: each id (a digest of a long one, ``_seen_key``) in a
+    private temporary SQLite database (deleted when closed), behind a bounded page cache,
+    so a batch of millions of ids holds a few megabytes whatever their number.
+    ``first_sightings`` answers for a chunk of ids with one statement."""
 
-    __slots__ = ("_count", "_db")
+    __slots__ = ("_chunks", "_count", "_db")
 
     def __init__(self) -> None:
         # "" is a private, temporary on-disk database: nothing to clean up, no name to
@@ -88,9 +105,10 @@ class SeenIds:
         self._db.execute("PRAGMA cache_size = -4096")
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE seen (key BLOB PRIMARY KEY, chunk INTEGER) WITHOUT ROWID")
         self._db.execute("BEGIN")
         self._count = 0
+        self._chunks = 0  # chunks asked about so far
 
     def __len__(self) -> int:
         return self._count
@@ -101,9 +119,7 @@ class SeenIds:
     def first_sighting(self, raw: object) -> str | None:
         """The id ``raw`` stands for, or None if it was seen before."""
         task_id = raw if isinstance(raw, str) else repr(raw)
-        # 16 bytes per seen id instead of the whole string; collisions are out of reach.
-        fingerprint = _digest(task_id)
-        added = self._db.execute(_ADD_SEEN, (fingerprint,)).rowcount
+        added = self._db.execute(_ADD_SEEN, (_seen_key(task_id),)).rowcount
         if added == 0:
             return None
         self._count += 1
@@ -114,16 +130,34 @@ class SeenIds:
         earlier one), in the order of ``chunk``; ``id`` is what ``first_sighting`` gives."""
         if not chunk:
             return []
-        ids = [raw if isinstance(raw, str) else repr(raw) for raw in chunk]
-        digests = [_digest(task_id) for task_id in ids]
-        # The rows actually inserted come back (in no particular order): the new ones.
-        query = _ADD_SEEN_MANY.get(len(digests)) or _add_seen_many(len(digests))
-        new = {row[0] for row in self._db.execute(query, digests)}
+        ids = [raw if type(raw) is str else _id_of(raw) for raw in chunk]
+        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in ids]
+        if max(map(len, keys)) > _SHORT_KEY:
+            keys = [_seen_key(task_id) for task_id in ids]
+        db = self._db
+        self._chunks += 1
+        count = len(keys)
+        # Each key is inserted once, marked with the number of the chunk that inserted
+        # it; a key seen before (or twice in this chunk) is left as it was. Most chunks
+        # are all new: every row inserted says so, with nothing to read back.
+        query = _ADD_SEEN_MANY.get(count) or _add_seen_many(count)
+        inserted = db.execute(query, [self._chunks, *keys]).rowcount
+        if inserted == count:
+            self._count += count
+            return list(zip(ids, chunk, strict=True))
         fresh: list[tuple[str, object]] = []
-        if new:
-            for task_id, raw, digest in zip(ids, chunk, digests, strict=True):
-                if digest in new:
-                    new.discard(digest)  # a second sighting in the same chunk is not new
+        if inserted:
+            marks = ",".join("?" * count)
+            new = {
+                row[0]
+                for row in db.execute(
+                    f"SELECT key FROM seen WHERE chunk = ? AND key IN ({marks})",
+                    [self._chunks, *keys],
+                )
+            }
+            for task_id, raw, key in zip(ids, chunk, keys, strict=True):
+                if key in new:
+                    new.discard(key)  # a second sighting in the same chunk is not new
                     fresh.append((task_id, raw))
         self._count += len(fresh)
         return fresh
@@ -133,21 +167,35 @@ class SeenIds:
         self._db.close()
 
 
-_ADD_SEEN = "INSERT OR IGNORE INTO seen (digest) VALUES (?)"
+_ADD_SEEN = "INSERT OR IGNORE INTO seen (key, chunk) VALUES (?, 0)"
 _ADD_SEEN_MANY: dict[int, str] = {}
 
 
 def _add_seen_many(count: int) -> str:
-    query = (
-        f"INSERT OR IGNORE INTO seen (digest) VALUES {','.join(['(?)'] * count)} RETURNING digest"
-    )
+    values = ",".join(f"(?{n},?1)" for n in range(2, count + 2))
+    query = f"INSERT OR IGNORE INTO seen (key, chunk) VALUES {values}"
     if count == ADMIT_CHUNK:
         _ADD_SEEN_MANY[count] = query  # the size of every chunk but the last
     return query
 
 
-def _digest(task_id: str) -> bytes:
-    return hashlib.blake2b(task_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def _id_of(raw: object) -> str:
+    return raw if isinstance(raw, str) else repr(raw)
+
+
+_SHORT_KEY = 64
+"""Ids up to this many UTF-8 bytes are kept as they are (encoding costs less than a
+digest, and ids in order stay in order); longer ones as a digest."""
+
+
+def _seen_key(task_id: str) -> bytes:
+    """How ``SeenIds`` keeps an id: its UTF-8 bytes, or for a long one ``0xFF`` and a
+    16-byte digest. ``0xFF`` never occurs in UTF-8 (lone surrogates included), so a
+    digest never equals an id's bytes; collisions between digests are out of reach."""
+    key = task_id.encode("utf-8", "surrogatepass")
+    if len(key) <= _SHORT_KEY:
+        return key
+    return b"\xff" + hashlib.blake2b(key, digest_size=16).digest()
 
 
 async def each(ids: TaskIds) -> AsyncGenerator[object, None]:
@@ -172,6 +220,57 @@ async def chunks(ids: TaskIds, size: int = ADMIT_CHUNK) -> AsyncGenerator[list[o
     iterator: Iterator[object] = iter(ids)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def _resumed_done_builder() -> Callable[[str, tuple[Path, ...], int, float, str | None], Outcome]:
+    """A maker of the ``Outcome`` of a ``done`` id an earlier run finished, equal to
+    ``Outcome(task_id, DONE, files, size, finished_at=..., response_code=..., resumed=True)``
+    at about half the cost of that call (a resume makes one per skipped id): the slots are
+    filled through their descriptors, each value being one the class accepts."""
+    names = [f.name for f in dataclasses.fields(Outcome)]
+    filled = "task_id state files bytes_written error messages finished_at warnings"
+    # Every field is filled below: a field added to Outcome must be added there too.
+    if sorted(names) != sorted(f"{filled} response_code resumed cause key".split()):
+        raise RuntimeError(f"Outcome has fields {names}; update _resumed_done_builder")
+    slot = {name: getattr(Outcome, name).__set__ for name in names}
+    set_task_id, set_state, set_files = slot["task_id"], slot["state"], slot["files"]
+    set_bytes, set_error, set_messages = slot["bytes_written"], slot["error"], slot["messages"]
+    set_finished_at, set_warnings = slot["finished_at"], slot["warnings"]
+    set_code, set_resumed, set_cause, set_key = (
+        slot["response_code"],
+        slot["resumed"],
+        slot["cause"],
+        slot["key"],
+    )
+    new, done = object.__new__, OutcomeState.DONE
+
+    def resumed_done(
+        task_id: str,
+        files: tuple[Path, ...],
+        size: int,
+        finished_at: float,
+        code: str | None,
+        /,
+    ) -> Outcome:
+        outcome: Outcome = new(Outcome)
+        set_task_id(outcome, task_id)
+        set_state(outcome, done)
+        set_files(outcome, files)
+        set_bytes(outcome, size)
+        set_error(outcome, None)
+        set_messages(outcome, ())
+        set_finished_at(outcome, finished_at)
+        set_warnings(outcome, ())
+        set_code(outcome, code)
+        set_resumed(outcome, True)
+        set_cause(outcome, None)
+        set_key(outcome, None)
+        return outcome
+
+    return resumed_done
+
+
+resumed_done = _resumed_done_builder()
 
 
 class EarlierRecord(Protocol):
@@ -208,9 +307,16 @@ class Skips:
 
     recorded: dict[str, Outcome] = field(default_factory=dict)
     unrecorded: dict[str, Outcome] = field(default_factory=dict)
+    recorded_not_done: int = 0
+    """How many of ``recorded`` are not ``done`` (refused ones skipped)."""
 
     def add(self, task_id: str, resumed: Resumed) -> None:
-        (self.unrecorded if resumed.new_line else self.recorded)[task_id] = resumed.outcome
+        outcome = resumed.outcome
+        if resumed.new_line:
+            self.unrecorded[task_id] = outcome
+        else:
+            self.recorded[task_id] = outcome
+            self.recorded_not_done += outcome.state is not OutcomeState.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +364,12 @@ class ResumeRules:
     def finished_among(self, task_ids: Sequence[str]) -> Skips:
         """``finished_before`` for many ids at once (at most ``ADMIT_CHUNK``).
 
-        Asked of a store, one statement finds the records of them all. A ``done`` record
-        that holds its file's proof (size, change time and inode as ``lstat`` saw
-        them right after the file took its name) is skipped when one ``lstat`` of a
-        regular file sees the same three values: no open, no parsing. Any difference, or no proof,
-        means the full check of ``finished_before`` (whole WAV, sizes adding up), so a file
+        Asked of a store, one statement finds the proofs of them all, and one the records
+        of those not proven (if any). A ``done`` record that holds its file's proof (size,
+        change time and inode as ``lstat`` saw them right after the file took its name) is
+        skipped when one ``lstat`` of a regular file sees the same three values: no open,
+        no parsing. Any difference, or no proof, means the full check of
+        ``finished_before`` (whole WAV, sizes adding up), so a file
         emptied, truncated or replaced since is fetched again."""
         skips = Skips()
         earlier = self.earlier
@@ -272,16 +379,39 @@ class ResumeRules:
                 if resumed is not None:
                     skips.add(task_id, resumed)
             return skips
-        keys = [key_of(task_id) for task_id in task_ids]
+        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in task_ids]  # key_of
         by_key = dict(zip(keys, task_ids, strict=True))
-        rows = earlier.recorded(keys)
-        proven = skips.recorded
+        proof_folder = self._proof_folder
+        if proof_folder is not None:
+            # First the proofs alone (fewer columns: most of a resume is proven here),
+            # then the whole records of the ids left, if any.
+            proven = skips.recorded
+            folder, prefix, child = proof_folder
+            lstat, is_regular, sep = os.lstat, stat.S_ISREG, os.sep
+            for key, file, size, ctime_ns, ino, finished_at, code in earlier.proofs(keys):
+                # The proof: a ``done`` row of one file in this folder whose ``lstat``
+                # shows the size, change time and inode recorded (``_proven`` says the same).
+                head, _, name = file.rpartition(sep)
+                if head != folder:
+                    continue  # recorded elsewhere: the full check says
+                try:
+                    seen = lstat(prefix + name)
+                except OSError:
+                    continue
+                if (
+                    seen.st_size == size
+                    and seen.st_ctime_ns == ctime_ns
+                    and seen.st_ino == ino
+                    and is_regular(seen.st_mode)
+                ):
+                    task_id = by_key.pop(key)
+                    proven[task_id] = resumed_done(
+                        task_id, (child(name),), size, finished_at or 0.0, code
+                    )
+            keys = list(by_key) if len(by_key) < len(keys) else keys
+        rows = earlier.recorded(keys) if keys else []
         for row in rows:
             task_id = by_key.pop(row[0])
-            outcome = self._proven(task_id, row)
-            if outcome is not None:
-                proven[task_id] = outcome
-                continue
             line = row[8]
             entry = earlier.get(task_id) if line is None else earlier.entry_of(task_id, line)
             resumed = self._judge(task_id, entry)
@@ -295,7 +425,8 @@ class ResumeRules:
         return skips
 
     def _proven(self, task_id: str, row: Recorded) -> Outcome | None:
-        """The outcome of a ``done`` record whose file one ``lstat`` proves unchanged."""
+        """The outcome of a ``done`` record whose file one ``lstat`` proves unchanged
+        (what ``finished_among`` decides inline, for one row)."""
         file = row[2]
         if file is None or self._proof_folder is None or row[1] != "done":
             return None
@@ -307,25 +438,11 @@ class ResumeRules:
             seen = os.lstat(prefix + name)
         except OSError:
             return None
-        if (
-            seen.st_ino != row[5]
-            or seen.st_size != row[3]
-            or seen.st_ctime_ns != row[4]
-            or not stat.S_ISREG(seen.st_mode)
+        if (seen.st_size, seen.st_ctime_ns, seen.st_ino) != row[3:6] or not stat.S_ISREG(
+            seen.st_mode
         ):
             return None
-        return Outcome(
-            task_id,
-            OutcomeState.DONE,
-            (child(name),),
-            seen.st_size,
-            None,
-            (),
-            row[6] or 0.0,
-            (),
-            row[7],
-            True,
-        )
+        return resumed_done(task_id, (child(name),), seen.st_size, row[6] or 0.0, row[7])
 
     def _judge(self, task_id: str, entry: ManifestEntry | None) -> Resumed | None:
         """``finished_before`` given what the record holds about ``task_id``."""

@@ -48,7 +48,15 @@ from typing import Any
 
 import anyio
 
-from aiotts._admission import ResumeRules, SeenIds, Skips, TaskIds, chunks, id_problem
+from aiotts._admission import (
+    ResumeRules,
+    SeenIds,
+    Skips,
+    TaskIds,
+    all_plain,
+    chunks,
+    id_problem,
+)
 from aiotts._config import PollPolicy
 from aiotts._errors import AiottsError, AuthenticationError, ConnectError, OutputError
 from aiotts._files import OutputTarget
@@ -275,18 +283,62 @@ class Batch:
             return
         pending = self._admitting
         problems: dict[str, str] = {}
-        askable: list[str] = []
-        for task_id, raw in fresh:
-            pending.append(task_id)
-            problem = id_problem(raw)
-            if problem is None:
-                askable.append(task_id)
-            else:
-                problems[task_id] = problem
+        askable = [task_id for task_id, _ in fresh]
+        pending.extend(askable)
+        if not all_plain([raw for _, raw in fresh]):
+            askable = []
+            for task_id, raw in fresh:
+                problem = id_problem(raw)
+                if problem is None:
+                    askable.append(task_id)
+                else:
+                    problems[task_id] = problem
         resume = self._options.resume
         skips = resume.finished_among(askable) if resume is not None and askable else _NO_SKIPS
-        skipped, unrecorded = skips.recorded, skips.unrecorded
         self._skips = skips  # what ``_end_active`` hands out for an id still pending
+        skipped = skips.recorded
+        if skipped and len(skipped) == len(pending) and not skips.recorded_not_done:
+            await self._hand_out_done(skipped)  # every id of the chunk: done before
+        else:
+            await self._take_in(skips, problems)
+        if skipped:
+            self._tell_reader()
+            # Skipping needs no I/O, so nothing else would ever wait: let the reader have
+            # the outcomes so far (the first one within moments of the start).
+            await anyio.lowlevel.checkpoint()
+
+    async def _hand_out_done(self, skipped: dict[str, Outcome]) -> None:
+        """Queue the outcomes of ``_admitting``, every one an id an earlier run finished
+        ``done``, as room allows: a slice at a time, with no per-id bookkeeping."""
+        pending = self._admitting
+        capacity = self._options.capacity
+        ready = self._ready
+        # Ids leave ``pending`` only in the same step (no await in between) that queues
+        # their outcomes; ``_end_active`` empties it, which ends this loop.
+        while pending:
+            room = capacity - self._held
+            if room <= 0:
+                await self._wait_for_room()
+                continue
+            if room >= len(pending):
+                outcomes = [skipped[task_id] for task_id in pending]
+                pending.clear()
+            else:
+                popleft = pending.popleft
+                outcomes = [skipped[popleft()] for _ in range(room)]
+            count = len(outcomes)
+            self._held += count
+            self._count_skipped(count)
+            if (ended := self._scheduler.events.ended) is not None:
+                for outcome in outcomes:
+                    ended(outcome, self)
+            ready.extend(outcomes)
+
+    async def _take_in(self, skips: Skips, problems: dict[str, str]) -> None:
+        """Take in the ids of ``_admitting`` one by one: each is handed out as an earlier
+        run ended it, recorded as a whole file found, refused, or subscribed."""
+        pending = self._admitting
+        skipped, unrecorded = skips.recorded, skips.unrecorded
         options = self._options
         capacity = options.capacity
         ready = self._ready
@@ -302,6 +354,7 @@ class Batch:
                 await self._wait_for_room()
                 if not pending:
                     break
+                ended = self._scheduler.events.ended
             task_id = pending.popleft()
             outcome = skipped.get(task_id)
             if outcome is not None:
@@ -334,11 +387,6 @@ class Batch:
                 poll=options.poll,
             )
         self._count_skipped(skipped_done)
-        if skipped:
-            self._tell_reader()
-            # Skipping needs no I/O, so nothing else would ever wait: let the reader have
-            # the outcomes so far (the first one within moments of the start).
-            await anyio.lowlevel.checkpoint()
 
     def _count_skipped(self, done: int) -> None:
         self._counts[State.DONE] += done
@@ -487,6 +535,14 @@ class Batch:
         return self
 
     async def __anext__(self) -> Outcome:
+        ready = self._ready
+        if ready:  # the common case of a fast batch: no future, no wait
+            outcome = ready.popleft()
+            self._held -= 1
+            room = self._room
+            if room is not None and self._held <= self._low_water and not room.done():
+                room.set_result(None)
+            return outcome
         self._start()
         try:
             while not self._ready:

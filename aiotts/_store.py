@@ -76,6 +76,7 @@ __all__ = [
     "STORE_VERSION",
     "LedgerEntry",
     "OutcomeStore",
+    "Proof",
     "Recorded",
     "is_store_path",
     "key_of",
@@ -132,6 +133,16 @@ Recorded = tuple[
     bytes | None,  # the line, only when there is no proof
 ]
 """One row of ``OutcomeStore.recorded``."""
+Proof = tuple[
+    bytes,  # the id as stored (``_key``)
+    str,  # file, relative to the store's folder
+    int,  # size
+    int,  # ctime_ns
+    int,  # ino
+    float | None,  # time
+    str | None,  # code
+]
+"""One row of ``OutcomeStore.proofs``."""
 _CACHE_KIB = 8192
 """The page cache per connection: bounded, whatever the number of ids."""
 
@@ -333,6 +344,19 @@ class OutcomeStore:
         query = (
             "SELECT id, state, file, size, ctime_ns, ino, time, code,"
             f" CASE WHEN file IS NULL THEN line END FROM outcomes WHERE id IN ({marks})"
+        )
+        try:
+            return self._db.execute(query, keys).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def proofs(self, keys: Sequence[bytes]) -> list[Proof]:
+        """The file proofs recorded for ``keys`` (as ``recorded`` takes them): one row per
+        id whose record is ``done`` with a proof, in no particular order."""
+        marks = ",".join("?" * len(keys))
+        query = (
+            "SELECT id, file, size, ctime_ns, ino, time, code FROM outcomes"
+            f" WHERE id IN ({marks}) AND file IS NOT NULL AND state = 'done'"
         )
         try:
             return self._db.execute(query, keys).fetchall()

@@ -3,7 +3,7 @@
 Every POST goes through ``TTSClient.submit`` (the same session, rate limiter and token as
 every other request), at most ``concurrency`` at a time. The texts are streamed: taken in
 only as submits finish, so memory does not grow with their number (keys seen in this run
-are kept on disk, as 16-byte digests).
+are kept on disk: ``SeenIds``).
 
 The ledger (the record store's ``ledger`` table) holds, per key, the digest of its text and
 what became of it. Invariants:

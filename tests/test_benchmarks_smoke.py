@@ -64,7 +64,7 @@ def test_bench_scale_runs() -> None:
     for run_name in ("fetch N/10", "fetch N", "resume N", "ledger write N", "ledger look-up N"):
         rows = re.findall(rf"^{re.escape(run_name)} +(store|JSONL) ", out, re.MULTILINE)
         assert rows == ["store", "JSONL"], run_name
-    assert out.count("PASS") + out.count("FAIL") == 7
+    assert out.count("PASS") + out.count("FAIL") == 8
 
 
 @pytest.mark.slow
