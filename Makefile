@@ -28,9 +28,11 @@ typecheck: $(BIN)/.installed
 
 # Branch coverage of aiotts/ (the emulator left out), printed after the tests.
 COVERAGE := --cov=aiotts --cov-branch --cov-report=term:skip-covered
+# Test processes: most tests wait on loopback I/O and subprocesses, so two share two cores well.
+PYTEST_WORKERS ?= 2
 
 pytest: $(BIN)/.installed
-	$(BIN)/python -m pytest $(COVERAGE)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(COVERAGE)
 
 test: lint typecheck pytest
 
