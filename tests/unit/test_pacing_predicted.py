@@ -134,3 +134,30 @@ def test_replan_moves_waiting_tasks_earlier_never_later() -> None:
     assert pacer.decide(2.0) == Poll("a")
     assert pacer.decide(2.0) == Sleep(5.0)  # b keeps its bound
     assert pacer.decide(5.0) == Poll("b")
+
+
+def test_a_forecast_of_now_still_waits_the_policy_min_delay() -> None:
+    policy = PollPolicy(jitter="none", min_delay=0.05, budget=None)
+    planner = Told({"a": 10.0})
+    pacer: Pacer[str] = Pacer(policy, now=0.0, planner=planner)
+    timing = pacer.admit("a", now=0.0)
+    assert pacer.decide(0.0) == Sleep(5.0)  # far off: held back, at most max_delay
+    assert pacer.decide(5.0) == Poll("a")
+    planner.times = {"a": 5.0}  # the forecast says: ready right now
+    assert pacer.not_ready(timing, now=5.0, processing=False) == 5.05  # never sooner
+
+
+def test_replan_goes_past_a_forgotten_task_to_those_behind_it() -> None:
+    policy = PollPolicy(jitter="none", max_delay=5.0, budget=None)
+    planner = Told({"gone": math.inf, "a": math.inf, "b": math.inf})
+    pacer: Pacer[str] = Pacer(policy, now=0.0, planner=planner)
+    gone = pacer.admit("gone", now=0.0)
+    pacer.admit("a", now=0.0)
+    pacer.admit("b", now=0.0)
+    pacer.forget(gone)
+    planner.times = {"a": 2.0, "b": 3.0}
+    pacer.replan(1.0)
+    assert pacer.decide(1.0) == Sleep(2.0)
+    assert pacer.decide(2.0) == Poll("a")
+    assert pacer.decide(2.0) == Sleep(3.0)
+    assert pacer.decide(3.0) == Poll("b")
