@@ -229,3 +229,15 @@ async def test_refusals_of_fresh_tokens_stop_the_asking_but_expired_ones_do_not(
         with pytest.raises(AuthenticationError, match="3 freshly issued tokens in a row"):
             await manager.get()
     assert endpoint.calls == calls  # stopped asking
+
+
+async def test_each_refresh_is_reported_with_the_token_lifetime_and_the_request_count() -> None:
+    endpoint = Endpoint(lifetime=100.0)
+    manager = TokenManager(endpoint.fetch, clock=endpoint.clock)
+    reported: list[tuple[float, int]] = []
+    manager.on_refresh = lambda lifetime, requests: reported.append((lifetime, requests))
+    endpoint.now = 50.0  # the lifetime is counted from when the token came, not from zero
+    await manager.get()
+    endpoint.now = 140.0
+    await manager.get()
+    assert reported == [(pytest.approx(100.0), 1), (pytest.approx(100.0), 2)]
