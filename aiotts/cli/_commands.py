@@ -9,16 +9,17 @@ import dataclasses
 import hashlib
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
 import orjson
 from rich.console import Console
 
 from aiotts._admission import TaskIds
-from aiotts._batch import Batch
+from aiotts._batch import BatchStatistics
 from aiotts._client import TTSClient
 from aiotts._config import DEFAULT_RETRY, Limits
 from aiotts._context import log_task_id
@@ -164,8 +165,23 @@ def outcome_json(outcome: Outcome) -> bytes:
     )
 
 
+class Driven(Protocol):
+    """What the command line drives: a batch of ids, or a synthesis of texts."""
+
+    def statistics(self) -> BatchStatistics: ...
+    def cancel(self) -> None: ...
+    def __aiter__(self) -> AsyncIterator[Outcome]: ...
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
 async def run_batch(
-    batch: Batch,
+    batch: Driven,
     *,
     total: int | None,
     description: str,
@@ -173,14 +189,20 @@ async def run_batch(
     show_progress: bool = True,
     console: Console | None = None,
     statistics_lines: bool = False,
+    shown: Callable[[], BatchStatistics] | None = None,
+    submitted: Callable[[], int] | None = None,
+    to_json: Callable[[Outcome], bytes] = outcome_json,
 ) -> Summary:
     """Drive a batch with a progress bar (on a terminal) and JSON lines (if asked).
 
     The bar is not drawn with ``json_lines``: standard output then goes to a program that
     may print to the same terminal, and the bar's redraws would erase its lines. Whatever
     stops the batch is raised as itself (never wrapped in a group). ``statistics_lines``
-    (a child of ``fetch --processes``) adds the batch's statistics among the JSON lines.
+    (a child of ``--processes``) adds the batch's statistics among the JSON lines.
+    ``shown`` gives the bar's counts (default: the batch's statistics), ``submitted`` the
+    texts with a task so far (a synthesis), ``to_json`` each outcome's line.
     """
+    shown = shown or batch.statistics
     console = console or stderr_console()
     out = sys.stdout.buffer
     enabled = show_progress and not json_lines and console.is_terminal
@@ -188,7 +210,7 @@ async def run_batch(
 
         async def tick() -> None:
             while True:
-                bar.update(batch.statistics())
+                bar.update(shown(), submitted=submitted() if submitted else None)
                 await anyio.sleep(0.25)
 
         # A plain task, not a task group: an error from the batch leaves ``async for``
@@ -201,14 +223,15 @@ async def run_batch(
                 async for outcome in batch:
                     bar.add(outcome)
                     if json_lines:
-                        out.write(outcome_json(outcome) + b"\n")
+                        out.write(to_json(outcome) + b"\n")
                         out.flush()
         finally:
             if ticker is not None:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
-        bar.update(batch.statistics(), final=True)  # the exact final counts
+        # the exact final counts
+        bar.update(shown(), final=True, submitted=submitted() if submitted else None)
     return bar.summary
 
 

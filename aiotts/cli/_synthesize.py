@@ -19,7 +19,6 @@ input once.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -29,7 +28,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
-import anyio
 import orjson
 from rich.console import Console
 
@@ -43,9 +41,14 @@ from aiotts._store import OutcomeStore, is_store_path
 from aiotts._submit import DEFAULT_SUBMIT_CONCURRENCY
 from aiotts._synthesize import Synthesis
 from aiotts._texts import INPUT_FORMATS, TextLine, input_format, read_texts, shown_key
-from aiotts.cli._commands import DEFAULT_RECORD, make_client, say_on_stderr, stderr_console
-from aiotts.cli._processes import run_in_processes, write_statistics
-from aiotts.cli._progress import BatchProgress, Summary, summary_line, summary_table
+from aiotts.cli._commands import (
+    DEFAULT_RECORD,
+    make_client,
+    run_batch,
+    say_on_stderr,
+)
+from aiotts.cli._processes import run_in_processes
+from aiotts.cli._progress import Summary, summary_line, summary_table
 from aiotts.cli._sharding import (
     add_shard_arguments,
     array_warning,
@@ -264,35 +267,20 @@ async def drive_synthesis(
     show_progress: bool,
     statistics_lines: bool = False,
 ) -> Summary:
-    """Drive a synthesis with a progress bar (on a terminal) and JSON lines (if asked);
-    ``statistics_lines`` (a child of ``--processes``) adds its statistics among them."""
-    console = stderr_console()
-    out = sys.stdout.buffer
-    enabled = show_progress and not json_lines and console.is_terminal
-    with BatchProgress(console, total=total, description="synthesizing", enabled=enabled) as bar:
-
-        async def tick() -> None:
-            while True:
-                bar.update(_shown_statistics(synthesis), submitted=synthesis.submitted)
-                await anyio.sleep(0.25)
-
-        ticker = asyncio.create_task(tick()) if enabled else None
-        if statistics_lines:
-            ticker = asyncio.create_task(write_statistics(synthesis, out, total))
-        try:
-            async with synthesis:
-                async for outcome in synthesis:
-                    bar.add(outcome)
-                    if json_lines:
-                        out.write(outcome_json(outcome) + b"\n")
-                        out.flush()
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-        bar.update(_shown_statistics(synthesis), final=True, submitted=synthesis.submitted)
-    return bar.summary
+    """Drive a synthesis as ``fetch`` drives a batch (``run_batch``), its bar showing the
+    texts submitted first; ``statistics_lines`` (a child of ``--processes``) adds its
+    statistics among the JSON lines."""
+    return await run_batch(
+        synthesis,
+        total=total,
+        description="synthesizing",
+        json_lines=json_lines,
+        show_progress=show_progress,
+        statistics_lines=statistics_lines,
+        shown=lambda: _shown_statistics(synthesis),
+        submitted=lambda: synthesis.submitted,
+        to_json=outcome_json,
+    )
 
 
 def _failure_line(outcome: Outcome) -> str:
