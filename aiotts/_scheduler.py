@@ -413,12 +413,13 @@ class Scheduler:
         the task's machine and the pacer."""
         result = answer.result
         status = result.status
+        answered = self.clock()  # one moment for the model, the replan and the next poll
         readiness = self._readiness
         if readiness is not None:
             fitted = readiness.fitted
-            readiness.observe(task.task_id, status, sent=sent, answered=self.clock())
+            readiness.observe(task.task_id, status, sent=sent, answered=answered)
             if readiness.fitted and not fitted:  # forecasts from now on: for every task
-                self._pacer.replan(self.clock())
+                self._pacer.replan(answered)
                 self._wake(-math.inf)
         if status is TaskStatus.COMPLETED:
             self.bytes_written += answer.bytes_written
@@ -431,7 +432,7 @@ class Scheduler:
             self._move(task, Event.NOT_READY)
             assert task.timing is not None
             due = self._pacer.not_ready(
-                task.timing, now=self.clock(), processing=status is TaskStatus.PROCESSING
+                task.timing, now=answered, processing=status is TaskStatus.PROCESSING
             )
             self._wake(due)
 
