@@ -868,7 +868,6 @@ class TTSClient:
             raise UsageError(f"task_timeout must be a positive number, got {task_timeout!r}")
         folder = Path(out_dir)
         _prepare_folder(folder)
-        remove_stale_parts(folder)
         store = _ledger_store(ledger)
         try:
             targets = TextTargets(folder)
@@ -893,7 +892,8 @@ class TTSClient:
                 target_for=targets.target_for,
                 capacity=self._limits.tasks_in_flight,
                 task_timeout=math.inf if task_timeout is None else task_timeout,
-                poll=poll,
+                poll=poll or self._view_poll,
+                cleanup=lambda: remove_stale_parts(folder),  # in a thread, as for fetch_many
                 resume=ResumeRules(store, targets.target_for, check_files=True)
                 if resume and store is not None
                 else None,
