@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import sys
 import wave
@@ -22,13 +21,17 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def example_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
+def example_env(scratch: Path) -> dict[str, str]:
+    """The environment without credentials or aiotts settings; the temporary folders an
+    example makes for itself go under ``scratch``, so the test leaves none behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASPOSE_", "AIOTTS_"))}
+    return {**env, "TMPDIR": str(scratch)}
 
 
-async def run_example(name: str, *args: str, cwd: Path) -> str:
+async def run_example(name: str, *args: str, cwd: Path, scratch: Path | None = None) -> str:
+    env = example_env(scratch or cwd)
     result = await anyio.run_process(
-        [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=example_env(), check=False
+        [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env, check=False
     )
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
@@ -46,11 +49,14 @@ async def test_bulk_fetch_resumes_without_asking_again(tmp_path: Path) -> None:
 async def test_bulk_fetch_without_arguments_writes_into_a_folder_it_names(
     tmp_path: Path,
 ) -> None:
-    output = await run_example("bulk_fetch.py", cwd=tmp_path)
-    assert list(tmp_path.iterdir()) == []  # nothing in the current directory
+    cwd, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    scratch.mkdir()
+    output = await run_example("bulk_fetch.py", cwd=cwd, scratch=scratch)
+    assert list(cwd.iterdir()) == []  # nothing in the current directory
     where = Path(output.splitlines()[0].split("audio and manifest: ")[1])
+    assert where.parent.parent == scratch  # a folder of its own, where temporary ones go
     assert len(list(where.glob("*.wav"))) == 50
-    shutil.rmtree(where.parent)
 
 
 async def test_pipeline_yields_whole_files_as_they_land(tmp_path: Path) -> None:
@@ -58,6 +64,7 @@ async def test_pipeline_yields_whole_files_as_they_land(tmp_path: Path) -> None:
     lines = output.splitlines()
     assert len([line for line in lines if line.endswith("s of audio")]) == 5
     folder = Path(lines[-1].split(" in ")[-1])
+    assert folder.parent == tmp_path  # where temporary folders go: nothing left behind
     for path in folder.glob("*.wav"):
         with wave.open(str(path)) as wav:
             assert wav.getnframes() > 0
@@ -91,7 +98,10 @@ async def web_backend(cwd: Path, env: dict[str, str]) -> AsyncIterator[str]:
 
 
 async def test_web_backend_answers_202_then_streams_the_wav(tmp_path: Path) -> None:
-    async with web_backend(tmp_path, example_env()) as base, aiohttp.ClientSession() as http:
+    async with (
+        web_backend(tmp_path, example_env(tmp_path)) as base,
+        aiohttp.ClientSession() as http,
+    ):
         async with http.post(base + "/speak", json={"text": "Hello, web"}) as r:
             assert r.status == 201
             task_id = (await r.json())["id"]
@@ -126,7 +136,7 @@ async def test_web_backend_serves_many_waiting_requests_through_one_poll_loop(
     config = EmulatorConfig(audio_bytes=20_000)
     async with Emulator(config) as emu:
         env = {
-            **example_env(),
+            **example_env(tmp_path),
             "ASPOSE_CLIENT_ID": emu.client_id,
             "ASPOSE_CLIENT_SECRET": emu.client_secret,
             "AIOTTS_BASE_URL": emu.url,
