@@ -28,6 +28,7 @@ from aiotts._errors import (
     TaskError,
     UsageError,
 )
+from aiotts._logs import configure_from_env
 from aiotts.cli._text import shown, shown_id
 
 __all__ = ["MEANINGS", "ExitCode", "build_parser", "exit_code_for", "main"]
@@ -477,13 +478,17 @@ class _TaskIdFilter(logging.Filter):
 
 
 def _configure_logging(verbose: bool) -> None:
+    """``AIOTTS_LOG`` first, then ``-v``: each logger gets one handler, so no line is
+    written twice. With both, aiotts's records go out as ``AIOTTS_LOG`` says and ``-v``
+    adds aiohttp's."""
+    from_env = configure_from_env()
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.addFilter(_TaskIdFilter())
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(name)s %(levelname)s [%(task_id)s] %(message)s")
         )
-        for name in ("aiotts", "aiohttp"):
+        for name in ("aiohttp",) if from_env else ("aiotts", "aiohttp"):
             logger = logging.getLogger(name)
             logger.setLevel(logging.DEBUG)
             logger.addHandler(handler)
@@ -523,7 +528,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.emulator_run(args)
         return code
     verbose = bool(getattr(args, "verbose", False))
-    _configure_logging(verbose)
     # A verb sets ``args.interrupted`` to what Ctrl-C should say once it has something
     # worth saying (single-task verbs: the id already submitted).
     args.interrupted = (
@@ -532,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "interrupted"
     )
     try:
+        _configure_logging(verbose)
         return run_async(args.run(args))
     except KeyboardInterrupt:
         print(args.interrupted, file=sys.stderr)

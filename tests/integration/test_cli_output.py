@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 
 import aiotts
@@ -66,3 +67,30 @@ async def test_version_and_help_follow_the_conventions() -> None:
     assert "stop the whole batch after SECONDS" in text
     code, stdout, _ = await run(["--help"], None)
     assert "exit codes:" in stdout.decode()
+
+
+@pytest.mark.parametrize("mode", ["json", "debug"])
+async def test_verbose_with_aiotts_log_writes_each_record_once(
+    emulator: Emulator, tmp_path: Path, mode: str
+) -> None:
+    """``AIOTTS_LOG`` decides how aiotts's records look; ``-v`` adds aiohttp's and the
+    tracebacks, and no record comes out twice."""
+    (task_id,) = emulator.create_tasks(1)
+    args = [*AIOTTS, "-v", "fetch", task_id, "--out", str(tmp_path / "out"), "-q"]
+    env = {**cli_env(emulator), "AIOTTS_LOG": mode}
+    done = await anyio.run_process(args, env=env, check=False)
+    assert done.returncode == ExitCode.OK, done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    new_token = [line for line in lines if "new token" in line]
+    assert len(new_token) == 1, lines  # one record, one line
+    if mode == "json":
+        assert orjson.loads(new_token[0])["event"] == "token"
+
+
+async def test_a_wrong_aiotts_log_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**cli_env(None), "AIOTTS_LOG": "loud"}
+    done = await anyio.run_process([*AIOTTS, "status", "TTS1"], env=env, check=False)
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.decode().splitlines() == [
+        "aiotts: AIOTTS_LOG='loud' is not understood: use json, debug, or leave it unset"
+    ]
