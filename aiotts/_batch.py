@@ -58,7 +58,13 @@ from aiotts._admission import (
     id_problem,
 )
 from aiotts._config import PollPolicy
-from aiotts._errors import AiottsError, AuthenticationError, ConnectError, OutputError
+from aiotts._errors import (
+    AiottsError,
+    AuthenticationError,
+    ConnectError,
+    OutputError,
+    TokenUnavailableError,
+)
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest
 from aiotts._models import Outcome, OutcomeState
@@ -107,9 +113,14 @@ class BatchReport:
 
 _STATE_OF = {state: State(state.value) for state in OutcomeState}
 
-STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (AuthenticationError, ConnectError)
+STOPS_THE_BATCH: tuple[type[AiottsError], ...] = (
+    AuthenticationError,
+    ConnectError,
+    TokenUnavailableError,
+)
 """Errors about the service, not about one task: the credentials (or a fresh token) were
-refused, or the service cannot be reached even after the request's retries. Every other
+refused, or the service (or its token endpoint) cannot be reached or keeps failing even
+after the request's retries. Every other
 task would meet the same error, so the batch stops at the first one instead of failing
 each id in turn (and, for refused credentials, earning the token endpoint's lockout)."""
 

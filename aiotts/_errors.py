@@ -137,6 +137,13 @@ class ServerError(TransientError):
         self.retry_after = retry_after
 
 
+class TokenUnavailableError(TransientError):
+    """The token endpoint kept failing through the request's retries (5xx, timeouts, an
+    answer that holds no token): nothing that needs a token can be sent until it recovers,
+    so a batch stops rather than failing every task in turn. ``__cause__`` is the last
+    failure."""
+
+
 class RequestTimeout(TransientError, TimeoutError):
     """A connect or read timeout expired, or a call's deadline (``Timeouts.call``, or the
     call's ``timeout`` argument) passed; the message names the call and the deadline."""

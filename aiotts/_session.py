@@ -70,6 +70,7 @@ from aiotts._errors import (
     ResponseError,
     ServerError,
     TokenRateLimitedError,
+    TokenUnavailableError,
     UsageError,
 )
 from aiotts._hooks import SILENT, Emitter
@@ -682,4 +683,14 @@ class HttpSession:
                     "credentials); wait before trying again",
                     retry_after=exc.retry_after,
                 ) from None
-            raise
+            raise _token_unavailable(exc) from exc
+        except RequestTimeout as exc:
+            raise _token_unavailable(exc) from exc
+
+
+def _token_unavailable(error: AiottsError) -> TokenUnavailableError:
+    return TokenUnavailableError(
+        f"no token: the token endpoint kept failing through the retries ({error}); "
+        "try again later, or check token_url",
+        status=error.status,
+    )

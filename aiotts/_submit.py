@@ -48,6 +48,7 @@ from aiotts._errors import (
     ClientClosedError,
     OutputError,
     SubmitUncertainError,
+    TokenUnavailableError,
     TrialLimitError,
     UsageError,
 )
@@ -86,6 +87,7 @@ _STOPS_THE_RUN: tuple[type[AiottsError], ...] = (
     AuthenticationError,
     ClientClosedError,
     OutputError,
+    TokenUnavailableError,
 )
 """Errors no other text can get past: the run stops with them (the ledger keeps what
 each text reached)."""
