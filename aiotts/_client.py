@@ -363,6 +363,7 @@ class TTSClient:
         # Every id this client submits, with when and how long, so that its polls can aim
         # at the moment each is likely ready (``PollPolicy.predict``).
         self._readiness = Readiness()  # shared by the client's views
+        self._folders = _ProvenFolders()  # shared by the client's views
 
     def __repr__(self) -> str:
         mode = "trial" if self._trial else f"client_id={self._client_id!r}"
@@ -679,7 +680,7 @@ class TTSClient:
         """
         self._require_open()
         target = OutputTarget.at_path(to, task_id)
-        _prepare_folder(target.folder)
+        self._folders.prepare(target.folder)
         download_slots = self._download_slots
         assert download_slots is not None
 
@@ -721,7 +722,7 @@ class TTSClient:
         if problem is not None:
             raise UsageError(problem)
         target = OutputTarget.at_path(to, task_id)
-        _prepare_folder(target.folder)
+        self._folders.prepare(target.folder)
         scheduler = self._the_scheduler()
         waiter = _Waiter(self._events)
         subscription = scheduler.subscribe(
@@ -1002,6 +1003,29 @@ def _prepare_folder(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise output_error(exc, folder, None) from exc
+
+
+class _ProvenFolders:
+    """The folders single-task calls (``download``, ``wait``) already proved writable: each
+    is proved once per client, not at every call, so a web app's thousand waits into one
+    folder create and remove one probe file. A folder that stops being writable later makes
+    the file's own creation fail, with the same ``OutputError``."""
+
+    MAX_KEPT = 1024
+    """Distinct folders kept; past it the set starts again (each is proved once more)."""
+
+    __slots__ = ("_proven",)
+
+    def __init__(self) -> None:
+        self._proven: set[Path] = set()
+
+    def prepare(self, folder: Path) -> None:
+        if folder in self._proven:
+            return
+        _prepare_folder(folder)
+        if len(self._proven) >= self.MAX_KEPT:
+            self._proven.clear()
+        self._proven.add(folder)
 
 
 def _ledger_store(ledger: str | os.PathLike[str] | None) -> OutcomeStore | None:
