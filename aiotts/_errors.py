@@ -103,13 +103,22 @@ class TokenRateLimitedError(CredentialsError):
 
 
 class ApiError(AiottsError):
-    """The server refused the request with a 4xx: the input needs fixing."""
+    """The server refused the request with a 4xx: the input needs fixing.
+
+    ``retry_after`` is the ``Retry-After`` of a 429 in seconds, when the server sent one.
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, messages: Sequence[str] = ()
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        messages: Sequence[str] = (),
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, status=status)
         self.messages = tuple(messages)
+        self.retry_after = retry_after
 
 
 class TrialLimitError(ApiError):

@@ -606,6 +606,7 @@ class HttpSession:
                 raise ApiError(
                     f"{kind}: the server refused the request (HTTP 429, too many requests){when}",
                     status=429,
+                    retry_after=retry_after,
                 )
         if status == 429 or status >= 500:
             reason = _redact.server_text(response.reason or "", limit=80)

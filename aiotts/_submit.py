@@ -22,8 +22,9 @@ what became of it. Invariants:
   text, naming the key), unless its earlier text created nothing: its task, if any, was
   made from the other text, and may have been billed.
 * A 429 on a submit is a definite refusal (nothing was created): the text waits (the
-  shared rate limiter has slowed the whole client already) and is sent again, for up to
-  ``THROTTLE_PATIENCE`` seconds, before it fails.
+  shared rate limiter has slowed the whole client already; at least the answer's
+  ``Retry-After``, when it has one) and is sent again, for up to ``THROTTLE_PATIENCE``
+  seconds, before it fails. A ``Retry-After`` that reaches past that fails it at once.
 """
 
 from __future__ import annotations
@@ -393,6 +394,8 @@ class Submissions:
                     if exc.status == 429 and not isinstance(exc, TrialLimitError):
                         self.throttled += 1
                         delay = next(delays)
+                        if exc.retry_after is not None:  # the server's own word, if longer
+                            delay = max(delay, exc.retry_after)
                         if self._clock() + delay <= give_up_at and not self._stopping:
                             me = asyncio.current_task()
                             assert me is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from aiotts import Limits, Submitted, SubmitUncertainError, TTSClient, UsageError
 from aiotts._store import OutcomeStore
+from aiotts._submit import THROTTLE_PATIENCE
 from aiotts.emulator import Emulator
 from tests.helpers import FAST_RETRY, client_for
 from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, HostileServer
@@ -309,3 +311,44 @@ async def test_a_post_that_outlasts_the_stop_grace_stays_in_the_uncertain_window
             )
     assert again["f"].resumed and again["f"].task_id == "TTS-fast"
     assert again["s"].uncertain and len(server.requests_to(TTS_PATH)) == 2
+
+
+class Throttling:
+    """A submit endpoint that answers each text's first POST with 429 and a Retry-After,
+    and gives an id to the next; it notes when each POST came."""
+
+    def __init__(self, retry_after: str) -> None:
+        self.retry_after = retry_after
+        self.posts: dict[str, list[float]] = {}
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        text = orjson.loads(await request.read())["text"]
+        times = self.posts.setdefault(text, [])
+        times.append(time.monotonic())
+        if len(times) == 1:
+            return web.Response(status=429, headers={"Retry-After": self.retry_after})
+        return web.Response(text=f"TTS-{text}")
+
+
+async def test_a_429_s_retry_after_is_waited_out_before_the_text_goes_again(
+    tmp_path: Path,
+) -> None:
+    throttling = Throttling(retry_after="0.4")
+    async with HostileServer() as server:
+        server.route("POST", TTS_PATH, throttling)
+        async with hostile_client(server) as client:
+            results = await collect(client, [("a", "one"), ("b", "two")], ledger=tmp_path / "l.db")
+    assert all(s.ok for s in results.values())
+    for first, second in throttling.posts.values():
+        assert second - first >= 0.4  # not the retry policy's 10 ms
+
+
+async def test_a_retry_after_past_the_patience_fails_the_text_at_once(tmp_path: Path) -> None:
+    throttling = Throttling(retry_after=str(int(THROTTLE_PATIENCE) + 1))
+    async with HostileServer() as server:
+        server.route("POST", TTS_PATH, throttling)
+        async with hostile_client(server) as client:
+            results = await collect(client, [("a", "one")], ledger=tmp_path / "l.db")
+    assert results["a"].task_id is None and not results["a"].uncertain
+    assert "HTTP 429" in (results["a"].error or "")
+    assert [len(times) for times in throttling.posts.values()] == [1]
