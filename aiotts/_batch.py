@@ -194,6 +194,7 @@ class Batch:
         self._requests_before = Counter(counters.requests)
         self._retries_before = counters.retries
         self._throttled_before = counters.throttled
+        self._final: BatchStatistics | None = None  # the snapshot taken when it finished
 
     def __repr__(self) -> str:
         state = "finished" if self._finished.is_set() else "running" if self._started else "new"
@@ -202,6 +203,11 @@ class Batch:
         return f"<Batch {state} {states or 'empty'} requests={sum(stats.requests.values())}>"
 
     def statistics(self) -> BatchStatistics:
+        """The batch so far; once it finished, the snapshot taken then (the requests,
+        retries and 429s are the client's while the batch ran: shared with any other batch
+        or wait running at the same time)."""
+        if self._final is not None:
+            return self._final
         counters = self._session.counters
         requests = Counter(counters.requests)
         requests.subtract(self._requests_before)
@@ -276,6 +282,7 @@ class Batch:
                     self._manifest.close()
                 self._seen.close()
                 self._done = True
+                self._final = self.statistics()  # nothing it counts moves after this
                 self._finished.set()
                 self._tell_reader()
 

@@ -218,3 +218,21 @@ async def test_cancel_at_a_random_moment_then_resume(seed: int, tmp_path: Path) 
         check_outcomes(emu, resumed, out)
         final = read_manifest(manifest)
         assert all(e.state is OutcomeState.DONE for e in final.values())
+
+
+async def test_statistics_stop_moving_when_the_batch_finishes(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A finished batch keeps the figures it ended with: later batches and waits of the
+    same client add nothing to its requests, and its elapsed time stops."""
+    first_ids = emulator.create_tasks(5, ready_after=0)
+    later_ids = emulator.create_tasks(5, ready_after=0)
+    async with client_for(emulator) as client:
+        batch = client.fetch_many(first_ids, tmp_path / "a")
+        async with batch:
+            assert len([o async for o in batch]) == 5
+        ended = batch.statistics()
+        await anyio.sleep(0.05)
+        await client.fetch_all(later_ids, tmp_path / "b")
+        assert batch.statistics() == ended
+    assert ended.requests["poll"] == 5
