@@ -146,11 +146,11 @@ class ServerError(TransientError):
         self.retry_after = retry_after
 
 
-class TokenUnavailableError(TransientError):
+class TokenUnavailableError(ServerError):
     """The token endpoint kept failing through the request's retries (5xx, timeouts, an
     answer that holds no token): nothing that needs a token can be sent until it recovers,
     so a batch stops rather than failing every task in turn. ``__cause__`` is the last
-    failure."""
+    failure; a ``ServerError`` like any failure of the server that outlasted the retries."""
 
 
 class RequestTimeout(TransientError, TimeoutError):
