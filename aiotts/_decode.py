@@ -127,16 +127,16 @@ _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 _EQ: Final = 0x3D  # "="
 _QUOTE: Final = 0x22  # '"'
 _BACKSLASH: Final = 0x5C  # "\\"
-# The one-character JSON escapes and what they stand for.
+# The one-character JSON escapes (the byte after the backslash) and what they stand for.
 _SHORT_ESCAPES: Final = {
-    0x22: 0x22,  # \"
-    0x5C: 0x5C,  # \\
-    0x2F: 0x2F,  # \/
-    0x62: 0x08,  # \b
-    0x66: 0x0C,  # \f
-    0x6E: 0x0A,  # \n
-    0x72: 0x0D,  # \r
-    0x74: 0x09,  # \t
+    b'"': 0x22,
+    b"\\": 0x5C,
+    b"/": 0x2F,
+    b"b": 0x08,
+    b"f": 0x0C,
+    b"n": 0x0A,
+    b"r": 0x0D,
+    b"t": 0x09,
 }
 
 _NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
@@ -315,33 +315,34 @@ def _unescape_fast(text: bytes) -> bytes | None:
     character that the strict Base64 decoder refuses next.
     """
     try:
-        value = orjson.loads(b'"' + text + b'"')
+        # ``text`` holds no quote but an escaped one (the run ends before the string's
+        # closing quote), so this is one JSON string or nothing: orjson gives a str.
+        value: str = orjson.loads(b'"' + text + b'"')
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(value, str):  # pragma: no cover - a lone JSON string is a str
-        return None
-    # UTF-8 can only fail on a lone surrogate, which orjson never returns.
-    return value.encode("utf-8", "surrogatepass")
+    # UTF-8 cannot fail: orjson refuses a lone surrogate.
+    return value.encode()
 
 
 def _escape_cut(seg: bytes) -> int:
     """Where the incomplete escape at the end of ``seg`` begins (``len(seg)`` if none).
 
-    An escape is at most 6 bytes, so only a backslash among the last 5 can be cut short.
+    An escape is at most 6 bytes, so only a backslash among the last 5 can be cut short:
+    one that ends ``seg``, or one of a ``\\u`` escape (which is then shorter than 6 bytes).
     """
     n = len(seg)
     k = seg.rfind(b"\\", max(0, n - 5))
     if k < 0:
         return n
-    if k == n - 1 or (seg[k + 1] == 0x75 and n - k < 6):  # 0x75: "u"
+    if k == n - 1 or seg[k + 1] == 0x75:  # 0x75: "u"
         return k
     return n
 
 
 def _byte_pos(raw: bytes, char_pos: int) -> int:
     """Turn orjson's character position in ``raw`` into a byte position."""
-    head = raw.decode("utf-8", "surrogateescape")[: max(char_pos, 0)]
-    return min(len(head.encode("utf-8", "surrogateescape")), len(raw))
+    head = raw.decode(errors="surrogateescape")[: max(char_pos, 0)]
+    return min(len(head.encode(errors="surrogateescape")), len(raw))
 
 
 class EnvelopeScanner:
@@ -1038,45 +1039,37 @@ class EnvelopeScanner:
         for a in range(i, end, _WINDOW):
             b = min(a + _WINDOW, end)
             pending = self._pending
-            seg = pending + buf[a:b] if pending else buf[a:b]
+            seg = pending + buf[a:b]
             cut = _escape_cut(seg)
-            text = _unescape_fast(seg if cut == len(seg) else seg[:cut])
-            if text is not None and self._data_raw(text, 0, len(text), parts):
-                self._pending = seg[cut:]
-                continue
-            # Something is wrong: go through the window one character at a time.
-            text, rest = self._unescape_checked(seg, base + a - len(pending))
-            if not self._data_raw(text, 0, len(text), parts):  # pragma: no cover - checked
-                raise DecodeError(f"{self._path('data')}: invalid Base64", offset=base + a)
-            self._pending = rest
-        if len(parts) > 1:
+            text = _unescape_fast(seg[:cut])
+            if text is None or not self._data_raw(text, 0, len(text), parts):
+                self._raise_first_error(seg, base + a - len(pending))
+            self._pending = seg[cut:]
+        if parts:
             out.append(AudioPiece(self._index, b"".join([p.data for p in parts])))
-        else:
-            out.extend(parts)
 
-    def _unescape_checked(self, seg: bytes, seg_off: int) -> tuple[bytes, bytes]:
-        """Unescape ``seg`` one character at a time, checking JSON escapes and Base64 as
-        they come; raise DecodeError at the first wrong byte. Returns the text and an
-        escape cut short at the end of ``seg`` (empty if none)."""
+    def _raise_first_error(self, seg: bytes, seg_off: int) -> NoReturn:
+        """Walk ``seg``, a window the slow path refused, one character at a time, checking
+        JSON escapes and Base64 as they come, and raise DecodeError at the first wrong byte.
+
+        The walk accepts exactly what orjson and the strict decoder accept together, one
+        character at a time, so a window they refuse holds a wrong byte before its end
+        and before any escape that ``_escape_cut`` cut off: the walk always raises there.
+        """
         what = self._path("data")
         qpos = len(self._carry)
         pad = self._pad
-        text = bytearray()
         n = len(seg)
         j = 0
         while j < n:
             byte = seg[j]
             width = 1
             if byte == _BACKSLASH:
-                if j + 1 >= n:
-                    return bytes(text), seg[j:]
-                kind = seg[j + 1]
-                if kind == 0x75:  # "u"
+                kind = seg[j + 1 : j + 2]  # empty past the end, where the walk never gets
+                if kind == b"u":
                     digits = seg[j + 2 : j + 6]
-                    if any(d not in _HEX for d in digits):
+                    if len(digits) < 4 or not _HEX.issuperset(digits):
                         raise DecodeError(f"{what}: invalid \\u escape", offset=seg_off + j)
-                    if len(digits) < 4:
-                        return bytes(text), seg[j:]
                     byte = int(digits, 16)
                     width = 6
                 elif kind in _SHORT_ESCAPES:
@@ -1094,9 +1087,9 @@ class EnvelopeScanner:
                     problem = "an escape that is not a Base64 character"
                 raise DecodeError(f"{what}: {problem}", offset=seg_off + j)
             qpos, pad = step
-            text.append(byte)
             j += width
-        return bytes(text), b""
+        # Unreachable (see above): a window the walk accepts, the slow path accepted.
+        raise AssertionError("no error found in a refused window")  # pragma: no cover, no mutate
 
 
 def scan_body(body: bytes) -> tuple[ScannedEnvelope, list[bytes]]:
