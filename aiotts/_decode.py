@@ -231,8 +231,7 @@ _M_SCALAR: Final = 2
 # Capture targets: what the parsed token becomes.
 _T_KEY: Final = 0
 _T_FIELD: Final = 1
-_T_RESULTS_NULL: Final = 2
-_T_DATA_NULL: Final = 3
+_T_NULL: Final = 2  # the null of ``results`` or ``results[i].data``: checked, not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +363,6 @@ class EnvelopeScanner:
         "_envelope",
         "_error",
         "_fields",
-        "_finished",
         "_held",
         "_index",
         "_key",
@@ -398,32 +396,35 @@ class EnvelopeScanner:
         self._level = _L_TOP
         self._seen = 0  # bytes fed so far: the absolute offset of the next chunk
         self._error: DecodeError | None = None
-        self._finished = False
-        self._envelope: ScannedEnvelope | None = None
+        self._envelope: ScannedEnvelope | None = None  # set by a finish() that succeeded
         # The top level.
         self._fields: dict[str, Any] = {}
         self._results: list[ScannedResult] | None = None
         self._results_seen = False
-        # The result object being scanned (level 2).
-        self._rfields: dict[str, Any] = {}
-        self._rdata_len: int | None = None
-        self._rdata_seen = False
-        # The last key read.
-        self._key = ""
-        # CAPTURE: the raw bytes of the token so far, how its end is found, what it becomes.
+        # CAPTURE: the raw bytes of the token so far (see _start_capture for the rest).
         self._cap = bytearray()
-        self._cap_mode = _M_STRING
-        self._cap_target = _T_KEY
-        self._cap_start = 0
-        self._cap_depth = 0  # open arrays/objects in a captured container
-        self._cap_in_str = False  # inside a string in a captured container
-        self._cap_esc = False  # the chunk ended right after a backslash in a string
-        # DATA: see the invariants in the module docstring.
-        self._carry = b""
-        self._pad = 0
-        self._pending = b""
-        self._data_len = 0
-        self._index = 0  # inside a result: its index in "results"
+        # The other attributes (annotated on the class) are set when their part of the
+        # body begins, and read only inside it.
+
+    # The result object being scanned (level 2), set when it begins.
+    _index: int  # its index in "results"
+    _rfields: dict[str, Any]
+    _rdata_len: int | None
+    _rdata_seen: bool
+    # The last key read, set by each key.
+    _key: str
+    # CAPTURE: how the token's end is found, what it becomes (set by _start_capture).
+    _cap_mode: int
+    _cap_target: int
+    _cap_start: int
+    _cap_depth: int  # open arrays/objects in a captured container
+    _cap_in_str: bool  # inside a string in a captured container
+    _cap_esc: bool  # the chunk ended right after a backslash in a string
+    # DATA: see the invariants in the module docstring (set by _begin_data).
+    _carry: bytes
+    _pad: int
+    _pending: bytes
+    _data_len: int
 
     def __repr__(self) -> str:
         results = "-" if self._results is None else str(len(self._results))
@@ -448,7 +449,7 @@ class EnvelopeScanner:
         """
         if self._error is not None:
             raise self._error
-        if self._finished:
+        if self._envelope is not None:
             raise DecodeError("the body already ended: feed() after finish()", offset=self._seen)
         buf = chunk if type(chunk) is bytes else bytes(chunk)
         base = self._seen
@@ -467,7 +468,6 @@ class EnvelopeScanner:
             raise self._error
         if self._envelope is not None:
             return self._envelope
-        self._finished = True
         if self._state != _S_DOC_END:
             where = "empty body" if self._seen == 0 else self._where()
             self._fail(DecodeError(f"the body ended early: {where}", offset=self._seen))
@@ -490,12 +490,10 @@ class EnvelopeScanner:
         return f"unfinished JSON ({_STATE_NAMES[state]})"
 
     def _path(self, key: str) -> str:
+        """How a message names the value of ``key`` in the current object (level 0 or 2)."""
         if self._level == _L_TOP:
             return repr(key)
-        index = 0 if self._results is None else len(self._results)
-        if self._level == _L_RESULTS:
-            return f"results[{index}]"
-        return f"results[{index}].{key}"
+        return f"results[{self._index}].{key}"
 
     # -- the state machine -------------------------------------------------------------
 
@@ -547,15 +545,17 @@ class EnvelopeScanner:
                     want = "a key or '}'" if state == _S_OBJ_OPEN else "a key after ','"
                     raise DecodeError(f"expected {want}, found {_show(c)}", offset=off)
             elif state in (_S_ARR_OPEN, _S_ARR_ITEM):
+                # Inside "results", which is a list (the invariant of levels 1 and 2).
+                assert self._results is not None
                 if c == 0x7B:  # "{"
-                    if self._results is not None and len(self._results) >= self._max_results:
+                    if len(self._results) >= self._max_results:
                         raise DecodeError(
                             f"'results' has more than {self._max_results} elements "
                             "(MAX_RESULTS); the real API sends one",
                             offset=off,
                         )
                     self._level = _L_RESULT
-                    self._index = 0 if self._results is None else len(self._results)
+                    self._index = len(self._results)
                     self._rfields = {}
                     self._rdata_len = None
                     self._rdata_seen = False
@@ -565,7 +565,8 @@ class EnvelopeScanner:
                     self._state = _S_AFTER
                 else:
                     raise DecodeError(
-                        f"{self._path('')} must be an object, found {_show(c)}", offset=off
+                        f"results[{len(self._results)}] must be an object, found {_show(c)}",
+                        offset=off,
                     )
             elif state == _S_DOC_START:
                 if c != 0x7B:
@@ -577,31 +578,28 @@ class EnvelopeScanner:
                     i = m.end()
                     continue
                 self._state = _S_OBJ_OPEN
-            elif state == _S_DOC_END:
+            else:  # DOC_END (never FAILED: feed() raises first)
                 raise DecodeError(
                     f"unexpected {_show(c)} after the end of the JSON document", offset=off
                 )
-            else:  # pragma: no cover - FAILED never reaches here: feed() raises first
-                raise DecodeError("the scanner already failed", offset=off)
             i += 1
 
-    def _members(self, raw: bytes, reserved: bytes) -> tuple[dict[str, Any], int] | None:
+    def _members(self, raw: bytes) -> tuple[dict[str, Any], int] | None:
         """The plain members ``raw`` holds (``_HEAD_MEMBER``), and the bytes they count
         toward ``max_field_bytes``, as the general path counts them; ``None`` if one of them
-        is ``reserved`` or passes ``max_value_bytes`` (the general path must read them)."""
+        passes ``max_value_bytes`` (the general path must read them). ``_MEMBER`` names
+        neither ``results`` nor ``data``, so no member here is one of those."""
         fields: dict[str, Any] = {}
         held = 0
         limit = self._max_value
         for m in _HEAD_MEMBER.finditer(raw):
             raw_key, raw_text = m.group(1, 2)
-            if raw_key == reserved:
-                return None
             key_size = len(raw_key) + 2
             value_size = 4 if raw_text is None else len(raw_text) + 2
             if key_size > limit or value_size > limit:
                 return None
             held += key_size + value_size
-            fields[raw_key.decode("ascii")] = None if raw_text is None else raw_text.decode("ascii")
+            fields[raw_key.decode()] = None if raw_text is None else raw_text.decode()
         return fields, held
 
     def _fast_head(self, m: re.Match[bytes]) -> bool:
@@ -609,8 +607,8 @@ class EnvelopeScanner:
         general path would at the first byte of ``results[0].data``. False, having changed
         nothing, if the general path must read it (a repeated ``results`` or ``data``, a
         cap reached)."""
-        top = self._members(m.group(1), b"results")
-        inner = None if top is None else self._members(m.group(2), b"data")
+        top = self._members(m.group(1))
+        inner = self._members(m.group(2))
         if top is None or inner is None or self._max_results < 1:
             return False
         held = self._held + top[1] + inner[1] + 15  # and the keys "results" (9), "data" (6)
@@ -623,21 +621,15 @@ class EnvelopeScanner:
         self._level = _L_RESULT
         self._index = 0
         self._rfields = inner[0]
-        self._rdata_len = None
         self._rdata_seen = True
-        self._key = "data"
-        self._carry = b""
-        self._pad = 0
-        self._pending = b""
-        self._data_len = 0
-        self._state = _S_DATA
+        self._begin_data()  # it sets _rdata_len when it ends
         return True
 
     def _fast_tail(self, m: re.Match[bytes]) -> bool:
         """Take the tail that ``_RESULT_TAIL`` matched (the result and ``results`` closed, plain
         members, the final ``}``) in one step; False, having changed nothing, if the general
         path must read it."""
-        tail = self._members(m.group(1), b"results")
+        tail = self._members(m.group(1))
         if tail is None or self._held + tail[1] > self._max_held:
             return False
         self._held += tail[1]
@@ -659,8 +651,8 @@ class EnvelopeScanner:
         if max(key_size, value_size) > self._max_value or held > self._max_held:
             return False
         self._held = held
-        key = self._key = raw_key.decode("ascii")
-        value = None if raw_text is None else raw_text.decode("ascii")
+        key = self._key = raw_key.decode()
+        value = None if raw_text is None else raw_text.decode()
         if self._level == _L_TOP:
             self._fields[key] = value  # a repeated key: the last wins, as in orjson
         else:
@@ -683,26 +675,21 @@ class EnvelopeScanner:
                 self._state = _S_ARR_OPEN
                 return i + 1
             if c == 0x6E:  # "n": must be null
-                return self._token(buf, i, off, _M_SCALAR, _T_RESULTS_NULL)
+                return self._token(buf, i, off, _M_SCALAR, _T_NULL)
             raise DecodeError(f"'results' must be an array or null, found {_show(c)}", offset=off)
         if level == _L_RESULT and self._key == "data":
             if c == _QUOTE:
-                self._carry = b""
-                self._pad = 0
-                self._pending = b""
-                self._data_len = 0
-                self._state = _S_DATA
+                self._begin_data()
                 return i + 1
             if c == 0x6E:
-                return self._token(buf, i, off, _M_SCALAR, _T_DATA_NULL)
+                return self._token(buf, i, off, _M_SCALAR, _T_NULL)
             raise DecodeError(
                 f"{self._path('data')} must be a string or null, found {_show(c)}", offset=off
             )
         if c == _QUOTE:
             return self._token(buf, i, off, _M_STRING, _T_FIELD)
         if c in (0x7B, 0x5B):  # "{" or "["
-            self._start_capture(_M_CONTAINER, _T_FIELD, off, c)
-            self._cap_depth = 1
+            self._start_capture(_M_CONTAINER, _T_FIELD, off, buf[i : i + 1])
             self._check_depth(off)
             return i + 1
         if c in b",:]}":
@@ -723,7 +710,7 @@ class EnvelopeScanner:
                 end = m.start() + 1
                 self._store(buf[i:end], off, target)
                 return end
-            self._start_capture(mode, target, off, _QUOTE)
+            self._start_capture(mode, target, off, b'"')
             return i + 1
         m = _SCALAR_END.search(buf, i)
         if m is not None:
@@ -731,7 +718,7 @@ class EnvelopeScanner:
             self._store(buf[i:end], off, target)
             return end
         # A scalar's first byte is left for the capture loop: it may also be its last.
-        self._start_capture(mode, target, off, 0)
+        self._start_capture(mode, target, off, b"")
         return i
 
     def _after(self, c: int, off: int) -> None:
@@ -760,19 +747,14 @@ class EnvelopeScanner:
 
     # -- capture of keys and small values ----------------------------------------------
 
-    def _start_capture(self, mode: int, target: int, off: int, first: int) -> None:
-        """Begin capturing a token whose first byte, ``first``, is at ``off``.
-
-        A string's quote and a container's bracket are consumed here; a scalar's first
-        byte is left for the capture loop.
-        """
-        self._cap.clear()
-        if mode != _M_SCALAR:
-            self._cap.append(first)
+    def _start_capture(self, mode: int, target: int, off: int, opening: bytes) -> None:
+        """Begin capturing a token that starts at ``off`` with ``opening``, the bytes
+        consumed already: a string's quote, a container's bracket, nothing of a scalar."""
+        self._cap[:] = opening
         self._cap_mode = mode
         self._cap_target = target
         self._cap_start = off
-        self._cap_depth = 0
+        self._cap_depth = 1  # a container's opening bracket (the other modes ignore it)
         self._cap_in_str = False
         self._cap_esc = False
         self._state = _S_CAPTURE
@@ -802,25 +784,25 @@ class EnvelopeScanner:
             )
         self._cap += buf[start:end]
 
-    def _scan_string(self, buf: bytes, i: int) -> int:
-        """Skip string content from ``i``: the index after the closing quote, or -1."""
+    def _scan_string(self, buf: bytes, i: int) -> int | None:
+        """Skip string content from ``i``: the index after the closing quote, or ``None``
+        if the string goes on past ``buf``."""
         if self._cap_esc:
             # The previous chunk ended right after a backslash: this byte is escaped.
             self._cap_esc = False
             i += 1
         n = len(buf)
-        while i < n:
+        while True:  # past the end, the search finds nothing
             m = _STRING_SPECIAL.search(buf, i)
             if m is None:
-                return -1
+                return None
             j = m.start()
             if buf[j] == _QUOTE:
                 return j + 1
             if j + 1 >= n:
                 self._cap_esc = True
-                return -1
+                return None
             i = j + 2
-        return -1
 
     def _capture(self, buf: bytes, i: int, base: int) -> int:
         """Continue the capture at ``buf[i]``; return where the scan goes on."""
@@ -835,22 +817,22 @@ class EnvelopeScanner:
             self._complete()
             return end
         if mode == _M_STRING:
-            end = self._scan_string(buf, i)
-            if end < 0:
+            close = self._scan_string(buf, i)
+            if close is None:
                 self._append(buf, i, n)
                 return n
-            self._append(buf, i, end)
+            self._append(buf, i, close)
             self._complete()
-            return end
+            return close
         # A container: track strings and nesting until the opening bracket is closed.
         start = i
-        while i < n:
+        while True:  # past the end, the searches find nothing
             if self._cap_in_str:
-                end = self._scan_string(buf, i)
-                if end < 0:
+                close = self._scan_string(buf, i)
+                if close is None:
                     break
                 self._cap_in_str = False
-                i = end
+                i = close
                 continue
             m = _CONTAINER_SPECIAL.search(buf, i)
             if m is None:
@@ -898,18 +880,12 @@ class EnvelopeScanner:
             self._state = _S_COLON
             return
         self._state = _S_AFTER
+        # A _T_NULL token starts with "n", which orjson reads as null or refuses.
         if target == _T_FIELD:
             if self._level == _L_TOP:
                 self._fields[self._key] = value  # a repeated key: the last wins, as in orjson
             else:
                 self._rfields[self._key] = value
-        elif value is not None:  # pragma: no cover - orjson reads "n..." as null or not at all
-            what = (
-                "'results' must be an array"
-                if target == _T_RESULTS_NULL
-                else (f"{self._path('data')} must be a string")
-            )
-            raise DecodeError(f"{what} or null, found {type(value).__name__}", offset=start)
 
     def _set_key(self, key: str, off: int) -> None:
         self._key = key
@@ -925,29 +901,33 @@ class EnvelopeScanner:
 
     # -- the data string ---------------------------------------------------------------
 
+    def _begin_data(self) -> None:
+        """The data string's opening quote was read."""
+        self._carry = b""
+        self._pad = 0
+        self._pending = b""
+        self._data_len = 0
+        self._state = _S_DATA
+
     def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
         """Consume data-string content from ``buf[i]``; return where the scan goes on."""
         n = len(buf)
         # Optimistic, and no search of the chunk: if the first quote in the chunk's last
-        # bytes is at ``tail`` (or there is none: ``n``), try to decode up to there. A run
-        # that decodes holds no quote and no backslash, so ``tail`` is the closing quote
-        # (or the string goes on past the chunk).
-        tried = -1  # the end of the run tried, if it failed
-        if not self._pending:
-            tail = buf.find(b'"', max(i, n - _TAIL))
-            tail = n if tail < 0 else tail
-            if self._data_raw(buf, i, tail, out):
-                return n if tail == n else self._data_end(tail, base)
-            tried = tail
+        # bytes is at ``tail`` (or there is none), try to decode up to there (``stop``). A
+        # run that decodes holds no quote and no backslash, so ``tail`` is the closing
+        # quote (or the string goes on past the chunk). An escape cut by the last chunk
+        # (``_pending``) only the slow path joins up.
+        tail = buf.find(b'"', max(i, n - _TAIL))
+        stop = n if tail < 0 else tail
+        fast = not self._pending
+        if fast and self._data_raw(buf, i, stop, out):
+            return n if tail < 0 else self._data_end(tail, base)
         q = buf.find(b'"', i)
         end = n if q < 0 else q
-        # The run up to the first quote gets the fast path too, unless it was just tried.
-        fast = not self._pending and end != tried
-        if end > i and not (fast and self._data_raw(buf, i, end, out)):
+        # The run up to the first quote gets the fast path too, unless it was just refused.
+        if not (fast and end != stop and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
-        if q < 0:
-            return end
-        return self._data_end(q, base)
+        return end if q < 0 else self._data_end(q, base)
 
     def _data_end(self, q: int, base: int) -> int:
         """The data string's closing quote is at ``q``: check the string ended whole."""
@@ -971,19 +951,18 @@ class EnvelopeScanner:
         Returns False, having changed nothing, if anything is unusual; the slow path then
         takes the same run from the same state.
         """
-        pad = self._pad
         if i == end:
             return True
-        if pad == 2:
-            return False  # nothing may follow the final quad
+        pad = self._pad
         carry = self._carry
         p = i
         first = b""
         if carry:
             need = 4 - len(carry)
             if end - p < need:
+                # So ``need`` is 2 or 3, and the carry holds no "=" yet (pad is 0).
                 tail = buf[p:end]
-                state = _b64_check(tail, len(carry), pad)
+                state = _b64_check(tail, len(carry), 0)
                 if state is None:
                     return False
                 self._carry = carry + tail
@@ -1098,9 +1077,9 @@ def scan_body(body: bytes) -> tuple[ScannedEnvelope, list[bytes]]:
     For small bodies and tests; a result body is best streamed through the scanner.
     """
     scanner = EnvelopeScanner()
-    audio: dict[int, list[bytes]] = {}
+    audio: dict[int, bytearray] = {}
     for piece in scanner.feed(body):
-        audio.setdefault(piece.index, []).append(piece.data)
+        audio.setdefault(piece.index, bytearray()).extend(piece.data)
     envelope = scanner.finish()
     count = 0 if envelope.results is None else len(envelope.results)
-    return envelope, [b"".join(audio.get(i, ())) for i in range(count)]
+    return envelope, [bytes(audio.get(i, b"")) for i in range(count)]
