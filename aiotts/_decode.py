@@ -69,7 +69,8 @@ Invariants
   tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
   never more than ``max_value_bytes``; ``_held`` counts the raw bytes of every key and
-  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
+  small value stored (the one-step tail only checks its own against the cap: nothing
+  is stored after it), never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
   ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements. So what the
   scanner keeps is bounded by those caps plus the output of the chunk being fed, whatever
   the size of the body; past a cap it raises a ``DecodeError`` naming it.
@@ -276,34 +277,36 @@ def _show(byte: int) -> str:
     return f"byte 0x{byte:02x}"
 
 
-def _b64_step(byte: int, qpos: int, pad: int) -> tuple[int, int] | None:
-    """Advance the Base64 checker by one character, or ``None`` if it is not allowed here.
+def _b64_step(byte: int, qpos: int, pad: int) -> int | None:
+    """The Base64 checker's ``pad`` after one more character, at position ``qpos`` (0-3)
+    of its quad, or ``None`` if the character is not allowed there.
 
-    ``qpos`` is the position in the current quad (0-3); ``pad`` is 0 before any ``=``,
-    1 after a ``=`` in position 2 (a second ``=`` must follow), 2 after the final quad.
+    ``pad`` is 0 before any ``=``, 1 after a ``=`` in position 2 (a second ``=`` must
+    follow), 2 after the final quad. The caller moves ``qpos`` on by one.
     """
     if pad == 2:
         return None
     if pad == 1:
-        return (0, 2) if byte == _EQ else None
+        return 2 if byte == _EQ else None
     if byte in _B64:
-        return (qpos + 1) & 3, 0
+        return 0
     if byte == _EQ:
         if qpos == 2:
-            return 3, 1
+            return 1
         if qpos == 3:
-            return 0, 2
+            return 2
     return None
 
 
-def _b64_check(text: bytes, qpos: int, pad: int) -> tuple[int, int] | None:
-    """``_b64_step`` over a few characters: the state after them, or ``None``."""
+def _b64_check(text: bytes, qpos: int, pad: int) -> int | None:
+    """``_b64_step`` over a few characters from ``qpos``: ``pad`` after them, or ``None``."""
     for byte in text:
         step = _b64_step(byte, qpos, pad)
         if step is None:
             return None
-        qpos, pad = step
-    return qpos, pad
+        qpos = (qpos + 1) & 3
+        pad = step
+    return pad
 
 
 def _unescape_fast(text: bytes) -> bytes | None:
@@ -632,11 +635,10 @@ class EnvelopeScanner:
         tail = self._members(m.group(1))
         if tail is None or self._held + tail[1] > self._max_held:
             return False
-        self._held += tail[1]
         assert self._results is not None  # at level 2, as in _close_object
         self._results.append(ScannedResult(self._rfields, self._rdata_len))
         self._fields.update(tail[0])
-        self._level = _L_TOP
+        # The document ended: nothing reads the level or _held again.
         self._state = _S_DOC_END
         return True
 
@@ -962,11 +964,11 @@ class EnvelopeScanner:
             if end - p < need:
                 # So ``need`` is 2 or 3, and the carry holds no "=" yet (pad is 0).
                 tail = buf[p:end]
-                state = _b64_check(tail, len(carry), 0)
-                if state is None:
+                after = _b64_check(tail, len(carry), 0)
+                if after is None:
                     return False
                 self._carry = carry + tail
-                self._pad = state[1]
+                self._pad = after
                 return True
             quad = carry + buf[p : p + need]
             try:
@@ -992,10 +994,10 @@ class EnvelopeScanner:
                 pad = 2
         tail = buf[p:end]
         if tail:
-            state = _b64_check(tail, 0, pad)
-            if state is None:
+            after = _b64_check(tail, 0, pad)
+            if after is None:
                 return False
-            pad = state[1]
+            pad = after
         # Nothing can fail from here on: commit.
         self._carry = tail
         self._pad = pad
@@ -1065,7 +1067,8 @@ class EnvelopeScanner:
                 else:
                     problem = "an escape that is not a Base64 character"
                 raise DecodeError(f"{what}: {problem}", offset=seg_off + j)
-            qpos, pad = step
+            qpos = (qpos + 1) & 3
+            pad = step
             j += width
         # Unreachable (see above): a window the walk accepts, the slow path accepted.
         raise AssertionError("no error found in a refused window")  # pragma: no cover, no mutate
