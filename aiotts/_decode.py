@@ -612,7 +612,8 @@ class EnvelopeScanner:
         cap reached)."""
         top = self._members(m.group(1))
         inner = self._members(m.group(2))
-        if top is None or inner is None or self._max_results < 1:
+        # The key "results" (9 bytes, quotes included) meets max_value_bytes as any key.
+        if top is None or inner is None or self._max_results < 1 or self._max_value < 9:
             return False
         held = self._held + top[1] + inner[1] + 15  # and the keys "results" (9), "data" (6)
         if held > self._max_held:
