@@ -454,7 +454,7 @@ class EnvelopeScanner:
             raise self._error
         if self._envelope is not None:
             raise DecodeError("the body already ended: feed() after finish()", offset=self._seen)
-        buf = chunk if type(chunk) is bytes else bytes(chunk)
+        buf = bytes(chunk)  # a bytes chunk itself, not a copy
         base = self._seen
         self._seen = base + len(buf)
         out: list[AudioPiece] = []
