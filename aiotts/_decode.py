@@ -692,8 +692,8 @@ class EnvelopeScanner:
         if c == _QUOTE:
             return self._token(buf, i, off, _M_STRING, _T_FIELD)
         if c in (0x7B, 0x5B):  # "{" or "["
+            # At most 4 levels deep so far: _check_depth needs to see only what it opens.
             self._start_capture(_M_CONTAINER, _T_FIELD, off, buf[i : i + 1])
-            self._check_depth(off)
             return i + 1
         if c in b",:]}":
             raise DecodeError(

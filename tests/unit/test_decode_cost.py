@@ -115,6 +115,12 @@ def test_the_usual_answer_fed_whole_is_one_decode_and_no_parse(work: Work) -> No
     assert (work.slow, work.captured) == (0, 0)
 
 
+def test_the_usual_head_after_whitespace_is_still_one_step(work: Work) -> None:
+    _, audio = feed(b" \r\n\t" + USUAL)
+    assert audio == AUDIO
+    assert work.taken == {"_fast_head": 1, "_fast_tail": 1}
+
+
 def test_the_usual_answer_in_chunks_decodes_each_character_once(work: Work) -> None:
     cuts = list(range(65_536, len(USUAL), 65_536))  # the head and tail whole in a chunk
     assert cuts[0] > len(HEAD) and cuts[-1] < len(USUAL) - len(TAIL)
