@@ -454,7 +454,8 @@ class EnvelopeScanner:
             raise self._error
         if self._envelope is not None:
             raise DecodeError("the body already ended: feed() after finish()", offset=self._seen)
-        buf = bytes(chunk)  # a bytes chunk itself, not a copy
+        # bytes(chunk) would give a bytes chunk itself too, but more slowly.
+        buf = chunk if type(chunk) is bytes else bytes(chunk)
         base = self._seen
         self._seen = base + len(buf)
         out: list[AudioPiece] = []
