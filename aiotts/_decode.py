@@ -69,11 +69,11 @@ Invariants
   tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
   never more than ``max_value_bytes``; ``_held`` counts the raw bytes of every key and
-  small value stored (the one-step tail only checks its own against the cap: nothing
-  is stored after it), never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
-  ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements. So what the
-  scanner keeps is bounded by those caps plus the output of the chunk being fed, whatever
-  the size of the body; past a cap it raises a ``DecodeError`` naming it.
+  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``; the
+  one-step tail checks its members against that cap but adds none, as nothing follows
+  it), and ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements.
+  So what the scanner keeps is bounded by those caps plus the output of the chunk being
+  fed, whatever the size of the body; past a cap it raises a ``DecodeError`` naming it.
 * The fast path of the data string commits nothing until its whole run decoded, so the
   slow path can retake a refused run from the same state.
 * After an error the scanner is FAILED for good: every later call raises that error.
@@ -609,8 +609,7 @@ class EnvelopeScanner:
     def _fast_head(self, m: re.Match[bytes]) -> bool:
         """Take the head that ``_HEAD`` matched in one step, leaving the scanner just as the
         general path would at the first byte of ``results[0].data``. False, having changed
-        nothing, if the general path must read it (a repeated ``results`` or ``data``, a
-        cap reached)."""
+        nothing, if the general path must read it (a cap reached)."""
         top = self._members(m.group(1))
         inner = self._members(m.group(2))
         # The key "results" (9 bytes, quotes included) meets max_value_bytes as any key.
@@ -627,7 +626,7 @@ class EnvelopeScanner:
         self._index = 0
         self._rfields = inner[0]
         self._rdata_seen = True
-        self._begin_data()  # it sets _rdata_len when it ends
+        self._begin_data()  # _data_end sets _rdata_len
         return True
 
     def _fast_tail(self, m: re.Match[bytes]) -> bool:
