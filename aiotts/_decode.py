@@ -69,10 +69,11 @@ Invariants
   tells 0 from ``None``).
 * ``_cap`` holds only the raw bytes of the one key or small value being captured, and
   never more than ``max_value_bytes``; ``_held`` counts the raw bytes of every key and
-  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``), and
-  ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements. So what the
-  scanner keeps is bounded by those caps plus the output of the chunk being fed, whatever
-  the size of the body; past a cap it raises a ``DecodeError`` naming it.
+  small value stored, never more than ``max_field_bytes`` (``MAX_FIELD_BYTES``; the
+  one-step tail checks its members against that cap but adds none, as nothing follows
+  it), and ``results`` never has more than ``max_results`` (``MAX_RESULTS``) elements.
+  So what the scanner keeps is bounded by those caps plus the output of the chunk being
+  fed, whatever the size of the body; past a cap it raises a ``DecodeError`` naming it.
 * The fast path of the data string commits nothing until its whole run decoded, so the
   slow path can retake a refused run from the same state.
 * After an error the scanner is FAILED for good: every later call raises that error.
@@ -127,16 +128,16 @@ _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 _EQ: Final = 0x3D  # "="
 _QUOTE: Final = 0x22  # '"'
 _BACKSLASH: Final = 0x5C  # "\\"
-# The one-character JSON escapes and what they stand for.
+# The one-character JSON escapes (the byte after the backslash) and what they stand for.
 _SHORT_ESCAPES: Final = {
-    0x22: 0x22,  # \"
-    0x5C: 0x5C,  # \\
-    0x2F: 0x2F,  # \/
-    0x62: 0x08,  # \b
-    0x66: 0x0C,  # \f
-    0x6E: 0x0A,  # \n
-    0x72: 0x0D,  # \r
-    0x74: 0x09,  # \t
+    b'"': 0x22,
+    b"\\": 0x5C,
+    b"/": 0x2F,
+    b"b": 0x08,
+    b"f": 0x0C,
+    b"n": 0x0A,
+    b"r": 0x0D,
+    b"t": 0x09,
 }
 
 _NOT_WS: Final = re.compile(rb"[^ \t\n\r]")
@@ -231,8 +232,7 @@ _M_SCALAR: Final = 2
 # Capture targets: what the parsed token becomes.
 _T_KEY: Final = 0
 _T_FIELD: Final = 1
-_T_RESULTS_NULL: Final = 2
-_T_DATA_NULL: Final = 3
+_T_NULL: Final = 2  # the null of ``results`` or ``results[i].data``: checked, not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,34 +277,36 @@ def _show(byte: int) -> str:
     return f"byte 0x{byte:02x}"
 
 
-def _b64_step(byte: int, qpos: int, pad: int) -> tuple[int, int] | None:
-    """Advance the Base64 checker by one character, or ``None`` if it is not allowed here.
+def _b64_step(byte: int, qpos: int, pad: int) -> int | None:
+    """The Base64 checker's ``pad`` after one more character, at position ``qpos`` (0-3)
+    of its quad, or ``None`` if the character is not allowed there.
 
-    ``qpos`` is the position in the current quad (0-3); ``pad`` is 0 before any ``=``,
-    1 after a ``=`` in position 2 (a second ``=`` must follow), 2 after the final quad.
+    ``pad`` is 0 before any ``=``, 1 after a ``=`` in position 2 (a second ``=`` must
+    follow), 2 after the final quad. The caller moves ``qpos`` on by one.
     """
     if pad == 2:
         return None
     if pad == 1:
-        return (0, 2) if byte == _EQ else None
+        return 2 if byte == _EQ else None
     if byte in _B64:
-        return (qpos + 1) & 3, 0
+        return 0
     if byte == _EQ:
         if qpos == 2:
-            return 3, 1
+            return 1
         if qpos == 3:
-            return 0, 2
+            return 2
     return None
 
 
-def _b64_check(text: bytes, qpos: int, pad: int) -> tuple[int, int] | None:
-    """``_b64_step`` over a few characters: the state after them, or ``None``."""
+def _b64_check(text: bytes, qpos: int, pad: int) -> int | None:
+    """``_b64_step`` over a few characters from ``qpos``: ``pad`` after them, or ``None``."""
     for byte in text:
         step = _b64_step(byte, qpos, pad)
         if step is None:
             return None
-        qpos, pad = step
-    return qpos, pad
+        qpos = (qpos + 1) & 3
+        pad = step
+    return pad
 
 
 def _unescape_fast(text: bytes) -> bytes | None:
@@ -315,33 +317,34 @@ def _unescape_fast(text: bytes) -> bytes | None:
     character that the strict Base64 decoder refuses next.
     """
     try:
-        value = orjson.loads(b'"' + text + b'"')
+        # ``text`` holds no quote but an escaped one (the run ends before the string's
+        # closing quote), so this is one JSON string or nothing: orjson gives a str.
+        value: str = orjson.loads(b'"' + text + b'"')
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(value, str):  # pragma: no cover - a lone JSON string is a str
-        return None
-    # UTF-8 can only fail on a lone surrogate, which orjson never returns.
-    return value.encode("utf-8", "surrogatepass")
+    # UTF-8 cannot fail: orjson refuses a lone surrogate.
+    return value.encode()
 
 
 def _escape_cut(seg: bytes) -> int:
     """Where the incomplete escape at the end of ``seg`` begins (``len(seg)`` if none).
 
-    An escape is at most 6 bytes, so only a backslash among the last 5 can be cut short.
+    An escape is at most 6 bytes, so only a backslash among the last 5 can be cut short:
+    one that ends ``seg``, or one of a ``\\u`` escape (which is then shorter than 6 bytes).
     """
     n = len(seg)
     k = seg.rfind(b"\\", max(0, n - 5))
     if k < 0:
         return n
-    if k == n - 1 or (seg[k + 1] == 0x75 and n - k < 6):  # 0x75: "u"
+    if k == n - 1 or seg[k + 1] == 0x75:  # 0x75: "u"
         return k
     return n
 
 
 def _byte_pos(raw: bytes, char_pos: int) -> int:
     """Turn orjson's character position in ``raw`` into a byte position."""
-    head = raw.decode("utf-8", "surrogateescape")[: max(char_pos, 0)]
-    return min(len(head.encode("utf-8", "surrogateescape")), len(raw))
+    head = raw.decode(errors="surrogateescape")[: max(char_pos, 0)]
+    return min(len(head.encode(errors="surrogateescape")), len(raw))
 
 
 class EnvelopeScanner:
@@ -363,7 +366,6 @@ class EnvelopeScanner:
         "_envelope",
         "_error",
         "_fields",
-        "_finished",
         "_held",
         "_index",
         "_key",
@@ -397,32 +399,35 @@ class EnvelopeScanner:
         self._level = _L_TOP
         self._seen = 0  # bytes fed so far: the absolute offset of the next chunk
         self._error: DecodeError | None = None
-        self._finished = False
-        self._envelope: ScannedEnvelope | None = None
+        self._envelope: ScannedEnvelope | None = None  # set by a finish() that succeeded
         # The top level.
         self._fields: dict[str, Any] = {}
         self._results: list[ScannedResult] | None = None
         self._results_seen = False
-        # The result object being scanned (level 2).
-        self._rfields: dict[str, Any] = {}
-        self._rdata_len: int | None = None
-        self._rdata_seen = False
-        # The last key read.
-        self._key = ""
-        # CAPTURE: the raw bytes of the token so far, how its end is found, what it becomes.
+        # CAPTURE: the raw bytes of the token so far (see _start_capture for the rest).
         self._cap = bytearray()
-        self._cap_mode = _M_STRING
-        self._cap_target = _T_KEY
-        self._cap_start = 0
-        self._cap_depth = 0  # open arrays/objects in a captured container
-        self._cap_in_str = False  # inside a string in a captured container
-        self._cap_esc = False  # the chunk ended right after a backslash in a string
-        # DATA: see the invariants in the module docstring.
-        self._carry = b""
-        self._pad = 0
-        self._pending = b""
-        self._data_len = 0
-        self._index = 0  # inside a result: its index in "results"
+        # The other attributes (annotated on the class) are set when their part of the
+        # body begins, and read only inside it.
+
+    # The result object being scanned (level 2), set when it begins.
+    _index: int  # its index in "results"
+    _rfields: dict[str, Any]
+    _rdata_len: int | None
+    _rdata_seen: bool
+    # The last key read, set by each key.
+    _key: str
+    # CAPTURE: how the token's end is found, what it becomes (set by _start_capture).
+    _cap_mode: int
+    _cap_target: int
+    _cap_start: int
+    _cap_depth: int  # open arrays/objects in a captured container
+    _cap_in_str: bool  # inside a string in a captured container
+    _cap_esc: bool  # the chunk ended right after a backslash in a string
+    # DATA: see the invariants in the module docstring (set by _begin_data).
+    _carry: bytes
+    _pad: int
+    _pending: bytes
+    _data_len: int
 
     def __repr__(self) -> str:
         results = "-" if self._results is None else str(len(self._results))
@@ -447,8 +452,9 @@ class EnvelopeScanner:
         """
         if self._error is not None:
             raise self._error
-        if self._finished:
+        if self._envelope is not None:
             raise DecodeError("the body already ended: feed() after finish()", offset=self._seen)
+        # bytes(chunk) would give a bytes chunk itself too, but more slowly.
         buf = chunk if type(chunk) is bytes else bytes(chunk)
         base = self._seen
         self._seen = base + len(buf)
@@ -466,7 +472,6 @@ class EnvelopeScanner:
             raise self._error
         if self._envelope is not None:
             return self._envelope
-        self._finished = True
         if self._state != _S_DOC_END:
             where = "empty body" if self._seen == 0 else self._where()
             self._fail(DecodeError(f"the body ended early: {where}", offset=self._seen))
@@ -489,12 +494,10 @@ class EnvelopeScanner:
         return f"unfinished JSON ({_STATE_NAMES[state]})"
 
     def _path(self, key: str) -> str:
+        """How a message names the value of ``key`` in the current object (level 0 or 2)."""
         if self._level == _L_TOP:
             return repr(key)
-        index = 0 if self._results is None else len(self._results)
-        if self._level == _L_RESULTS:
-            return f"results[{index}]"
-        return f"results[{index}].{key}"
+        return f"results[{self._index}].{key}"
 
     # -- the state machine -------------------------------------------------------------
 
@@ -546,15 +549,17 @@ class EnvelopeScanner:
                     want = "a key or '}'" if state == _S_OBJ_OPEN else "a key after ','"
                     raise DecodeError(f"expected {want}, found {_show(c)}", offset=off)
             elif state in (_S_ARR_OPEN, _S_ARR_ITEM):
+                # Inside "results", which is a list (the invariant of levels 1 and 2).
+                assert self._results is not None
                 if c == 0x7B:  # "{"
-                    if self._results is not None and len(self._results) >= self._max_results:
+                    if len(self._results) >= self._max_results:
                         raise DecodeError(
                             f"'results' has more than {self._max_results} elements "
                             "(MAX_RESULTS); the real API sends one",
                             offset=off,
                         )
                     self._level = _L_RESULT
-                    self._index = 0 if self._results is None else len(self._results)
+                    self._index = len(self._results)
                     self._rfields = {}
                     self._rdata_len = None
                     self._rdata_seen = False
@@ -564,7 +569,8 @@ class EnvelopeScanner:
                     self._state = _S_AFTER
                 else:
                     raise DecodeError(
-                        f"{self._path('')} must be an object, found {_show(c)}", offset=off
+                        f"results[{len(self._results)}] must be an object, found {_show(c)}",
+                        offset=off,
                     )
             elif state == _S_DOC_START:
                 if c != 0x7B:
@@ -576,41 +582,38 @@ class EnvelopeScanner:
                     i = m.end()
                     continue
                 self._state = _S_OBJ_OPEN
-            elif state == _S_DOC_END:
+            else:  # DOC_END (never FAILED: feed() raises first)
                 raise DecodeError(
                     f"unexpected {_show(c)} after the end of the JSON document", offset=off
                 )
-            else:  # pragma: no cover - FAILED never reaches here: feed() raises first
-                raise DecodeError("the scanner already failed", offset=off)
             i += 1
 
-    def _members(self, raw: bytes, reserved: bytes) -> tuple[dict[str, Any], int] | None:
+    def _members(self, raw: bytes) -> tuple[dict[str, Any], int] | None:
         """The plain members ``raw`` holds (``_HEAD_MEMBER``), and the bytes they count
         toward ``max_field_bytes``, as the general path counts them; ``None`` if one of them
-        is ``reserved`` or passes ``max_value_bytes`` (the general path must read them)."""
+        passes ``max_value_bytes`` (the general path must read them). ``_MEMBER`` names
+        neither ``results`` nor ``data``, so no member here is one of those."""
         fields: dict[str, Any] = {}
         held = 0
         limit = self._max_value
         for m in _HEAD_MEMBER.finditer(raw):
             raw_key, raw_text = m.group(1, 2)
-            if raw_key == reserved:
-                return None
             key_size = len(raw_key) + 2
             value_size = 4 if raw_text is None else len(raw_text) + 2
             if key_size > limit or value_size > limit:
                 return None
             held += key_size + value_size
-            fields[raw_key.decode("ascii")] = None if raw_text is None else raw_text.decode("ascii")
+            fields[raw_key.decode()] = None if raw_text is None else raw_text.decode()
         return fields, held
 
     def _fast_head(self, m: re.Match[bytes]) -> bool:
         """Take the head that ``_HEAD`` matched in one step, leaving the scanner just as the
         general path would at the first byte of ``results[0].data``. False, having changed
-        nothing, if the general path must read it (a repeated ``results`` or ``data``, a
-        cap reached)."""
-        top = self._members(m.group(1), b"results")
-        inner = None if top is None else self._members(m.group(2), b"data")
-        if top is None or inner is None or self._max_results < 1:
+        nothing, if the general path must read it (a cap reached)."""
+        top = self._members(m.group(1))
+        inner = self._members(m.group(2))
+        # The key "results" (9 bytes, quotes included) meets max_value_bytes as any key.
+        if top is None or inner is None or self._max_results < 1 or self._max_value < 9:
             return False
         held = self._held + top[1] + inner[1] + 15  # and the keys "results" (9), "data" (6)
         if held > self._max_held:
@@ -622,28 +625,21 @@ class EnvelopeScanner:
         self._level = _L_RESULT
         self._index = 0
         self._rfields = inner[0]
-        self._rdata_len = None
         self._rdata_seen = True
-        self._key = "data"
-        self._carry = b""
-        self._pad = 0
-        self._pending = b""
-        self._data_len = 0
-        self._state = _S_DATA
+        self._begin_data()  # _data_end sets _rdata_len
         return True
 
     def _fast_tail(self, m: re.Match[bytes]) -> bool:
         """Take the tail that ``_RESULT_TAIL`` matched (the result and ``results`` closed, plain
         members, the final ``}``) in one step; False, having changed nothing, if the general
         path must read it."""
-        tail = self._members(m.group(1), b"results")
+        tail = self._members(m.group(1))
         if tail is None or self._held + tail[1] > self._max_held:
             return False
-        self._held += tail[1]
         assert self._results is not None  # at level 2, as in _close_object
         self._results.append(ScannedResult(self._rfields, self._rdata_len))
         self._fields.update(tail[0])
-        self._level = _L_TOP
+        # The document ended: nothing reads the level or _held again.
         self._state = _S_DOC_END
         return True
 
@@ -658,8 +654,8 @@ class EnvelopeScanner:
         if max(key_size, value_size) > self._max_value or held > self._max_held:
             return False
         self._held = held
-        key = self._key = raw_key.decode("ascii")
-        value = None if raw_text is None else raw_text.decode("ascii")
+        key = self._key = raw_key.decode()
+        value = None if raw_text is None else raw_text.decode()
         if self._level == _L_TOP:
             self._fields[key] = value  # a repeated key: the last wins, as in orjson
         else:
@@ -682,27 +678,22 @@ class EnvelopeScanner:
                 self._state = _S_ARR_OPEN
                 return i + 1
             if c == 0x6E:  # "n": must be null
-                return self._token(buf, i, off, _M_SCALAR, _T_RESULTS_NULL)
+                return self._token(buf, i, off, _M_SCALAR, _T_NULL)
             raise DecodeError(f"'results' must be an array or null, found {_show(c)}", offset=off)
         if level == _L_RESULT and self._key == "data":
             if c == _QUOTE:
-                self._carry = b""
-                self._pad = 0
-                self._pending = b""
-                self._data_len = 0
-                self._state = _S_DATA
+                self._begin_data()
                 return i + 1
             if c == 0x6E:
-                return self._token(buf, i, off, _M_SCALAR, _T_DATA_NULL)
+                return self._token(buf, i, off, _M_SCALAR, _T_NULL)
             raise DecodeError(
                 f"{self._path('data')} must be a string or null, found {_show(c)}", offset=off
             )
         if c == _QUOTE:
             return self._token(buf, i, off, _M_STRING, _T_FIELD)
         if c in (0x7B, 0x5B):  # "{" or "["
-            self._start_capture(_M_CONTAINER, _T_FIELD, off, c)
-            self._cap_depth = 1
-            self._check_depth(off)
+            # At most 4 levels deep so far: _check_depth needs to see only what it opens.
+            self._start_capture(_M_CONTAINER, _T_FIELD, off, buf[i : i + 1])
             return i + 1
         if c in b",:]}":
             raise DecodeError(
@@ -722,7 +713,7 @@ class EnvelopeScanner:
                 end = m.start() + 1
                 self._store(buf[i:end], off, target)
                 return end
-            self._start_capture(mode, target, off, _QUOTE)
+            self._start_capture(mode, target, off, b'"')
             return i + 1
         m = _SCALAR_END.search(buf, i)
         if m is not None:
@@ -730,7 +721,7 @@ class EnvelopeScanner:
             self._store(buf[i:end], off, target)
             return end
         # A scalar's first byte is left for the capture loop: it may also be its last.
-        self._start_capture(mode, target, off, 0)
+        self._start_capture(mode, target, off, b"")
         return i
 
     def _after(self, c: int, off: int) -> None:
@@ -759,19 +750,14 @@ class EnvelopeScanner:
 
     # -- capture of keys and small values ----------------------------------------------
 
-    def _start_capture(self, mode: int, target: int, off: int, first: int) -> None:
-        """Begin capturing a token whose first byte, ``first``, is at ``off``.
-
-        A string's quote and a container's bracket are consumed here; a scalar's first
-        byte is left for the capture loop.
-        """
-        self._cap.clear()
-        if mode != _M_SCALAR:
-            self._cap.append(first)
+    def _start_capture(self, mode: int, target: int, off: int, opening: bytes) -> None:
+        """Begin capturing a token that starts at ``off`` with ``opening``, the bytes
+        consumed already: a string's quote, a container's bracket, nothing of a scalar."""
+        self._cap[:] = opening
         self._cap_mode = mode
         self._cap_target = target
         self._cap_start = off
-        self._cap_depth = 0
+        self._cap_depth = 1  # a container's opening bracket (the other modes ignore it)
         self._cap_in_str = False
         self._cap_esc = False
         self._state = _S_CAPTURE
@@ -801,25 +787,25 @@ class EnvelopeScanner:
             )
         self._cap += buf[start:end]
 
-    def _scan_string(self, buf: bytes, i: int) -> int:
-        """Skip string content from ``i``: the index after the closing quote, or -1."""
+    def _scan_string(self, buf: bytes, i: int) -> int | None:
+        """Skip string content from ``i``: the index after the closing quote, or ``None``
+        if the string goes on past ``buf``."""
         if self._cap_esc:
             # The previous chunk ended right after a backslash: this byte is escaped.
             self._cap_esc = False
             i += 1
         n = len(buf)
-        while i < n:
+        while True:  # past the end, the search finds nothing
             m = _STRING_SPECIAL.search(buf, i)
             if m is None:
-                return -1
+                return None
             j = m.start()
             if buf[j] == _QUOTE:
                 return j + 1
             if j + 1 >= n:
                 self._cap_esc = True
-                return -1
+                return None
             i = j + 2
-        return -1
 
     def _capture(self, buf: bytes, i: int, base: int) -> int:
         """Continue the capture at ``buf[i]``; return where the scan goes on."""
@@ -834,22 +820,22 @@ class EnvelopeScanner:
             self._complete()
             return end
         if mode == _M_STRING:
-            end = self._scan_string(buf, i)
-            if end < 0:
+            close = self._scan_string(buf, i)
+            if close is None:
                 self._append(buf, i, n)
                 return n
-            self._append(buf, i, end)
+            self._append(buf, i, close)
             self._complete()
-            return end
+            return close
         # A container: track strings and nesting until the opening bracket is closed.
         start = i
-        while i < n:
+        while True:  # past the end, the searches find nothing
             if self._cap_in_str:
-                end = self._scan_string(buf, i)
-                if end < 0:
+                close = self._scan_string(buf, i)
+                if close is None:
                     break
                 self._cap_in_str = False
-                i = end
+                i = close
                 continue
             m = _CONTAINER_SPECIAL.search(buf, i)
             if m is None:
@@ -897,18 +883,12 @@ class EnvelopeScanner:
             self._state = _S_COLON
             return
         self._state = _S_AFTER
+        # A _T_NULL token starts with "n", which orjson reads as null or refuses.
         if target == _T_FIELD:
             if self._level == _L_TOP:
                 self._fields[self._key] = value  # a repeated key: the last wins, as in orjson
             else:
                 self._rfields[self._key] = value
-        elif value is not None:  # pragma: no cover - orjson reads "n..." as null or not at all
-            what = (
-                "'results' must be an array"
-                if target == _T_RESULTS_NULL
-                else (f"{self._path('data')} must be a string")
-            )
-            raise DecodeError(f"{what} or null, found {type(value).__name__}", offset=start)
 
     def _set_key(self, key: str, off: int) -> None:
         self._key = key
@@ -924,29 +904,33 @@ class EnvelopeScanner:
 
     # -- the data string ---------------------------------------------------------------
 
+    def _begin_data(self) -> None:
+        """The data string's opening quote was read."""
+        self._carry = b""
+        self._pad = 0
+        self._pending = b""
+        self._data_len = 0
+        self._state = _S_DATA
+
     def _data(self, buf: bytes, i: int, base: int, out: list[AudioPiece]) -> int:
         """Consume data-string content from ``buf[i]``; return where the scan goes on."""
         n = len(buf)
         # Optimistic, and no search of the chunk: if the first quote in the chunk's last
-        # bytes is at ``tail`` (or there is none: ``n``), try to decode up to there. A run
-        # that decodes holds no quote and no backslash, so ``tail`` is the closing quote
-        # (or the string goes on past the chunk).
-        tried = -1  # the end of the run tried, if it failed
-        if not self._pending:
-            tail = buf.find(b'"', max(i, n - _TAIL))
-            tail = n if tail < 0 else tail
-            if self._data_raw(buf, i, tail, out):
-                return n if tail == n else self._data_end(tail, base)
-            tried = tail
+        # bytes is at ``tail`` (or there is none), try to decode up to there (``stop``). A
+        # run that decodes holds no quote and no backslash, so ``tail`` is the closing
+        # quote (or the string goes on past the chunk). An escape cut by the last chunk
+        # (``_pending``) only the slow path joins up.
+        tail = buf.find(b'"', max(i, n - _TAIL))
+        stop = n if tail < 0 else tail
+        fast = not self._pending
+        if fast and self._data_raw(buf, i, stop, out):
+            return n if tail < 0 else self._data_end(tail, base)
         q = buf.find(b'"', i)
         end = n if q < 0 else q
-        # The run up to the first quote gets the fast path too, unless it was just tried.
-        fast = not self._pending and end != tried
-        if end > i and not (fast and self._data_raw(buf, i, end, out)):
+        # The run up to the first quote gets the fast path too, unless it was just refused.
+        if not (fast and end != stop and self._data_raw(buf, i, end, out)):
             self._data_slow(buf, i, end, base, out)
-        if q < 0:
-            return end
-        return self._data_end(q, base)
+        return end if q < 0 else self._data_end(q, base)
 
     def _data_end(self, q: int, base: int) -> int:
         """The data string's closing quote is at ``q``: check the string ended whole."""
@@ -970,23 +954,22 @@ class EnvelopeScanner:
         Returns False, having changed nothing, if anything is unusual; the slow path then
         takes the same run from the same state.
         """
-        pad = self._pad
         if i == end:
             return True
-        if pad == 2:
-            return False  # nothing may follow the final quad
+        pad = self._pad
         carry = self._carry
         p = i
         first = b""
         if carry:
             need = 4 - len(carry)
             if end - p < need:
+                # So ``need`` is 2 or 3, and the carry holds no "=" yet (pad is 0).
                 tail = buf[p:end]
-                state = _b64_check(tail, len(carry), pad)
-                if state is None:
+                after = _b64_check(tail, len(carry), 0)
+                if after is None:
                     return False
                 self._carry = carry + tail
-                self._pad = state[1]
+                self._pad = after
                 return True
             quad = carry + buf[p : p + need]
             try:
@@ -1012,10 +995,10 @@ class EnvelopeScanner:
                 pad = 2
         tail = buf[p:end]
         if tail:
-            state = _b64_check(tail, 0, pad)
-            if state is None:
+            after = _b64_check(tail, 0, pad)
+            if after is None:
                 return False
-            pad = state[1]
+            pad = after
         # Nothing can fail from here on: commit.
         self._carry = tail
         self._pad = pad
@@ -1038,45 +1021,37 @@ class EnvelopeScanner:
         for a in range(i, end, _WINDOW):
             b = min(a + _WINDOW, end)
             pending = self._pending
-            seg = pending + buf[a:b] if pending else buf[a:b]
+            seg = pending + buf[a:b]
             cut = _escape_cut(seg)
-            text = _unescape_fast(seg if cut == len(seg) else seg[:cut])
-            if text is not None and self._data_raw(text, 0, len(text), parts):
-                self._pending = seg[cut:]
-                continue
-            # Something is wrong: go through the window one character at a time.
-            text, rest = self._unescape_checked(seg, base + a - len(pending))
-            if not self._data_raw(text, 0, len(text), parts):  # pragma: no cover - checked
-                raise DecodeError(f"{self._path('data')}: invalid Base64", offset=base + a)
-            self._pending = rest
-        if len(parts) > 1:
+            text = _unescape_fast(seg[:cut])
+            if text is None or not self._data_raw(text, 0, len(text), parts):
+                self._raise_first_error(seg, base + a - len(pending))
+            self._pending = seg[cut:]
+        if parts:
             out.append(AudioPiece(self._index, b"".join([p.data for p in parts])))
-        else:
-            out.extend(parts)
 
-    def _unescape_checked(self, seg: bytes, seg_off: int) -> tuple[bytes, bytes]:
-        """Unescape ``seg`` one character at a time, checking JSON escapes and Base64 as
-        they come; raise DecodeError at the first wrong byte. Returns the text and an
-        escape cut short at the end of ``seg`` (empty if none)."""
+    def _raise_first_error(self, seg: bytes, seg_off: int) -> NoReturn:
+        """Walk ``seg``, a window the slow path refused, one character at a time, checking
+        JSON escapes and Base64 as they come, and raise DecodeError at the first wrong byte.
+
+        The walk accepts exactly what orjson and the strict decoder accept together, one
+        character at a time, so a window they refuse holds a wrong byte before its end
+        and before any escape that ``_escape_cut`` cut off: the walk always raises there.
+        """
         what = self._path("data")
         qpos = len(self._carry)
         pad = self._pad
-        text = bytearray()
         n = len(seg)
         j = 0
         while j < n:
             byte = seg[j]
             width = 1
             if byte == _BACKSLASH:
-                if j + 1 >= n:
-                    return bytes(text), seg[j:]
-                kind = seg[j + 1]
-                if kind == 0x75:  # "u"
+                kind = seg[j + 1 : j + 2]  # empty past the end, where the walk never gets
+                if kind == b"u":
                     digits = seg[j + 2 : j + 6]
-                    if any(d not in _HEX for d in digits):
+                    if len(digits) < 4 or not _HEX.issuperset(digits):
                         raise DecodeError(f"{what}: invalid \\u escape", offset=seg_off + j)
-                    if len(digits) < 4:
-                        return bytes(text), seg[j:]
                     byte = int(digits, 16)
                     width = 6
                 elif kind in _SHORT_ESCAPES:
@@ -1093,10 +1068,11 @@ class EnvelopeScanner:
                 else:
                     problem = "an escape that is not a Base64 character"
                 raise DecodeError(f"{what}: {problem}", offset=seg_off + j)
-            qpos, pad = step
-            text.append(byte)
+            qpos = (qpos + 1) & 3
+            pad = step
             j += width
-        return bytes(text), b""
+        # Unreachable (see above): a window the walk accepts, the slow path accepted.
+        raise AssertionError("no error found in a refused window")  # pragma: no cover, no mutate
 
 
 def scan_body(body: bytes) -> tuple[ScannedEnvelope, list[bytes]]:
@@ -1105,9 +1081,9 @@ def scan_body(body: bytes) -> tuple[ScannedEnvelope, list[bytes]]:
     For small bodies and tests; a result body is best streamed through the scanner.
     """
     scanner = EnvelopeScanner()
-    audio: dict[int, list[bytes]] = {}
+    audio: dict[int, bytearray] = {}
     for piece in scanner.feed(body):
-        audio.setdefault(piece.index, []).append(piece.data)
+        audio.setdefault(piece.index, bytearray()).extend(piece.data)
     envelope = scanner.finish()
     count = 0 if envelope.results is None else len(envelope.results)
-    return envelope, [b"".join(audio.get(i, ())) for i in range(count)]
+    return envelope, [bytes(audio.get(i, b"")) for i in range(count)]
