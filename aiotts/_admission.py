@@ -28,7 +28,7 @@ from typing import Protocol
 from aiotts._files import OutputTarget
 from aiotts._manifest import ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState
-from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded
+from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded, json_ids
 
 __all__ = [
     "ADMIT_CHUNK",
@@ -41,6 +41,7 @@ __all__ = [
     "all_plain",
     "chunks",
     "each",
+    "folder_mark",
     "id_problem",
     "resumed_done",
 ]
@@ -65,11 +66,12 @@ def all_plain(raws: Sequence[object]) -> bool:
     if not raws or set(map(type, raws)) != {str}:
         return False
     ids: Sequence[str] = raws  # type: ignore[assignment]
-    return (
-        max(map(len, ids)) <= MAX_ID_LENGTH
-        and all(map(str.strip, ids))
-        and _UNPRINTABLE.search("".join(ids)) is None
-    )
+    if max(map(len, ids)) > MAX_ID_LENGTH or not all(map(str.strip, ids)):
+        return False
+    joined = "".join(ids)
+    # Printable ASCII (every real id) has no control character and no surrogate: the
+    # check of two C loops, without the pattern.
+    return (joined.isascii() and joined.isprintable()) or _UNPRINTABLE.search(joined) is None
 
 
 def id_problem(raw: object) -> str | None:
@@ -131,17 +133,25 @@ class SeenIds:
         if not chunk:
             return []
         ids = [raw if type(raw) is str else _id_of(raw) for raw in chunk]
-        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in ids]
-        if max(map(len, keys)) > _SHORT_KEY:
-            keys = [_seen_key(task_id) for task_id in ids]
         db = self._db
         self._chunks += 1
-        count = len(keys)
+        count = len(ids)
         # Each key is inserted once, marked with the number of the chunk that inserted
         # it; a key seen before (or twice in this chunk) is left as it was. Most chunks
-        # are all new: every row inserted says so, with nothing to read back.
-        query = _ADD_SEEN_MANY.get(count) or _add_seen_many(count)
-        inserted = db.execute(query, [self._chunks, *keys]).rowcount
+        # are all new: every row inserted says so, with nothing to read back. Short ASCII
+        # ids (every real one) are their own keys and travel as one JSON array.
+        array = (
+            json_ids(ids) if max(map(len, ids)) <= _SHORT_KEY and "".join(ids).isascii() else None
+        )
+        if array is not None:
+            inserted = db.execute(_ADD_SEEN_JSON, (array, self._chunks)).rowcount
+            keys = [task_id.encode() for task_id in ids] if inserted != count else []
+        else:
+            keys = [task_id.encode("utf-8", "surrogatepass") for task_id in ids]
+            if max(map(len, keys)) > _SHORT_KEY:
+                keys = [_seen_key(task_id) for task_id in ids]
+            query = _ADD_SEEN_MANY.get(count) or _add_seen_many(count)
+            inserted = db.execute(query, [self._chunks, *keys]).rowcount
         if inserted == count:
             self._count += count
             return list(zip(ids, chunk, strict=True))
@@ -168,6 +178,9 @@ class SeenIds:
 
 
 _ADD_SEEN = "INSERT OR IGNORE INTO seen (key, chunk) VALUES (?, 0)"
+_ADD_SEEN_JSON = (
+    "INSERT OR IGNORE INTO seen (key, chunk) SELECT CAST(value AS BLOB), ?2 FROM json_each(?1)"
+)
 _ADD_SEEN_MANY: dict[int, str] = {}
 
 
@@ -196,6 +209,24 @@ def _seen_key(task_id: str) -> bytes:
     if len(key) <= _SHORT_KEY:
         return key
     return b"\xff" + hashlib.blake2b(key, digest_size=16).digest()
+
+
+def folder_mark(folder: str | os.PathLike[str]) -> str | None:
+    """What a store records of ``folder`` at a batch's clean end (``clean_end``): its
+    absolute path, device, inode and modification time, or None if it cannot be read.
+
+    Whatever adds, removes or renames an entry in the folder (a temporary file made by
+    another run, say) moves its modification time, so a folder whose mark is the one
+    recorded holds no file that was not there at that clean end: no leftover temporary
+    file, and the batch need not read the folder for them. The mark must be taken before
+    anything of the batch itself touches the folder (its writability probe included)."""
+    try:
+        seen = os.stat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(seen.st_mode):
+        return None
+    return f"{os.path.abspath(folder)}\n{seen.st_dev}:{seen.st_ino}:{seen.st_mtime_ns}"
 
 
 async def each(ids: TaskIds) -> AsyncGenerator[object, None]:
@@ -379,8 +410,7 @@ class ResumeRules:
                 if resumed is not None:
                     skips.add(task_id, resumed)
             return skips
-        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in task_ids]  # key_of
-        by_key = dict(zip(keys, task_ids, strict=True))
+        left: Sequence[str] = task_ids
         proof_folder = self._proof_folder
         if proof_folder is not None:
             # First the proofs alone (fewer columns: most of a resume is proven here),
@@ -388,7 +418,7 @@ class ResumeRules:
             proven = skips.recorded
             folder, prefix, child = proof_folder
             lstat, is_regular, sep = os.lstat, stat.S_ISREG, os.sep
-            for key, file, size, ctime_ns, ino, finished_at, code in earlier.proofs(keys):
+            for position, file, size, ctime_ns, ino, finished_at, code in earlier.proofs(task_ids):
                 # The proof: a ``done`` row of one file in this folder whose ``lstat``
                 # shows the size, change time and inode recorded (``_proven`` says the same).
                 head, _, name = file.rpartition(sep)
@@ -404,11 +434,16 @@ class ResumeRules:
                     and seen.st_ino == ino
                     and is_regular(seen.st_mode)
                 ):
-                    task_id = by_key.pop(key)
+                    task_id = task_ids[position]
                     proven[task_id] = resumed_done(
                         task_id, (child(name),), size, finished_at or 0.0, code
                     )
-            keys = list(by_key) if len(by_key) < len(keys) else keys
+            if len(proven) == len(task_ids):
+                left = ()
+            elif proven:
+                left = [task_id for task_id in task_ids if task_id not in proven]
+        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in left]  # key_of
+        by_key = dict(zip(keys, left, strict=True))
         rows = earlier.recorded(keys) if keys else []
         for row in rows:
             task_id = by_key.pop(row[0])

@@ -38,6 +38,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from collections import Counter, deque
@@ -134,6 +135,11 @@ class BatchOptions:
     cleanup: Callable[[], object] | None = None
     """Run in a worker thread while the batch runs (the removal of a crashed run's
     temporary files, which reads the whole folder); the batch ends after it."""
+    clean_end: Callable[[], str | None] | None = None
+    """At a clean end (every id taken in ended through the scheduler or was skipped, no
+    error, no cancellation, no deadline, ``cleanup`` done), the mark this returns is
+    recorded in the store (``OutcomeStore.record_clean_end``): a later batch into a folder
+    that still shows that mark has no leftover temporary file to look for."""
 
 
 class Batch:
@@ -176,6 +182,8 @@ class Batch:
         self._finished = anyio.Event()
         self._started = False
         self._done = False  # every outcome queued (or the batch stopped)
+        self._clean = False  # every id ended in the ordinary way, nothing left behind
+        self._cleaned_up = False  # the folder holds no crashed run's temporary file
         self._error: AiottsError | None = None
         self._clock = scheduler.clock
         self._started_at = self._clock()
@@ -240,6 +248,7 @@ class Batch:
         if self._options.cleanup is not None:
             self._spawn(self._clean_up(self._options.cleanup, cleaned))
         else:
+            self._cleaned_up = True  # nothing to look for: the folder is as a clean end left it
             cleaned.set()
         try:
             with self._scope:  # catches its own cancellation: the ending is recorded inside
@@ -249,6 +258,8 @@ class Batch:
                             async for chunk in source:
                                 await self._admit(chunk)
                         await self._until_all_ended()
+                        # No await since: neither the deadline nor a cancellation struck.
+                        self._clean = self._error is None and not self._active
                     if batch_deadline.cancelled_caught:
                         await self._expire_everything(source)
                 except BaseException:
@@ -262,18 +273,33 @@ class Batch:
             finally:
                 self._save()
                 if self._manifest is not None:
+                    self._record_clean_end(self._manifest)
                     self._manifest.close()
                 self._seen.close()
                 self._done = True
                 self._finished.set()
                 self._tell_reader()
 
-    @staticmethod
-    async def _clean_up(cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
+    async def _clean_up(self, cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
         try:
             await anyio.to_thread.run_sync(cleanup)  # never abandoned: it ends first
+            self._cleaned_up = True
         finally:
             cleaned.set()
+
+    def _record_clean_end(self, record: Manifest | OutcomeStore) -> None:
+        """Mark the store if the batch ended cleanly (see ``BatchOptions.clean_end``);
+        called after the last outcome was committed, when nothing of it touches the
+        folder any more. Not marking is always safe: the next batch reads the folder."""
+        mark_of = self._options.clean_end
+        if not (self._clean and self._cleaned_up and self._error is None):
+            return
+        if mark_of is None or not isinstance(record, OutcomeStore):
+            return
+        mark = mark_of()
+        if mark is not None:
+            with contextlib.suppress(OutputError):
+                record.record_clean_end(mark)
 
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""

@@ -26,7 +26,12 @@ Tables:
   POST may have reached the server without an id coming back, or ``unsent`` when it
   provably created nothing (refused, or never sent). ``sending`` found by a later run is
   the uncertain window: that run cannot know whether the server got the text.
-* ``meta(key, value)``: the format version, and which JSONL manifest was imported.
+* ``meta(key, value)``: the format version, which JSONL manifest was imported, and
+  ``clean_end``: set by a batch that ended cleanly (every task it started ended, no
+  temporary file of its own left, the folder read for those of crashed runs), naming its
+  output folder as ``folder_mark`` saw it then. Opening the store for writing deletes it
+  (committed at once), so a run killed at any moment leaves none: the next batch reads
+  the folder for leftover temporary files, as it does when the folder changed since.
 
 Invariants:
 
@@ -58,6 +63,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from aiotts._errors import OutputError
 from aiotts._files import output_error
 from aiotts._manifest import (
@@ -79,6 +86,7 @@ __all__ = [
     "Proof",
     "Recorded",
     "is_store_path",
+    "json_ids",
     "key_of",
     "merged_records",
     "open_record",
@@ -120,6 +128,45 @@ _EMPTY_OUTCOMES = (
 _NO_PROOF: tuple[None, ...] = (None,) * len(_PROOF_COLUMNS)
 LOOKUP_CHUNK = 512
 """The most ids ``recorded`` asks about in one statement (SQLite allows 32,766 values)."""
+_PROOF_SELECT = "SELECT {id}, o.file, o.size, o.ctime_ns, o.ino, o.time, o.code FROM "
+_PROOF_WHERE = " WHERE o.file IS NOT NULL AND o.state = 'done'"
+# CROSS JOIN keeps the array outside: its rows come in its order, each a primary-key search.
+_PROOFS_BY_JSON = (
+    _PROOF_SELECT.format(id="j.key")
+    + "json_each(?) AS j CROSS JOIN outcomes AS o ON o.id = CAST(j.value AS BLOB)"
+    + _PROOF_WHERE
+)
+_PROOFS_BY_KEYS = (
+    _PROOF_SELECT.format(id="o.id") + "outcomes AS o" + _PROOF_WHERE + " AND o.id IN ({marks})"
+)
+
+
+def _has_json() -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            row = db.execute("SELECT CAST(value AS BLOB) FROM json_each(?)", ('["\u00e9"]',))
+            found = row.fetchall()
+    except sqlite3.Error:
+        return False
+    return found == [("\u00e9".encode(),)]
+
+
+_JSON_IDS = _has_json()
+"""Whether this SQLite has ``json_each`` (built in since 3.38; most builds before too)."""
+
+
+def json_ids(task_ids: Sequence[str]) -> bytes | None:
+    """``task_ids`` as one JSON array whose strings SQLite reads back (``json_each``, then
+    ``CAST(value AS BLOB)``) as exactly the keys ``_key`` makes, or None if one of them
+    would not come back unchanged, or this SQLite has no ``json_each``."""
+    if not _JSON_IDS:
+        return None
+    try:
+        array = orjson.dumps(task_ids)
+    except TypeError:  # a lone surrogate (a byte that was not UTF-8): bound instead
+        return None
+    return None if b"\\u0000" in array else array
+
 
 Recorded = tuple[
     bytes,  # the id as stored (``_key``)
@@ -134,7 +181,7 @@ Recorded = tuple[
 ]
 """One row of ``OutcomeStore.recorded``."""
 Proof = tuple[
-    bytes,  # the id as stored (``_key``)
+    int,  # the position of the id in the sequence asked about
     str,  # file, relative to the store's folder
     int,  # size
     int,  # ctime_ns
@@ -211,6 +258,7 @@ class OutcomeStore:
         self._lock_fd: int | None = None
         self._seq = 0
         self._pending = 0
+        self._clean_end: str | None = None
         self.rows_written = 0
         try:
             if read_only:
@@ -283,6 +331,9 @@ class OutcomeStore:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(STORE_VERSION),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (repr(time.time()),))
+            row = db.execute("SELECT value FROM meta WHERE key = 'clean_end'").fetchone()
+            self._clean_end = None if row is None else str(row[0])
+            db.execute("DELETE FROM meta WHERE key = 'clean_end'")
             db.execute("COMMIT")
             self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM outcomes").fetchone()[0]
             db.execute("BEGIN")
@@ -350,18 +401,42 @@ class OutcomeStore:
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
 
-    def proofs(self, keys: Sequence[bytes]) -> list[Proof]:
-        """The file proofs recorded for ``keys`` (as ``recorded`` takes them): one row per
-        id whose record is ``done`` with a proof, in no particular order."""
-        marks = ",".join("?" * len(keys))
-        query = (
-            "SELECT id, file, size, ctime_ns, ino, time, code FROM outcomes"
-            f" WHERE id IN ({marks}) AND file IS NOT NULL AND state = 'done'"
-        )
+    def proofs(self, task_ids: Sequence[str]) -> list[Proof]:
+        """The file proofs recorded for ``task_ids`` (distinct; at most ``LOOKUP_CHUNK``):
+        one row per id whose record is ``done`` with a proof, in the order of ``task_ids``,
+        each starting with the id's position there.
+
+        The ids travel as one JSON array (``json_each``), not as one bound value each:
+        binding and the temporary index of an ``IN`` list cost more than the look-ups.
+        Ids that JSON cannot carry unchanged (a lone surrogate, a NUL) are bound instead."""
         try:
-            return self._db.execute(query, keys).fetchall()
+            if (array := json_ids(task_ids)) is not None:
+                return self._db.execute(_PROOFS_BY_JSON, (array,)).fetchall()
+            keys = [_key(task_id) for task_id in task_ids]
+            position = {key: n for n, key in enumerate(keys)}
+            marks = ",".join("?" * len(keys))
+            rows = self._db.execute(_PROOFS_BY_KEYS.format(marks=marks), keys).fetchall()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
+        found = [(position[bytes(row[0])], *row[1:]) for row in rows]
+        found.sort()
+        return found
+
+    # -- a clean end ---------------------------------------------------------------------------
+
+    @property
+    def clean_end(self) -> str | None:
+        """The ``clean_end`` mark found when the store was opened for writing (it was
+        deleted then: see the module's docstring), or None."""
+        return self._clean_end
+
+    def record_clean_end(self, mark: str) -> None:
+        """Record, and commit, that a batch into the folder ``mark`` names ended cleanly."""
+        if self.read_only:
+            return
+        self._ledger_write(
+            "INSERT OR REPLACE INTO meta VALUES ('clean_end', ?)", (mark,), commit=True
+        )
 
     def add(self, outcome: Outcome) -> None:
         """Record ``outcome`` in the open transaction; durable only after ``commit``.
