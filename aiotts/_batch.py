@@ -296,10 +296,8 @@ class Batch:
             return
         if mark_of is None or not isinstance(record, OutcomeStore):
             return
-        mark = mark_of()
-        if mark is not None:
-            with contextlib.suppress(OutputError):
-                record.record_clean_end(mark)
+        with contextlib.suppress(OutputError):
+            record.record_clean_end(mark_of)
 
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""

@@ -59,7 +59,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,13 +430,35 @@ class OutcomeStore:
         deleted then: see the module's docstring), or None."""
         return self._clean_end
 
-    def record_clean_end(self, mark: str) -> None:
-        """Record, and commit, that a batch into the folder ``mark`` names ended cleanly."""
+    def record_clean_end(self, mark_of: Callable[[], str | None]) -> None:
+        """Record, and commit, that a batch ended cleanly: the mark ``mark_of`` returns (of
+        the batch's folder) once the store itself touches the folder no more.
+
+        The store may live in that folder, and its write-ahead log is a file there that
+        closing would delete. So the log is folded into the store first and the store
+        leaves write-ahead mode for a kept rollback journal (created here, before the
+        mark); neither the write of the mark nor the close then adds or removes a file.
+        If another connection reads the store meanwhile the mode cannot change: no mark
+        (the next batch reads the folder; the next writer returns to write-ahead mode)."""
         if self.read_only:
             return
-        self._ledger_write(
-            "INSERT OR REPLACE INTO meta VALUES ('clean_end', ?)", (mark,), commit=True
-        )
+        db = self._db
+        try:
+            self.commit()
+            if db.in_transaction:
+                db.execute("COMMIT")
+            mode = db.execute("PRAGMA journal_mode = PERSIST").fetchone()[0]
+            if str(mode).lower() == "persist":
+                # The journal exists from this write on, and is kept.
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_end', '')")
+                mark = mark_of()
+                if mark is None:
+                    db.execute("DELETE FROM meta WHERE key = 'clean_end'")
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_end', ?)", (mark,))
+            db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
 
     def add(self, outcome: Outcome) -> None:
         """Record ``outcome`` in the open transaction; durable only after ``commit``.
