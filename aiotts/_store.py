@@ -120,6 +120,7 @@ _PUT = (
     " code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GET = "SELECT line FROM outcomes WHERE id = ?"
+_TASK_ID_GET = "SELECT task_id FROM ledger WHERE key = ?"
 _HAS_OUTCOMES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
 _EMPTY_OUTCOMES = (
     "CREATE TEMP TABLE outcomes (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB,"
@@ -267,6 +268,9 @@ class OutcomeStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._lock_fd = self._take_writer_lock()
                 self._db = self._connect_writer()
+            # One cursor for the point queries (``get``, ``task_id_for``, ``ledger_entry``),
+            # each read whole at once: no new cursor per look-up.
+            self._point = self._db.cursor()
         except (sqlite3.Error, OSError) as exc:
             self._release_lock()
             if isinstance(exc, OutputError):
@@ -367,7 +371,7 @@ class OutcomeStore:
     def get(self, task_id: str) -> ManifestEntry | None:
         """The last entry recorded for ``task_id``, or None."""
         try:
-            row = self._db.execute(_GET, (_key(task_id),)).fetchone()
+            row = self._point.execute(_GET, (_key(task_id),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         if row is None:
@@ -622,7 +626,7 @@ class OutcomeStore:
     def ledger_entry(self, key: str) -> LedgerEntry | None:
         """What the ledger holds for ``key``, or None if the text was never sent."""
         try:
-            row = self._db.execute(_LEDGER_GET, (_key(key),)).fetchone()
+            row = self._point.execute(_LEDGER_GET, (_key(key),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         return None if row is None else _ledger_entry(key, row)
@@ -630,9 +634,7 @@ class OutcomeStore:
     def task_id_for(self, key: str) -> str | None:
         """The task the text known by ``key`` became, or None if it has none (yet)."""
         try:
-            row = self._db.execute(
-                "SELECT task_id FROM ledger WHERE key = ?", (_key(key),)
-            ).fetchone()
+            row = self._point.execute(_TASK_ID_GET, (_key(key),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         return None if row is None or row[0] is None else _text(row[0])
