@@ -23,11 +23,12 @@ a second time; the manifest is written from the store's lines (the very lines a 
 run writes, files relative to the folder) beside the files the store's run fetched, and
 ``resume N`` for JSONL reads it whole and checks every file as a JSONL resume does. Its
 ``fetch`` rows are then left out. ``--no-tenth`` leaves out ``fetch N/10`` (compare with
-the ``fetch N`` of a run at a tenth of the size instead), ``--no-jsonl`` every JSONL row. ``--prefill``: no fetch at all;
-a worker writes the N files (whole WAVs, named as a batch names them) and records each
-outcome through the store's own ``add`` (so with the same file proof a batch records),
-then the resume and ledger rows are measured as above: the resume figures of a size
-whose fetch would take hours here. Each row is printed as soon as it is measured, so a
+the ``fetch N`` of a run at a tenth of the size instead), ``--no-jsonl`` every JSONL row.
+``--prefill``: no fetch at all; a worker writes the N files (whole WAVs, named as a batch
+names them) and records each outcome through the store's own ``add`` (so with the same
+file proof a batch records), then the resume and ledger rows are measured as above: the
+resume figures of a size whose fetch would take hours here. Each row is printed as soon
+as it is measured, so a
 long run that is stopped still shows what it measured.
 
 Targets (store only): RSS growth <= 64 MB for each run; throughput at N within 10% of N/10;
