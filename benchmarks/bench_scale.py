@@ -28,8 +28,7 @@ the ``fetch N`` of a run at a tenth of the size instead), ``--no-jsonl`` every J
 names them) and records each outcome through the store's own ``add`` (so with the same
 file proof a batch records), then the resume and ledger rows are measured as above: the
 resume figures of a size whose fetch would take hours here. Each row is printed as soon
-as it is measured, so a
-long run that is stopped still shows what it measured.
+as it is measured, so a long run that is stopped still shows what it measured.
 
 Targets (store only): RSS growth <= 64 MB for each run; throughput at N within 10% of N/10;
 first outcome of a resume within 1 s; >= 100,000 skipped ids a second, and <= 10 us of
