@@ -301,7 +301,62 @@ def _resumed_done_builder() -> Callable[[str, tuple[Path, ...], int, float, str 
     return resumed_done
 
 
-resumed_done = _resumed_done_builder()
+class _DoneTwin:
+    """An object of ``Outcome``'s very layout (the same slots, in the same order) that is
+    not frozen: its slots are filled by plain assignments, the quickest there are, and
+    it then becomes an ``Outcome`` by ``__class__`` assignment (which Python allows only
+    between classes of the same layout)."""
+
+    __slots__ = Outcome.__slots__
+
+    def __init__(
+        self, task_id: str, files: tuple[Path, ...], size: int, finished_at: float, code: str | None
+    ) -> None:
+        self.task_id = task_id
+        self.state = OutcomeState.DONE
+        self.files = files
+        self.bytes_written = size
+        self.error = None
+        self.messages = ()
+        self.finished_at = finished_at
+        self.warnings = ()
+        self.response_code = code
+        self.resumed = True
+        self.cause = None
+        self.key = None
+
+
+def _resumed_done_by_twin(
+    task_id: str, files: tuple[Path, ...], size: int, finished_at: float, code: str | None, /
+) -> Outcome:
+    """``resumed_done`` at less than half the cost of the descriptors' way."""
+    outcome = _DoneTwin(task_id, files, size, finished_at, code)
+    outcome.__class__ = Outcome  # type: ignore[assignment]
+    return outcome  # type: ignore[return-value]
+
+
+def _quickest_resumed_done() -> Callable[[str, tuple[Path, ...], int, float, str | None], Outcome]:
+    """The twin's way where this Python allows it and it makes what the constructor
+    makes (checked once, field by field), else the descriptors' way."""
+    by_descriptors = _resumed_done_builder()  # also checks that every field is filled
+    files = (Path("a.wav"),)
+    expected = Outcome(
+        "a", OutcomeState.DONE, files, 7, finished_at=1.5, response_code="Ok", resumed=True
+    )
+    try:
+        made = _resumed_done_by_twin("a", files, 7, 1.5, "Ok")
+    except TypeError:  # "__class__ assignment: ... object layout differs"
+        return by_descriptors
+    same = type(made) is Outcome and all(
+        getattr(made, f.name) == getattr(expected, f.name) for f in dataclasses.fields(Outcome)
+    )
+    return _resumed_done_by_twin if same else by_descriptors
+
+
+resumed_done = _quickest_resumed_done()
+"""A maker of the ``Outcome`` of a ``done`` id an earlier run finished, equal to
+``Outcome(task_id, DONE, files, size, finished_at=..., response_code=..., resumed=True)``
+at a fraction of the cost of that call (a resume makes one per skipped id)."""
 
 
 class EarlierRecord(Protocol):
