@@ -23,7 +23,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiotts._files import OutputTarget
 from aiotts._manifest import ManifestEntry, complete_size, whole_files
@@ -305,34 +305,30 @@ class _DoneTwin:
     """An object of ``Outcome``'s very layout (the same slots, in the same order) that is
     not frozen: its slots are filled by plain assignments, the quickest there are, and
     it then becomes an ``Outcome`` by ``__class__`` assignment (which Python allows only
-    between classes of the same layout)."""
+    between classes of the same layout). No ``__init__``: making one costs no call."""
 
     __slots__ = Outcome.__slots__
-
-    def __init__(
-        self, task_id: str, files: tuple[Path, ...], size: int, finished_at: float, code: str | None
-    ) -> None:
-        self.task_id = task_id
-        self.state = OutcomeState.DONE
-        self.files = files
-        self.bytes_written = size
-        self.error = None
-        self.messages = ()
-        self.finished_at = finished_at
-        self.warnings = ()
-        self.response_code = code
-        self.resumed = True
-        self.cause = None
-        self.key = None
 
 
 def _resumed_done_by_twin(
     task_id: str, files: tuple[Path, ...], size: int, finished_at: float, code: str | None, /
 ) -> Outcome:
-    """``resumed_done`` at less than half the cost of the descriptors' way."""
-    outcome = _DoneTwin(task_id, files, size, finished_at, code)
-    outcome.__class__ = Outcome  # type: ignore[assignment]
-    return outcome  # type: ignore[return-value]
+    """``resumed_done`` at a third of the cost of the descriptors' way."""
+    outcome: Any = _DoneTwin()
+    outcome.task_id = task_id
+    outcome.state = OutcomeState.DONE
+    outcome.files = files
+    outcome.bytes_written = size
+    outcome.error = None
+    outcome.messages = ()
+    outcome.finished_at = finished_at
+    outcome.warnings = ()
+    outcome.response_code = code
+    outcome.resumed = True
+    outcome.cause = None
+    outcome.key = None
+    outcome.__class__ = Outcome
+    return outcome  # type: ignore[no-any-return]
 
 
 def _quickest_resumed_done() -> Callable[[str, tuple[Path, ...], int, float, str | None], Outcome]:
