@@ -130,8 +130,14 @@ class SeenIds:
     def first_sightings(self, chunk: Sequence[object]) -> list[tuple[str, object]]:
         """``(id, raw)`` for each value of ``chunk`` not seen before (in this chunk or an
         earlier one), in the order of ``chunk``; ``id`` is what ``first_sighting`` gives."""
+        ids, raws = self.new_among(chunk)
+        return list(zip(ids, raws, strict=True))
+
+    def new_among(self, chunk: Sequence[object]) -> tuple[Sequence[str], Sequence[object]]:
+        """``first_sightings`` as two lists of the same length, ids and raw values: no pair
+        made per id (when every value of ``chunk`` is new, the raw values are ``chunk``)."""
         if not chunk:
-            return []
+            return [], []
         ids = [raw if type(raw) is str else _id_of(raw) for raw in chunk]
         db = self._db
         self._chunks += 1
@@ -154,8 +160,9 @@ class SeenIds:
             inserted = db.execute(query, [self._chunks, *keys]).rowcount
         if inserted == count:
             self._count += count
-            return list(zip(ids, chunk, strict=True))
-        fresh: list[tuple[str, object]] = []
+            return ids, chunk
+        fresh_ids: list[str] = []
+        fresh_raws: list[object] = []
         if inserted:
             marks = ",".join("?" * count)
             new = {
@@ -168,9 +175,10 @@ class SeenIds:
             for task_id, raw, key in zip(ids, chunk, keys, strict=True):
                 if key in new:
                     new.discard(key)  # a second sighting in the same chunk is not new
-                    fresh.append((task_id, raw))
-        self._count += len(fresh)
-        return fresh
+                    fresh_ids.append(task_id)
+                    fresh_raws.append(raw)
+        self._count += len(fresh_ids)
+        return fresh_ids, fresh_raws
 
     def close(self) -> None:
         """Delete the temporary database; idempotent."""

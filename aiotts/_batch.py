@@ -302,16 +302,17 @@ class Batch:
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""
         assert self._seen is not None
-        fresh = self._seen.first_sightings(chunk)  # a duplicate is fetched and reported once
+        # A duplicate is fetched and reported once.
+        fresh, raws = self._seen.new_among(chunk)
         if not fresh:
             return
         pending = self._admitting
         problems: dict[str, str] = {}
-        askable = [task_id for task_id, _ in fresh]
-        pending.extend(askable)
-        if not all_plain([raw for _, raw in fresh]):
+        askable = fresh
+        pending.extend(fresh)
+        if not all_plain(raws):
             askable = []
-            for task_id, raw in fresh:
+            for task_id, raw in zip(fresh, raws, strict=True):
                 problem = id_problem(raw)
                 if problem is None:
                     askable.append(task_id)
@@ -532,7 +533,7 @@ class Batch:
         self._skips = _NO_SKIPS
         pending = self._admitting  # a cancellation meanwhile concludes what is left in it
         async for chunk in source:
-            pending.extend(task_id for task_id, _ in self._seen.first_sightings(chunk))
+            pending.extend(self._seen.new_among(chunk)[0])
             while pending:
                 if self._held >= self._options.capacity:
                     await self._wait_for_room()
