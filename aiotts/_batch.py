@@ -326,7 +326,13 @@ class Batch:
             await self._hand_out_done(skipped)  # every id of the chunk: done before
         else:
             await self._take_in(skips, problems)
-        if skipped:
+        # Every id of the chunk left ``pending``: its outcomes are the reader's alone now
+        # (held here, they would outlive the reading and age into the collector's older
+        # generations, which it then walks whole, again and again).
+        any_skipped = bool(skipped)
+        self._skips = _NO_SKIPS
+        del skips, skipped
+        if any_skipped:
             self._tell_reader()
             # Skipping needs no I/O, so nothing else would ever wait: let the reader have
             # the outcomes so far (the first one within moments of the start).
