@@ -32,6 +32,9 @@ Tables:
   output folder as ``folder_mark`` saw it then. Opening the store for writing deletes it
   (committed at once), so a run killed at any moment leaves none: the next batch reads
   the folder for leftover temporary files, as it does when the folder changed since.
+  To mark it, the store leaves write-ahead mode for a kept rollback journal (so that the
+  close removes no file from the folder); the next writer returns it to write-ahead
+  mode, waiting (five seconds at most) for a reader in the middle of a read.
 
 Invariants:
 
@@ -237,7 +240,10 @@ def _store_error(exc: sqlite3.Error | OSError, path: Path) -> OutputError:
         advice = "it is not an aiotts store: pass another path (JSONL manifests end in .jsonl)"
         number = None
     elif code == sqlite3.SQLITE_BUSY:
-        advice = "another run is writing it: wait for it, or pass another path"
+        advice = (
+            "another run is writing it, or a reader (aiotts report) is in the middle of it:"
+            " wait for it, or pass another path"
+        )
         number = errno.EBUSY
     else:
         advice = "check the folder it is in"
