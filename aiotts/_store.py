@@ -457,7 +457,10 @@ class OutcomeStore:
             self.commit()
             if db.in_transaction:
                 db.execute("COMMIT")
-            mode = db.execute("PRAGMA journal_mode = PERSIST").fetchone()[0]
+            try:
+                mode = db.execute("PRAGMA journal_mode = PERSIST").fetchone()[0]
+            except sqlite3.OperationalError:  # locked: another connection has it open
+                mode = "wal"
             if str(mode).lower() == "persist":
                 # The journal exists from this write on, and is kept.
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_end', '')")

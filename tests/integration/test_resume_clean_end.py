@@ -146,6 +146,18 @@ def test_opening_for_writing_deletes_the_mark_and_reading_keeps_it(tmp_path: Pat
         assert clean_end_of(path) is None  # committed at the opening, before any work
 
 
+def test_a_reader_at_the_clean_end_means_no_mark_and_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with OutcomeStore(path) as store, OutcomeStore(path, read_only=True) as reader:
+        store.record_submitted("k", "TTS-1")
+        store.record_clean_end(lambda: "mark")  # the reader keeps it in write-ahead mode
+        assert reader.task_id_for("k") == "TTS-1"
+        store.record_submitted("k2", "TTS-2")  # still a working store
+    assert clean_end_of(path) is None
+    with OutcomeStore(path) as store:
+        assert store.clean_end is None and store.task_id_for("k2") == "TTS-2"
+
+
 def write_wav(path: Path) -> None:
     with wave.open(str(path), "wb") as sound:
         sound.setnchannels(1)
