@@ -23,12 +23,12 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiotts._files import OutputTarget
 from aiotts._manifest import ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState
-from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded
+from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded, json_ids
 
 __all__ = [
     "ADMIT_CHUNK",
@@ -41,6 +41,7 @@ __all__ = [
     "all_plain",
     "chunks",
     "each",
+    "folder_mark",
     "id_problem",
     "resumed_done",
 ]
@@ -65,11 +66,12 @@ def all_plain(raws: Sequence[object]) -> bool:
     if not raws or set(map(type, raws)) != {str}:
         return False
     ids: Sequence[str] = raws  # type: ignore[assignment]
-    return (
-        max(map(len, ids)) <= MAX_ID_LENGTH
-        and all(map(str.strip, ids))
-        and _UNPRINTABLE.search("".join(ids)) is None
-    )
+    if max(map(len, ids)) > MAX_ID_LENGTH or not all(map(str.strip, ids)):
+        return False
+    joined = "".join(ids)
+    # Printable ASCII (every real id) has no control character and no surrogate: the
+    # check of two C loops, without the pattern.
+    return (joined.isascii() and joined.isprintable()) or _UNPRINTABLE.search(joined) is None
 
 
 def id_problem(raw: object) -> str | None:
@@ -128,24 +130,39 @@ class SeenIds:
     def first_sightings(self, chunk: Sequence[object]) -> list[tuple[str, object]]:
         """``(id, raw)`` for each value of ``chunk`` not seen before (in this chunk or an
         earlier one), in the order of ``chunk``; ``id`` is what ``first_sighting`` gives."""
+        ids, raws = self.new_among(chunk)
+        return list(zip(ids, raws, strict=True))
+
+    def new_among(self, chunk: Sequence[object]) -> tuple[Sequence[str], Sequence[object]]:
+        """``first_sightings`` as two lists of the same length, ids and raw values: no pair
+        made per id (when every value of ``chunk`` is new, the raw values are ``chunk``)."""
         if not chunk:
-            return []
+            return [], []
         ids = [raw if type(raw) is str else _id_of(raw) for raw in chunk]
-        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in ids]
-        if max(map(len, keys)) > _SHORT_KEY:
-            keys = [_seen_key(task_id) for task_id in ids]
         db = self._db
         self._chunks += 1
-        count = len(keys)
+        count = len(ids)
         # Each key is inserted once, marked with the number of the chunk that inserted
         # it; a key seen before (or twice in this chunk) is left as it was. Most chunks
-        # are all new: every row inserted says so, with nothing to read back.
-        query = _ADD_SEEN_MANY.get(count) or _add_seen_many(count)
-        inserted = db.execute(query, [self._chunks, *keys]).rowcount
+        # are all new: every row inserted says so, with nothing to read back. Short ASCII
+        # ids (every real one) are their own keys and travel as one JSON array.
+        array = (
+            json_ids(ids) if max(map(len, ids)) <= _SHORT_KEY and "".join(ids).isascii() else None
+        )
+        if array is not None:
+            inserted = db.execute(_ADD_SEEN_JSON, (array, self._chunks)).rowcount
+            keys = [task_id.encode() for task_id in ids] if inserted != count else []
+        else:
+            keys = [task_id.encode("utf-8", "surrogatepass") for task_id in ids]
+            if max(map(len, keys)) > _SHORT_KEY:
+                keys = [_seen_key(task_id) for task_id in ids]
+            query = _ADD_SEEN_MANY.get(count) or _add_seen_many(count)
+            inserted = db.execute(query, [self._chunks, *keys]).rowcount
         if inserted == count:
             self._count += count
-            return list(zip(ids, chunk, strict=True))
-        fresh: list[tuple[str, object]] = []
+            return ids, chunk
+        fresh_ids: list[str] = []
+        fresh_raws: list[object] = []
         if inserted:
             marks = ",".join("?" * count)
             new = {
@@ -158,9 +175,10 @@ class SeenIds:
             for task_id, raw, key in zip(ids, chunk, keys, strict=True):
                 if key in new:
                     new.discard(key)  # a second sighting in the same chunk is not new
-                    fresh.append((task_id, raw))
-        self._count += len(fresh)
-        return fresh
+                    fresh_ids.append(task_id)
+                    fresh_raws.append(raw)
+        self._count += len(fresh_ids)
+        return fresh_ids, fresh_raws
 
     def close(self) -> None:
         """Delete the temporary database; idempotent."""
@@ -168,6 +186,9 @@ class SeenIds:
 
 
 _ADD_SEEN = "INSERT OR IGNORE INTO seen (key, chunk) VALUES (?, 0)"
+_ADD_SEEN_JSON = (
+    "INSERT OR IGNORE INTO seen (key, chunk) SELECT CAST(value AS BLOB), ?2 FROM json_each(?1)"
+)
 _ADD_SEEN_MANY: dict[int, str] = {}
 
 
@@ -183,6 +204,9 @@ def _id_of(raw: object) -> str:
     return raw if isinstance(raw, str) else repr(raw)
 
 
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+"""How a resume opens the batch's folder, to look its files up from there."""
+
 _SHORT_KEY = 64
 """Ids up to this many UTF-8 bytes are kept as they are (encoding costs less than a
 digest, and ids in order stay in order); longer ones as a digest."""
@@ -196,6 +220,24 @@ def _seen_key(task_id: str) -> bytes:
     if len(key) <= _SHORT_KEY:
         return key
     return b"\xff" + hashlib.blake2b(key, digest_size=16).digest()
+
+
+def folder_mark(folder: str | os.PathLike[str]) -> str | None:
+    """What a store records of ``folder`` at a batch's clean end (``clean_end``): its
+    absolute path, device, inode and modification time, or None if it cannot be read.
+
+    Whatever adds, removes or renames an entry in the folder (a temporary file made by
+    another run, say) moves its modification time, so a folder whose mark is the one
+    recorded holds no file that was not there at that clean end: no leftover temporary
+    file, and the batch need not read the folder for them. The mark must be taken before
+    anything of the batch itself touches the folder (its writability probe included)."""
+    try:
+        seen = os.stat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(seen.st_mode):
+        return None
+    return f"{os.path.abspath(folder)}\n{seen.st_dev}:{seen.st_ino}:{seen.st_mtime_ns}"
 
 
 async def each(ids: TaskIds) -> AsyncGenerator[object, None]:
@@ -270,7 +312,58 @@ def _resumed_done_builder() -> Callable[[str, tuple[Path, ...], int, float, str 
     return resumed_done
 
 
-resumed_done = _resumed_done_builder()
+class _DoneTwin:
+    """An object of ``Outcome``'s very layout (the same slots, in the same order) that is
+    not frozen: its slots are filled by plain assignments, the quickest there are, and
+    it then becomes an ``Outcome`` by ``__class__`` assignment (which Python allows only
+    between classes of the same layout). No ``__init__``: making one costs no call."""
+
+    __slots__ = Outcome.__slots__
+
+
+def _resumed_done_by_twin(
+    task_id: str, files: tuple[Path, ...], size: int, finished_at: float, code: str | None, /
+) -> Outcome:
+    """``resumed_done`` at a third of the cost of the descriptors' way."""
+    outcome: Any = _DoneTwin()
+    outcome.task_id = task_id
+    outcome.state = OutcomeState.DONE
+    outcome.files = files
+    outcome.bytes_written = size
+    outcome.error = None
+    outcome.messages = ()
+    outcome.finished_at = finished_at
+    outcome.warnings = ()
+    outcome.response_code = code
+    outcome.resumed = True
+    outcome.cause = None
+    outcome.key = None
+    outcome.__class__ = Outcome
+    return outcome  # type: ignore[no-any-return]
+
+
+def _quickest_resumed_done() -> Callable[[str, tuple[Path, ...], int, float, str | None], Outcome]:
+    """The twin's way where this Python allows it and it makes what the constructor
+    makes (checked once, field by field), else the descriptors' way."""
+    by_descriptors = _resumed_done_builder()  # also checks that every field is filled
+    files = (Path("a.wav"),)
+    expected = Outcome(
+        "a", OutcomeState.DONE, files, 7, finished_at=1.5, response_code="Ok", resumed=True
+    )
+    try:
+        made = _resumed_done_by_twin("a", files, 7, 1.5, "Ok")
+    except TypeError:  # "__class__ assignment: ... object layout differs"
+        return by_descriptors
+    same = type(made) is Outcome and all(
+        getattr(made, f.name) == getattr(expected, f.name) for f in dataclasses.fields(Outcome)
+    )
+    return _resumed_done_by_twin if same else by_descriptors
+
+
+resumed_done = _quickest_resumed_done()
+"""A maker of the ``Outcome`` of a ``done`` id an earlier run finished, equal to
+``Outcome(task_id, DONE, files, size, finished_at=..., response_code=..., resumed=True)``
+at a fraction of the cost of that call (a resume makes one per skipped id)."""
 
 
 class EarlierRecord(Protocol):
@@ -379,8 +472,7 @@ class ResumeRules:
                 if resumed is not None:
                     skips.add(task_id, resumed)
             return skips
-        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in task_ids]  # key_of
-        by_key = dict(zip(keys, task_ids, strict=True))
+        left: Sequence[str] = task_ids
         proof_folder = self._proof_folder
         if proof_folder is not None:
             # First the proofs alone (fewer columns: most of a resume is proven here),
@@ -388,27 +480,44 @@ class ResumeRules:
             proven = skips.recorded
             folder, prefix, child = proof_folder
             lstat, is_regular, sep = os.lstat, stat.S_ISREG, os.sep
-            for key, file, size, ctime_ns, ino, finished_at, code in earlier.proofs(keys):
-                # The proof: a ``done`` row of one file in this folder whose ``lstat``
-                # shows the size, change time and inode recorded (``_proven`` says the same).
-                head, _, name = file.rpartition(sep)
-                if head != folder:
-                    continue  # recorded elsewhere: the full check says
-                try:
-                    seen = lstat(prefix + name)
-                except OSError:
-                    continue
-                if (
-                    seen.st_size == size
-                    and seen.st_ctime_ns == ctime_ns
-                    and seen.st_ino == ino
-                    and is_regular(seen.st_mode)
-                ):
-                    task_id = by_key.pop(key)
-                    proven[task_id] = resumed_done(
-                        task_id, (child(name),), size, finished_at or 0.0, code
-                    )
-            keys = list(by_key) if len(by_key) < len(keys) else keys
+            try:
+                # Each file is looked up from the folder, not from the root: a shorter
+                # walk for the kernel, and no path to build per id.
+                folder_fd = os.open(prefix or ".", _FOLDER_FLAGS)
+            except OSError:
+                folder_fd = None  # no proof can be seen: every id gets the full check
+            try:
+                proofs = earlier.proofs(task_ids) if folder_fd is not None else []
+                for position, file, size, ctime_ns, ino, finished_at, code in proofs:
+                    # The proof: a ``done`` row of one file in this folder whose ``lstat``
+                    # shows the size, change time and inode recorded (``_proven`` says
+                    # the same).
+                    head, _, name = file.rpartition(sep)
+                    if head != folder:
+                        continue  # recorded elsewhere: the full check says
+                    try:
+                        seen = lstat(name, dir_fd=folder_fd)
+                    except OSError:
+                        continue
+                    if (
+                        seen.st_size == size
+                        and seen.st_ctime_ns == ctime_ns
+                        and seen.st_ino == ino
+                        and is_regular(seen.st_mode)
+                    ):
+                        task_id = task_ids[position]
+                        proven[task_id] = resumed_done(
+                            task_id, (child(name),), size, finished_at or 0.0, code
+                        )
+            finally:
+                if folder_fd is not None:
+                    os.close(folder_fd)
+            if len(proven) == len(task_ids):
+                left = ()
+            elif proven:
+                left = [task_id for task_id in task_ids if task_id not in proven]
+        keys = [task_id.encode("utf-8", "surrogatepass") for task_id in left]  # key_of
+        by_key = dict(zip(keys, left, strict=True))
         rows = earlier.recorded(keys) if keys else []
         for row in rows:
             task_id = by_key.pop(row[0])

@@ -38,6 +38,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from collections import Counter, deque
@@ -145,6 +146,11 @@ class BatchOptions:
     cleanup: Callable[[], object] | None = None
     """Run in a worker thread while the batch runs (the removal of a crashed run's
     temporary files, which reads the whole folder); the batch ends after it."""
+    clean_end: Callable[[], str | None] | None = None
+    """At a clean end (every id taken in ended through the scheduler or was skipped, no
+    error, no cancellation, no deadline, ``cleanup`` done), the mark this returns is
+    recorded in the store (``OutcomeStore.record_clean_end``): a later batch into a folder
+    that still shows that mark has no leftover temporary file to look for."""
 
 
 class Batch:
@@ -187,6 +193,8 @@ class Batch:
         self._finished = anyio.Event()
         self._started = False
         self._done = False  # every outcome queued (or the batch stopped)
+        self._clean = False  # every id ended in the ordinary way, nothing left behind
+        self._cleaned_up = False  # the folder holds no crashed run's temporary file
         self._error: AiottsError | None = None
         self._clock = scheduler.clock
         self._started_at = self._clock()
@@ -257,6 +265,7 @@ class Batch:
         if self._options.cleanup is not None:
             self._spawn(self._clean_up(self._options.cleanup, cleaned))
         else:
+            self._cleaned_up = True  # nothing to look for: the folder is as a clean end left it
             cleaned.set()
         try:
             with self._scope:  # catches its own cancellation: the ending is recorded inside
@@ -266,6 +275,8 @@ class Batch:
                             async for chunk in source:
                                 await self._admit(chunk)
                         await self._until_all_ended()
+                        # No await since: neither the deadline nor a cancellation struck.
+                        self._clean = self._error is None and not self._active
                     if batch_deadline.cancelled_caught:
                         await self._expire_everything(source)
                 except BaseException:
@@ -279,6 +290,7 @@ class Batch:
             finally:
                 self._save()
                 if self._manifest is not None:
+                    self._record_clean_end(self._manifest)
                     self._manifest.close()
                 self._seen.close()
                 self._done = True
@@ -286,26 +298,39 @@ class Batch:
                 self._finished.set()
                 self._tell_reader()
 
-    @staticmethod
-    async def _clean_up(cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
+    async def _clean_up(self, cleanup: Callable[[], object], cleaned: anyio.Event) -> None:
         try:
             await anyio.to_thread.run_sync(cleanup)  # never abandoned: it ends first
+            self._cleaned_up = True
         finally:
             cleaned.set()
+
+    def _record_clean_end(self, record: Manifest | OutcomeStore) -> None:
+        """Mark the store if the batch ended cleanly (see ``BatchOptions.clean_end``);
+        called after the last outcome was committed, when nothing of it touches the
+        folder any more. Not marking is always safe: the next batch reads the folder."""
+        mark_of = self._options.clean_end
+        if not (self._clean and self._cleaned_up and self._error is None):
+            return
+        if mark_of is None or not isinstance(record, OutcomeStore):
+            return
+        with contextlib.suppress(OutputError):
+            record.record_clean_end(mark_of)
 
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""
         assert self._seen is not None
-        fresh = self._seen.first_sightings(chunk)  # a duplicate is fetched and reported once
+        # A duplicate is fetched and reported once.
+        fresh, raws = self._seen.new_among(chunk)
         if not fresh:
             return
         pending = self._admitting
         problems: dict[str, str] = {}
-        askable = [task_id for task_id, _ in fresh]
-        pending.extend(askable)
-        if not all_plain([raw for _, raw in fresh]):
+        askable = fresh
+        pending.extend(fresh)
+        if not all_plain(raws):
             askable = []
-            for task_id, raw in fresh:
+            for task_id, raw in zip(fresh, raws, strict=True):
                 problem = id_problem(raw)
                 if problem is None:
                     askable.append(task_id)
@@ -319,7 +344,13 @@ class Batch:
             await self._hand_out_done(skipped)  # every id of the chunk: done before
         else:
             await self._take_in(skips, problems)
-        if skipped:
+        # Every id of the chunk left ``pending``: its outcomes are the reader's alone now
+        # (held here, they would outlive the reading and age into the collector's older
+        # generations, which it then walks whole, again and again).
+        any_skipped = bool(skipped)
+        self._skips = _NO_SKIPS
+        del skips, skipped
+        if any_skipped:
             self._tell_reader()
             # Skipping needs no I/O, so nothing else would ever wait: let the reader have
             # the outcomes so far (the first one within moments of the start).
@@ -526,7 +557,7 @@ class Batch:
         self._skips = _NO_SKIPS
         pending = self._admitting  # a cancellation meanwhile concludes what is left in it
         async for chunk in source:
-            pending.extend(task_id for task_id, _ in self._seen.first_sightings(chunk))
+            pending.extend(self._seen.new_among(chunk)[0])
             while pending:
                 if self._held >= self._options.capacity:
                     await self._wait_for_room()

@@ -37,7 +37,7 @@ import anyio
 import orjson
 
 from aiotts import _redact
-from aiotts._admission import EarlierRecord, ResumeRules, TaskIds, id_problem
+from aiotts._admission import EarlierRecord, ResumeRules, TaskIds, folder_mark, id_problem
 from aiotts._batch import Batch, BatchOptions, BatchReport
 from aiotts._body import ID_ANSWER_LIMIT, drain, read_prefix
 from aiotts._config import (
@@ -934,6 +934,7 @@ class TTSClient:
         for name, value in (("task_timeout", task_timeout), ("batch_timeout", batch_timeout)):
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value!r}")
+        mark = folder_mark(folder)  # before the probe of ``_prepare_folder`` moves it
         _prepare_folder(folder)
         record = open_record(manifest) if manifest is not None else None
         try:
@@ -946,13 +947,19 @@ class TTSClient:
             if record is not None:
                 record.close()
             raise
+        store = record if isinstance(record, OutcomeStore) else None
         options = BatchOptions(
             target_for=target_for,
             capacity=self._limits.tasks_in_flight,
             task_timeout=math.inf if task_timeout is None else task_timeout,
             batch_timeout=math.inf if batch_timeout is None else batch_timeout,
             poll=poll or self._view_poll,
-            cleanup=lambda: remove_stale_parts(folder),
+            # A store whose last batch into this folder ended cleanly, the folder unchanged
+            # since: no crashed run left a temporary file there, nothing to look for.
+            cleanup=None
+            if mark is not None and store is not None and store.clean_end == mark
+            else lambda: remove_stale_parts(folder),
+            clean_end=None if store is None else lambda: folder_mark(folder),
             resume=ResumeRules(earlier, target_for, retry_failed, check_files=True, folder=folder)
             if resume
             else None,

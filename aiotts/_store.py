@@ -26,7 +26,15 @@ Tables:
   POST may have reached the server without an id coming back, or ``unsent`` when it
   provably created nothing (refused, or never sent). ``sending`` found by a later run is
   the uncertain window: that run cannot know whether the server got the text.
-* ``meta(key, value)``: the format version, and which JSONL manifest was imported.
+* ``meta(key, value)``: the format version, which JSONL manifest was imported, and
+  ``clean_end``: set by a batch that ended cleanly (every task it started ended, no
+  temporary file of its own left, the folder read for those of crashed runs), naming its
+  output folder as ``folder_mark`` saw it then. Opening the store for writing deletes it
+  (committed at once), so a run killed at any moment leaves none: the next batch reads
+  the folder for leftover temporary files, as it does when the folder changed since.
+  To mark it, the store leaves write-ahead mode for a kept rollback journal (so that the
+  close removes no file from the folder); the next writer returns it to write-ahead
+  mode, waiting (five seconds at most) for a reader in the middle of a read.
 
 Invariants:
 
@@ -54,9 +62,11 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from aiotts._errors import OutputError
 from aiotts._files import output_error
@@ -79,6 +89,7 @@ __all__ = [
     "Proof",
     "Recorded",
     "is_store_path",
+    "json_ids",
     "key_of",
     "merged_records",
     "open_record",
@@ -112,6 +123,7 @@ _PUT = (
     " code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GET = "SELECT line FROM outcomes WHERE id = ?"
+_TASK_ID_GET = "SELECT task_id FROM ledger WHERE key = ?"
 _HAS_OUTCOMES = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
 _EMPTY_OUTCOMES = (
     "CREATE TEMP TABLE outcomes (id BLOB PRIMARY KEY, seq INTEGER, state TEXT, line BLOB,"
@@ -120,6 +132,45 @@ _EMPTY_OUTCOMES = (
 _NO_PROOF: tuple[None, ...] = (None,) * len(_PROOF_COLUMNS)
 LOOKUP_CHUNK = 512
 """The most ids ``recorded`` asks about in one statement (SQLite allows 32,766 values)."""
+_PROOF_SELECT = "SELECT {id}, o.file, o.size, o.ctime_ns, o.ino, o.time, o.code FROM "
+_PROOF_WHERE = " WHERE o.file IS NOT NULL AND o.state = 'done'"
+# CROSS JOIN keeps the array outside: its rows come in its order, each a primary-key search.
+_PROOFS_BY_JSON = (
+    _PROOF_SELECT.format(id="j.key")
+    + "json_each(?) AS j CROSS JOIN outcomes AS o ON o.id = CAST(j.value AS BLOB)"
+    + _PROOF_WHERE
+)
+_PROOFS_BY_KEYS = (
+    _PROOF_SELECT.format(id="o.id") + "outcomes AS o" + _PROOF_WHERE + " AND o.id IN ({marks})"
+)
+
+
+def _has_json() -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            row = db.execute("SELECT CAST(value AS BLOB) FROM json_each(?)", ('["\u00e9"]',))
+            found = row.fetchall()
+    except sqlite3.Error:
+        return False
+    return found == [("\u00e9".encode(),)]
+
+
+_JSON_IDS = _has_json()
+"""Whether this SQLite has ``json_each`` (built in since 3.38; most builds before too)."""
+
+
+def json_ids(task_ids: Sequence[str]) -> bytes | None:
+    """``task_ids`` as one JSON array whose strings SQLite reads back (``json_each``, then
+    ``CAST(value AS BLOB)``) as exactly the keys ``_key`` makes, or None if one of them
+    would not come back unchanged, or this SQLite has no ``json_each``."""
+    if not _JSON_IDS:
+        return None
+    try:
+        array = orjson.dumps(task_ids)
+    except TypeError:  # a lone surrogate (a byte that was not UTF-8): bound instead
+        return None
+    return None if b"\\u0000" in array else array
+
 
 Recorded = tuple[
     bytes,  # the id as stored (``_key``)
@@ -134,7 +185,7 @@ Recorded = tuple[
 ]
 """One row of ``OutcomeStore.recorded``."""
 Proof = tuple[
-    bytes,  # the id as stored (``_key``)
+    int,  # the position of the id in the sequence asked about
     str,  # file, relative to the store's folder
     int,  # size
     int,  # ctime_ns
@@ -189,7 +240,10 @@ def _store_error(exc: sqlite3.Error | OSError, path: Path) -> OutputError:
         advice = "it is not an aiotts store: pass another path (JSONL manifests end in .jsonl)"
         number = None
     elif code == sqlite3.SQLITE_BUSY:
-        advice = "another run is writing it: wait for it, or pass another path"
+        advice = (
+            "another run is writing it, or a reader (aiotts report) is in the middle of it:"
+            " wait for it, or pass another path"
+        )
         number = errno.EBUSY
     else:
         advice = "check the folder it is in"
@@ -211,6 +265,7 @@ class OutcomeStore:
         self._lock_fd: int | None = None
         self._seq = 0
         self._pending = 0
+        self._clean_end: str | None = None
         self.rows_written = 0
         try:
             if read_only:
@@ -219,6 +274,9 @@ class OutcomeStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._lock_fd = self._take_writer_lock()
                 self._db = self._connect_writer()
+            # One cursor for the point queries (``get``, ``task_id_for``, ``ledger_entry``),
+            # each read whole at once: no new cursor per look-up.
+            self._point = self._db.cursor()
         except (sqlite3.Error, OSError) as exc:
             self._release_lock()
             if isinstance(exc, OutputError):
@@ -283,6 +341,9 @@ class OutcomeStore:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(STORE_VERSION),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (repr(time.time()),))
+            row = db.execute("SELECT value FROM meta WHERE key = 'clean_end'").fetchone()
+            self._clean_end = None if row is None else str(row[0])
+            db.execute("DELETE FROM meta WHERE key = 'clean_end'")
             db.execute("COMMIT")
             self._seq = db.execute("SELECT coalesce(max(seq), 0) FROM outcomes").fetchone()[0]
             db.execute("BEGIN")
@@ -316,7 +377,7 @@ class OutcomeStore:
     def get(self, task_id: str) -> ManifestEntry | None:
         """The last entry recorded for ``task_id``, or None."""
         try:
-            row = self._db.execute(_GET, (_key(task_id),)).fetchone()
+            row = self._point.execute(_GET, (_key(task_id),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         if row is None:
@@ -350,16 +411,65 @@ class OutcomeStore:
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
 
-    def proofs(self, keys: Sequence[bytes]) -> list[Proof]:
-        """The file proofs recorded for ``keys`` (as ``recorded`` takes them): one row per
-        id whose record is ``done`` with a proof, in no particular order."""
-        marks = ",".join("?" * len(keys))
-        query = (
-            "SELECT id, file, size, ctime_ns, ino, time, code FROM outcomes"
-            f" WHERE id IN ({marks}) AND file IS NOT NULL AND state = 'done'"
-        )
+    def proofs(self, task_ids: Sequence[str]) -> list[Proof]:
+        """The file proofs recorded for ``task_ids`` (distinct; at most ``LOOKUP_CHUNK``):
+        one row per id whose record is ``done`` with a proof, in the order of ``task_ids``,
+        each starting with the id's position there.
+
+        The ids travel as one JSON array (``json_each``), not as one bound value each:
+        binding and the temporary index of an ``IN`` list cost more than the look-ups.
+        Ids that JSON cannot carry unchanged (a lone surrogate, a NUL) are bound instead."""
         try:
-            return self._db.execute(query, keys).fetchall()
+            if (array := json_ids(task_ids)) is not None:
+                return self._db.execute(_PROOFS_BY_JSON, (array,)).fetchall()
+            keys = [_key(task_id) for task_id in task_ids]
+            position = {key: n for n, key in enumerate(keys)}
+            marks = ",".join("?" * len(keys))
+            rows = self._db.execute(_PROOFS_BY_KEYS.format(marks=marks), keys).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+        found = [(position[bytes(row[0])], *row[1:]) for row in rows]
+        found.sort()
+        return found
+
+    # -- a clean end ---------------------------------------------------------------------------
+
+    @property
+    def clean_end(self) -> str | None:
+        """The ``clean_end`` mark found when the store was opened for writing (it was
+        deleted then: see the module's docstring), or None."""
+        return self._clean_end
+
+    def record_clean_end(self, mark_of: Callable[[], str | None]) -> None:
+        """Record, and commit, that a batch ended cleanly: the mark ``mark_of`` returns (of
+        the batch's folder) once the store itself touches the folder no more.
+
+        The store may live in that folder, and its write-ahead log is a file there that
+        closing would delete. So the log is folded into the store first and the store
+        leaves write-ahead mode for a kept rollback journal (created here, before the
+        mark); neither the write of the mark nor the close then adds or removes a file.
+        If another connection reads the store meanwhile the mode cannot change: no mark
+        (the next batch reads the folder; the next writer returns to write-ahead mode)."""
+        if self.read_only:
+            return
+        db = self._db
+        try:
+            self.commit()
+            if db.in_transaction:
+                db.execute("COMMIT")
+            try:
+                mode = db.execute("PRAGMA journal_mode = PERSIST").fetchone()[0]
+            except sqlite3.OperationalError:  # locked: another connection has it open
+                mode = "wal"
+            if str(mode).lower() == "persist":
+                # The journal exists from this write on, and is kept.
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_end', '')")
+                mark = mark_of()
+                if mark is None:
+                    db.execute("DELETE FROM meta WHERE key = 'clean_end'")
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('clean_end', ?)", (mark,))
+            db.execute("BEGIN")
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
 
@@ -525,7 +635,7 @@ class OutcomeStore:
     def ledger_entry(self, key: str) -> LedgerEntry | None:
         """What the ledger holds for ``key``, or None if the text was never sent."""
         try:
-            row = self._db.execute(_LEDGER_GET, (_key(key),)).fetchone()
+            row = self._point.execute(_LEDGER_GET, (_key(key),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         return None if row is None else _ledger_entry(key, row)
@@ -533,9 +643,7 @@ class OutcomeStore:
     def task_id_for(self, key: str) -> str | None:
         """The task the text known by ``key`` became, or None if it has none (yet)."""
         try:
-            row = self._db.execute(
-                "SELECT task_id FROM ledger WHERE key = ?", (_key(key),)
-            ).fetchone()
+            row = self._point.execute(_TASK_ID_GET, (_key(key),)).fetchone()
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path) from exc
         return None if row is None or row[0] is None else _text(row[0])

@@ -119,7 +119,7 @@ async def test_a_break_while_done_ids_wait_for_room_leaves_the_record_as_it_was(
 
 
 def test_proofs_are_those_of_done_records_with_a_proof_only(tmp_path: Path) -> None:
-    from aiotts._store import OutcomeStore, key_of
+    from aiotts._store import OutcomeStore
 
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"\x00" * 64)
@@ -128,8 +128,8 @@ def test_proofs_are_those_of_done_records_with_a_proof_only(tmp_path: Path) -> N
         store.append(done)
         store.append(dataclasses.replace(done, task_id="b", bytes_written=63))  # no proof
         store.append(Outcome("c", OutcomeState.FAILED, error="no", finished_at=1.0))
-        keys = [key_of(i) for i in "abcd"]
+        ids = list("dcba")
         seen = wav.lstat()
-        assert store.proofs(keys) == [(b"a", "a.wav", 64, seen.st_ctime_ns, seen.st_ino, 2.0, None)]
+        assert store.proofs(ids) == [(3, "a.wav", 64, seen.st_ctime_ns, seen.st_ino, 2.0, None)]
         store.append(dataclasses.replace(done, state=OutcomeState.FAILED))  # the last word
-        assert store.proofs(keys) == []
+        assert store.proofs(ids) == []
