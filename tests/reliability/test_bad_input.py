@@ -64,8 +64,9 @@ async def test_an_ids_file_full_of_trouble(emulator: Emulator, tmp_path: Path) -
     assert latin["state"] == "aborted"
     assert "not valid UTF-8" in latin["error"]
     assert "20000 characters" in records["x" * 20_000]["error"]
+    # The audio and the store (with its journal, kept after a clean end), nothing else.
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{i}.wav" for i in good] + ["aiotts.db"]
+        [f"{i}.wav" for i in good] + ["aiotts.db", "aiotts.db-journal"]
     )
     assert len(read_manifest(out / "aiotts.db")) == 7
     assert emulator.stats().count("fetch") == 4  # the three good ids and the odd path
