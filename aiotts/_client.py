@@ -868,6 +868,7 @@ class TTSClient:
         if task_timeout is not None and not task_timeout > 0:
             raise UsageError(f"task_timeout must be a positive number, got {task_timeout!r}")
         folder = Path(out_dir)
+        mark = folder_mark(folder)  # before the probe of ``_prepare_folder`` moves it
         _prepare_folder(folder)
         store = _ledger_store(ledger)
         try:
@@ -894,7 +895,11 @@ class TTSClient:
                 capacity=self._limits.tasks_in_flight,
                 task_timeout=math.inf if task_timeout is None else task_timeout,
                 poll=poll or self._view_poll,
-                cleanup=lambda: remove_stale_parts(folder),  # in a thread, as for fetch_many
+                # In a thread, as for fetch_many; not at all after a clean end, as there.
+                cleanup=None
+                if mark is not None and store is not None and store.clean_end == mark
+                else lambda: remove_stale_parts(folder),
+                clean_end=None if store is None else lambda: folder_mark(folder),
                 resume=ResumeRules(store, targets.target_for, check_files=True)
                 if resume and store is not None
                 else None,

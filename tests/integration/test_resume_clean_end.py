@@ -239,3 +239,25 @@ async def test_a_long_resume_lets_other_tasks_run(tmp_path: Path) -> None:
     assert count == len(ids)
     # The other task ran between the outcomes, at least once per chunk of ids taken in.
     assert len(ticks_seen) > len(ids) // 512
+
+
+async def test_synthesize_after_a_clean_end_does_not_read_the_folder_unless_it_changed(
+    emulator: Emulator, client: TTSClient, tmp_path: Path, folder_reads: list[Path]
+) -> None:
+    out = tmp_path / "out"
+    ledger = out / "aiotts.db"
+    texts = [(f"t{n}", f"Text number {n}.") for n in range(4)]
+
+    async def synthesize(count: int) -> list[Outcome]:
+        run = client.synthesize(texts[:count], out, ledger=ledger, resume=True)
+        return [outcome async for outcome in run]
+
+    first = await synthesize(2)
+    assert all(o.ok for o in first) and folder_reads == [out]  # a new folder: read
+    assert clean_end_of(ledger) == folder_mark(out)
+    again = await synthesize(3)
+    assert all(o.ok for o in again) and folder_reads == [out]  # unchanged: not read
+    part = plant_stale_part(out)  # a crashed run of some other record moves the mark
+    last = await synthesize(4)
+    assert all(o.ok for o in last) and folder_reads == [out, out]
+    assert not part.exists()
