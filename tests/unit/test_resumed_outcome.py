@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 
 from aiotts import OutcomeState
-from aiotts._admission import _resumed_done_builder, _resumed_done_by_twin, resumed_done
+from aiotts._admission import (
+    _resumed_done_by_constructor,
+    _resumed_done_by_twin,
+    resumed_done,
+)
 from aiotts._models import Outcome
 
 
-@pytest.mark.parametrize("make", [resumed_done, _resumed_done_by_twin, _resumed_done_builder()])
+@pytest.mark.parametrize(
+    "make", [resumed_done, _resumed_done_by_twin, _resumed_done_by_constructor]
+)
 def test_each_way_makes_what_the_constructor_makes(make: object) -> None:
     files = (Path("/out/a.wav"),)
     made = make("a", files, 2000, 12.5, None)  # type: ignore[operator]
