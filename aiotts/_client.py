@@ -890,16 +890,14 @@ class TTSClient:
                 retry=self._session._settings.retry,
                 resubmit=missing_before if resubmit_missing and store is not None else None,
             )
+            cleanup, clean_end = _stale_part_sweep(folder, mark, store)
             options = BatchOptions(
                 target_for=targets.target_for,
                 capacity=self._limits.tasks_in_flight,
                 task_timeout=math.inf if task_timeout is None else task_timeout,
                 poll=poll or self._view_poll,
-                # In a thread, as for fetch_many; not at all after a clean end, as there.
-                cleanup=None
-                if mark is not None and store is not None and store.clean_end == mark
-                else lambda: remove_stale_parts(folder),
-                clean_end=None if store is None else lambda: folder_mark(folder),
+                cleanup=cleanup,
+                clean_end=clean_end,
                 resume=ResumeRules(store, targets.target_for, check_files=True)
                 if resume and store is not None
                 else None,
@@ -953,18 +951,15 @@ class TTSClient:
                 record.close()
             raise
         store = record if isinstance(record, OutcomeStore) else None
+        cleanup, clean_end = _stale_part_sweep(folder, mark, store)
         options = BatchOptions(
             target_for=target_for,
             capacity=self._limits.tasks_in_flight,
             task_timeout=math.inf if task_timeout is None else task_timeout,
             batch_timeout=math.inf if batch_timeout is None else batch_timeout,
             poll=poll or self._view_poll,
-            # A store whose last batch into this folder ended cleanly, the folder unchanged
-            # since: no crashed run left a temporary file there, nothing to look for.
-            cleanup=None
-            if mark is not None and store is not None and store.clean_end == mark
-            else lambda: remove_stale_parts(folder),
-            clean_end=None if store is None else lambda: folder_mark(folder),
+            cleanup=cleanup,
+            clean_end=clean_end,
             resume=ResumeRules(earlier, target_for, retry_failed, check_files=True, folder=folder)
             if resume
             else None,
@@ -1038,6 +1033,21 @@ class _ProvenFolders:
         if len(self._proven) >= self.MAX_KEPT:
             self._proven.clear()
         self._proven.add(folder)
+
+
+def _stale_part_sweep(
+    folder: Path, mark: str | None, store: OutcomeStore | None
+) -> tuple[Callable[[], object] | None, Callable[[], str | None] | None]:
+    """``BatchOptions``' ``cleanup`` and ``clean_end`` for a batch into ``folder`` (whose
+    ``folder_mark`` was ``mark`` before the batch touched it), recording in ``store``.
+
+    The folder is read for a crashed run's temporary files in a thread while the batch
+    runs, unless the store's last batch into it ended cleanly and the folder is unchanged
+    since: then no crashed run left one there, and there is nothing to look for."""
+    unchanged = mark is not None and store is not None and store.clean_end == mark
+    cleanup = None if unchanged else lambda: remove_stale_parts(folder)
+    clean_end = None if store is None else lambda: folder_mark(folder)
+    return cleanup, clean_end
 
 
 def _ledger_store(ledger: str | os.PathLike[str] | None) -> OutcomeStore | None:
