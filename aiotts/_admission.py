@@ -34,6 +34,7 @@ __all__ = [
     "ADMIT_CHUNK",
     "MAX_ID_LENGTH",
     "EarlierRecord",
+    "ProofOf",
     "ResumeRules",
     "SeenIds",
     "Skips",
@@ -42,6 +43,7 @@ __all__ = [
     "chunks",
     "each",
     "folder_mark",
+    "id_of",
     "id_problem",
     "resumed_done",
 ]
@@ -138,7 +140,7 @@ class SeenIds:
         made per id (when every value of ``chunk`` is new, the raw values are ``chunk``)."""
         if not chunk:
             return [], []
-        ids = [raw if type(raw) is str else _id_of(raw) for raw in chunk]
+        ids = [raw if type(raw) is str else id_of(raw) for raw in chunk]
         db = self._db
         self._chunks += 1
         count = len(ids)
@@ -200,7 +202,8 @@ def _add_seen_many(count: int) -> str:
     return query
 
 
-def _id_of(raw: object) -> str:
+def id_of(raw: object) -> str:
+    """The id a value of the input stands for: itself if a string, else its ``repr``."""
     return raw if isinstance(raw, str) else repr(raw)
 
 
@@ -331,6 +334,11 @@ resumed_done = _quickest_resumed_done()
 at a fraction of the cost of that call (a resume makes one per skipped id)."""
 
 
+ProofOf = tuple[str, tuple[Any, ...]]
+"""An id and its file proof, as ``ResumeRules.finished_among`` takes them: a ``Proof``,
+or a ``Row`` whose ``file`` is not None (from ``file`` to ``code`` they agree)."""
+
+
 class EarlierRecord(Protocol):
     """What an earlier run recorded, asked about one id at a time: a store (which
     ``ResumeRules.finished_among`` asks about a chunk of ids at a time instead) or the
@@ -419,8 +427,17 @@ class ResumeRules:
         and the new file replaces the entry (``os.replace`` does not follow it)."""
         return self._judge(task_id, self.earlier.get(task_id))
 
-    def finished_among(self, task_ids: Sequence[str]) -> Skips:
-        """``finished_before`` for many ids at once (at most ``ADMIT_CHUNK``).
+    @property
+    def uses_proofs(self) -> bool:
+        """Whether ``finished_among`` proves files by the proofs of a store."""
+        return self._proof_folder is not None
+
+    def finished_among(
+        self, task_ids: Sequence[str], proofs: Sequence[ProofOf] | None = None
+    ) -> Skips:
+        """``finished_before`` for many ids at once (at most ``ADMIT_CHUNK``); ``proofs``:
+        the store's file proofs of ``task_ids`` when the caller has them already (``(id,
+        proof)`` pairs in the order of ``task_ids``), else they are asked of the store.
 
         Asked of a store, one statement finds the proofs of them all, and one the records
         of those not proven (if any). A ``done`` record that holds its file's proof (size,
@@ -452,12 +469,16 @@ class ResumeRules:
             except OSError:
                 folder_fd = None  # no proof can be seen: every id gets the full check
             try:
-                proofs = earlier.proofs(task_ids) if folder_fd is not None else []
-                for position, file, size, ctime_ns, ino, finished_at, code in proofs:
+                if folder_fd is None:
+                    proofs = ()
+                elif proofs is None:
+                    proofs = [(task_ids[p[0]], p) for p in earlier.proofs(task_ids)]
+                for task_id, proof in proofs:
                     # The proof: a ``done`` row of one file in this folder whose ``lstat``
                     # shows the size, change time and inode recorded (``_proven`` says
-                    # the same).
-                    head, _, name = file.rpartition(sep)
+                    # the same). ``proof`` is a ``Proof`` or a ``Row``: from ``file`` (1)
+                    # to ``code`` (6) they agree.
+                    head, _, name = proof[1].rpartition(sep)
                     if head != folder:
                         continue  # recorded elsewhere: the full check says
                     try:
@@ -465,14 +486,13 @@ class ResumeRules:
                     except OSError:
                         continue
                     if (
-                        seen.st_size == size
-                        and seen.st_ctime_ns == ctime_ns
-                        and seen.st_ino == ino
+                        seen.st_size == proof[2]
+                        and seen.st_ctime_ns == proof[3]
+                        and seen.st_ino == proof[4]
                         and is_regular(seen.st_mode)
                     ):
-                        task_id = task_ids[position]
                         proven[task_id] = resumed_done(
-                            task_id, (child(name),), size, finished_at or 0.0, code
+                            task_id, (child(name),), proof[2], proof[5] or 0.0, proof[6]
                         )
             finally:
                 if folder_fd is not None:

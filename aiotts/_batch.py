@@ -42,7 +42,7 @@ import contextlib
 import dataclasses
 import math
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -50,6 +50,7 @@ from typing import Any
 import anyio
 
 from aiotts._admission import (
+    ProofOf,
     ResumeRules,
     SeenIds,
     Skips,
@@ -71,6 +72,7 @@ from aiotts._manifest import Manifest
 from aiotts._models import Outcome, OutcomeState
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import HttpSession
+from aiotts._sightings import RecordedSightings
 from aiotts._states import State
 from aiotts._store import OutcomeStore
 
@@ -173,6 +175,7 @@ class Batch:
         self._options = options
         self._manifest = manifest
         self._seen: SeenIds | None = None  # made when the batch starts, closed when it ends
+        self._sightings: RecordedSightings | None = None  # a resume's, from a store
         self._unsaved: deque[Outcome] = deque()  # recorded, not yet committed nor handed out
         self._save_due = False
         self._active: dict[str, Subscription] = {}
@@ -261,6 +264,9 @@ class Batch:
     async def _run(self) -> None:
         source = chunks(self._ids)
         self._seen = SeenIds()
+        resume = self._options.resume
+        if resume is not None and resume.uses_proofs and isinstance(resume.earlier, OutcomeStore):
+            self._sightings = RecordedSightings(resume.earlier, self._seen)
         cleaned = anyio.Event()
         if self._options.cleanup is not None:
             self._spawn(self._clean_up(self._options.cleanup, cleaned))
@@ -319,9 +325,8 @@ class Batch:
 
     async def _admit(self, chunk: list[object]) -> None:
         """Take in the ids of ``chunk``: each new one is refused, skipped or subscribed."""
-        assert self._seen is not None
         # A duplicate is fetched and reported once.
-        fresh, raws = self._seen.new_among(chunk)
+        fresh, raws, proofs = self._first_sightings(chunk)
         if not fresh:
             return
         pending = self._admitting
@@ -337,7 +342,10 @@ class Batch:
                 else:
                     problems[task_id] = problem
         resume = self._options.resume
-        skips = resume.finished_among(askable) if resume is not None and askable else _NO_SKIPS
+        if resume is None or not askable:
+            skips = _NO_SKIPS
+        else:
+            skips = resume.finished_among(askable, proofs if askable is fresh else None)
         self._skips = skips  # what ``_end_active`` hands out for an id still pending
         skipped = skips.recorded
         if skipped and len(skipped) == len(pending) and not skips.recorded_not_done:
@@ -355,6 +363,17 @@ class Batch:
             # Skipping needs no I/O, so nothing else would ever wait: let the reader have
             # the outcomes so far (the first one within moments of the start).
             await anyio.lowlevel.checkpoint()
+
+    def _first_sightings(
+        self, chunk: list[object]
+    ) -> tuple[Sequence[str], Sequence[object], list[ProofOf] | None]:
+        """The ids of ``chunk`` not seen before in this batch, their values in the input,
+        and the store's file proofs of them when a resume found those on the way."""
+        if self._sightings is not None:
+            return self._sightings.new_among(chunk)
+        assert self._seen is not None
+        fresh, raws = self._seen.new_among(chunk)
+        return fresh, raws, None
 
     async def _hand_out_done(self, skipped: dict[str, Outcome]) -> None:
         """Queue the outcomes of ``_admitting``, every one an id an earlier run finished
@@ -553,11 +572,10 @@ class Batch:
         ends as expired."""
         error = "the batch's deadline passed"
         self._end_active(State.EXPIRED, error)
-        assert self._seen is not None
         self._skips = _NO_SKIPS
         pending = self._admitting  # a cancellation meanwhile concludes what is left in it
         async for chunk in source:
-            pending.extend(self._seen.new_among(chunk)[0])
+            pending.extend(self._first_sightings(chunk)[0])
             while pending:
                 if self._held >= self._options.capacity:
                     await self._wait_for_room()

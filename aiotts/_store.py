@@ -18,7 +18,12 @@ Tables:
   with every write, truncation or ``utime`` and cannot be set back (so it covers the
   modification time); the size is compared too, for file systems whose times are coarse.
   Any difference, or no proof (a store of version 1, an import, several files), means the
-  full check of the file.
+  full check of the file. The index ``outcomes_proofs`` holds every proof again in the
+  order of ``seq`` (partial: proof rows only; covering, ``state`` included for SQLite to
+  see it: no look-up in the table), so a resume fed its ids in about the order they were
+  recorded reads the proofs in that order, a few thousand ahead of its input
+  (``_sightings``), instead of searching the table for each id: pages read in turn,
+  whatever the size of the store.
 * ``ledger(key, digest, state, task_id, stem, error, time)``: what became of each text
   of a bulk submit (a key per text), so that a resumed one never pays twice for a text.
   A text's row is committed as ``sending`` *before* its POST leaves, and becomes
@@ -88,6 +93,7 @@ __all__ = [
     "OutcomeStore",
     "Proof",
     "Recorded",
+    "Row",
     "is_store_path",
     "json_ids",
     "key_of",
@@ -109,6 +115,24 @@ CREATE TABLE IF NOT EXISTS outcomes (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
 """
+_PROOF_INDEX = """
+CREATE INDEX IF NOT EXISTS outcomes_proofs ON outcomes
+    (seq, id, file, size, ctime_ns, ino, time, code, state)
+    WHERE file IS NOT NULL AND state = 'done';
+"""
+_ROW_COLUMNS = (
+    "o.seq, CASE WHEN o.state = 'done' THEN o.file END, o.size, o.ctime_ns, o.ino, o.time,"
+    " o.code, o.id"
+)
+_ROWS_AFTER = (
+    "SELECT seq, file, size, ctime_ns, ino, time, code, id FROM outcomes"
+    " WHERE file IS NOT NULL AND state = 'done' AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+_ROWS_BY_JSON = (
+    f"SELECT {_ROW_COLUMNS} FROM json_each(?) AS j CROSS JOIN outcomes AS o"
+    " ON o.id = CAST(j.value AS BLOB)"
+)
+_ROWS_BY_KEYS = f"SELECT {_ROW_COLUMNS} FROM outcomes AS o WHERE o.id IN ({{marks}})"
 _PROOF_COLUMNS = (
     ("file", "TEXT"),
     ("size", "INTEGER"),
@@ -184,6 +208,18 @@ Recorded = tuple[
     bytes | None,  # the line, only when there is no proof
 ]
 """One row of ``OutcomeStore.recorded``."""
+Row = tuple[
+    int,  # seq
+    str | None,  # file, relative to the store's folder: None unless a ``done`` proof
+    int | None,  # size
+    int | None,  # ctime_ns
+    int | None,  # ino
+    float | None,  # time
+    str | None,  # code
+    bytes,  # the id as stored (``_key``)
+]
+"""One row of ``OutcomeStore.rows_after`` and ``OutcomeStore.rows_of``: from ``file`` to
+``code``, where a ``Proof`` has them."""
 Proof = tuple[
     int,  # the position of the id in the sequence asked about
     str,  # file, relative to the store's folder
@@ -336,6 +372,7 @@ class OutcomeStore:
             db.executescript(_SCHEMA)
             _create_ledger(db)
             _add_proof_columns(db)
+            db.executescript(_PROOF_INDEX)  # built once for a store that predates it
             # Proves the store writable (a read-only folder or a full disk fails here,
             # before any request), and records the format.
             db.execute("BEGIN IMMEDIATE")
@@ -431,6 +468,34 @@ class OutcomeStore:
         found = [(position[bytes(row[0])], *row[1:]) for row in rows]
         found.sort()
         return found
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last row recorded (this run's own rows included): a row
+        with a greater one is recorded after this was read."""
+        return self._seq
+
+    def rows_after(self, after: int, until: int, limit: int) -> list[Row]:
+        """At most ``limit`` rows of ``done`` outcomes with a file proof whose ``seq`` is
+        greater than ``after`` and at most ``until``, in the order of ``seq``: read from
+        the index ``outcomes_proofs`` alone, in turn."""
+        try:
+            return self._db.execute(_ROWS_AFTER, (after, until, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
+
+    def rows_of(self, task_ids: Sequence[str]) -> list[Row]:
+        """The rows recorded for ``task_ids`` (at most ``LOOKUP_CHUNK``), in no
+        particular order; ids never recorded have none. ``file`` is None unless the row
+        is a ``done`` outcome with a file proof."""
+        try:
+            if (array := json_ids(task_ids)) is not None:
+                return self._db.execute(_ROWS_BY_JSON, (array,)).fetchall()
+            keys = [_key(task_id) for task_id in task_ids]
+            marks = ",".join("?" * len(keys))
+            return self._db.execute(_ROWS_BY_KEYS.format(marks=marks), keys).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path) from exc
 
     # -- a clean end ---------------------------------------------------------------------------
 

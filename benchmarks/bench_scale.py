@@ -24,14 +24,15 @@ run writes, files relative to the folder) beside the files the store's run fetch
 ``resume N`` for JSONL reads it whole and checks every file as a JSONL resume does. Its
 ``fetch`` rows are then left out. ``--no-tenth`` leaves out ``fetch N/10`` (compare with
 the ``fetch N`` of a run at a tenth of the size instead), ``--no-jsonl`` every JSONL row.
-``--prefill``: no fetch at all; a worker writes the N files (whole WAVs, named as a batch
-names them) and records each outcome through the store's own ``add`` (so with the same
-file proof a batch records), then the resume and ledger rows are measured as above: the
-resume figures of a size whose fetch would take hours here. A store written so holds no
-clean end, so the first resume reads the folder for leftover temporary files as one after
-a crash would (``resume N, folder read``); ``resume N`` is the one after it, as after a
-clean end. Each row is printed as soon as it is measured, so a long run that is stopped
-still shows what it measured.
+``--prefill``: no fetch at all; N random ids shaped like the service's are made up, a
+worker writes their N files (whole WAVs, named as a batch names them) and records each
+outcome through the store's own ``add`` (so with the same file proof a batch records; in
+about the input's order, shuffled within each run of 256 as tasks in flight finish), then
+the resume and ledger rows are measured as above: the resume figures of a size whose fetch
+would take hours here. A store written so holds no clean end, so the first resume reads the
+folder for leftover temporary files as one after a crash would (``resume N, folder read``);
+``resume N`` is the one after it, as after a clean end. Each row is printed as soon as it
+is measured, so a long run that is stopped still shows what it measured.
 
 Targets (store only): RSS growth <= 64 MB for each run; throughput at N within 10% of N/10;
 first outcome of a resume within 1 s; >= 100,000 skipped ids a second, and <= 10 us of
@@ -51,6 +52,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import random
 import shutil
 import subprocess
 import sys
@@ -79,6 +82,8 @@ AUDIO_BYTES = 2_000
 CREATE_CHUNK = 20_000
 RSS_LIMIT_MB = 64.0
 LEDGER_COMMIT_EVERY = 1_000
+IN_FLIGHT = 256
+"""--prefill records the outcomes of each run of this many ids in a shuffled order."""
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -201,8 +206,18 @@ def prefill_worker(spec: Spec) -> Result:
     audio = buffer.getvalue()
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
+
+    def in_finishing_order() -> Iterator[str]:
+        """The ids in about their order, as a batch with many tasks in flight finishes
+        them: shuffled within each run of ``IN_FLIGHT``."""
+        shuffle = random.Random(2).shuffle
+        ids = _ids(spec["ids_file"], spec["count"])
+        while run := list(itertools.islice(ids, IN_FLIGHT)):
+            shuffle(run)
+            yield from run
+
     with OutcomeStore(spec["record"]) as store:
-        for n, task_id in enumerate(_ids(spec["ids_file"], spec["count"])):
+        for n, task_id in enumerate(in_finishing_order()):
             path = OutputTarget.in_folder(out, task_id).path(0)
             path.write_bytes(audio)
             store.add(
@@ -351,8 +366,9 @@ def main() -> int:
                 ids = emulator.create_tasks(chunk, ready_after=0, audio_bytes=AUDIO_BYTES)
                 file.write("\n".join(ids) + "\n")
                 left -= chunk
-            if args.prefill:  # ids shaped like the service's, never asked about
-                file.writelines(f"{uuid.UUID(int=i * 7919 + 1)}\n" for i in range(n))
+            if args.prefill:  # random ids shaped like the service's, never asked about
+                draw = random.Random(1).getrandbits
+                file.writelines(f"{uuid.UUID(int=draw(128), version=4)}\n" for _ in range(n))
         made = (
             "ids made up, their files and store rows written by a worker (--prefill)"
             if args.prefill
