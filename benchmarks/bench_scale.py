@@ -122,7 +122,14 @@ def fetch_worker(spec: Spec) -> Result:
                     counts["done"] += 1
                 else:
                     counts["other"] += 1
-        return {"first": first, **counts}
+            statistics = batch.statistics()
+        return {
+            "first": first,
+            **counts,
+            "requests": sum(statistics.requests.values()),
+            "retries": statistics.retries,
+            "throttled": statistics.throttled,
+        }
 
     return _run(work())
 
@@ -353,6 +360,18 @@ def main() -> int:
         rows.append(row(label, kind, count, result, ids))
         # Marked as progress, so that only the table at the end reads as the table.
         print(f"[{time.monotonic() - started:,.0f} s]", "  ".join(rows[-1]), flush=True)
+        if ids:  # where the time went, and what was asked of the server
+            asked = ", ".join(
+                f"{name} {result[name] / ids:.3f}"
+                for name in ("requests", "retries", "throttled")
+                if name in result
+            )
+            print(
+                f"[progress] CPU {result['cpu_user'] / ids * 1e6:.1f} us user"
+                f" + {result['cpu_sys'] / ids * 1e6:.1f} us system per id"
+                + (f"; per id: {asked}" if asked else ""),
+                flush=True,
+            )
 
     with (
         EmulatorProcess(EmulatorConfig(seed=1)) as emulator,
