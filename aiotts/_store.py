@@ -6,24 +6,26 @@ per id instead: memory stays flat in the number of ids, and a resume starts at o
 
 Tables:
 
-* ``outcomes(id, seq, state, line, ...)``: the last outcome per id (``INSERT OR REPLACE``:
-  the last word wins). ``line`` is exactly the JSON object a JSONL manifest line holds
-  (format version 2, files relative to the store's folder), so ``aiotts report`` prints the
-  lines users grep today. ``seq`` orders the ids by their last word. A ``done`` outcome of
-  one file and no notes also keeps that file's proof in columns: ``file`` (relative to the
-  store's folder), ``size``, ``ctime_ns`` and ``ino`` as ``lstat`` saw them when the
-  outcome was recorded (right after the file took its name), with ``time`` and ``code``.
-  A resume that finds the file with the same change time, inode and size skips it with
-  one ``lstat`` and no parsing (``ResumeRules.finished_among``). The change time moves
-  with every write, truncation or ``utime`` and cannot be set back (so it covers the
-  modification time); the size is compared too, for file systems whose times are coarse.
-  Any difference, or no proof (a store of version 1, an import, several files), means the
-  full check of the file. The index ``outcomes_proofs`` holds every proof again in the
-  order of ``seq`` (partial: proof rows only; covering, ``state`` included for SQLite to
-  see it: no look-up in the table), so a resume fed its ids in about the order they were
-  recorded reads the proofs in that order, a few thousand ahead of its input
-  (``_sightings``), instead of searching the table for each id: pages read in turn,
-  whatever the size of the store.
+* ``outcomes(seq, id, state, line, ...)``: the last outcome per id (``INSERT OR REPLACE``
+  on the id, a unique index: the last word wins, as a new row). ``line`` is exactly the
+  JSON object a JSONL manifest line holds (format version 2, files relative to the store's
+  folder), so ``aiotts report`` prints the lines users grep today. ``seq`` orders the ids
+  by their last word, and the table is kept in that order (``seq`` is its rowid): a new
+  outcome is written at its end, and only the index of ids takes an insert at a random
+  place (a tenth of the row's size), where a table kept in id order, as versions 1 and 2
+  keep it, took its whole row there. A ``done`` outcome of one file and no notes also
+  keeps that file's proof in columns: ``file`` (relative to the store's folder), ``size``,
+  ``ctime_ns`` and ``ino`` as ``lstat`` saw them when the outcome was recorded (right
+  after the file took its name), with ``time`` and ``code``. A resume that finds the file
+  with the same change time, inode and size skips it with one ``lstat`` and no parsing
+  (``ResumeRules.finished_among``). The change time moves with every write, truncation or
+  ``utime`` and cannot be set back (so it covers the modification time); the size is
+  compared too, for file systems whose times are coarse. Any difference, or no proof (a
+  store of version 1, an import, several files), means the full check of the file. A
+  resume fed its ids in about the order they were recorded reads the proofs in the table's
+  order, a few thousand ahead of its input (``_sightings``), instead of searching the
+  table for each id: pages read in turn, whatever the size of the store (a table keyed by
+  id has an index of the proofs in that order instead).
 * ``ledger(key, digest, state, task_id, stem, error, time)``: what became of each text
   of a bulk submit (a key per text), so that a resumed one never pays twice for a text.
   A text's row is committed as ``sending`` *before* its POST leaves, and becomes
@@ -101,25 +103,32 @@ __all__ = [
     "open_record",
 ]
 
-STORE_VERSION = 2
-"""2: the file proof columns of ``outcomes``; a store of version 1 gains them when opened
-for writing (its rows keep none, so their files get the full check on resume)."""
+STORE_VERSION = 3
+"""3: ``outcomes`` kept in the order of ``seq`` (its rowid), the id a unique index. 2: the
+file proof columns of ``outcomes``; a store of version 1 gains them when opened for writing
+(its rows keep none, so their files get the full check on resume). A store of version 1
+or 2 keeps its table keyed by id (``_ID_KEYED_INDEXES``): it stays of version 2."""
 STORE_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 """A record path with one of these suffixes is a store; any other is a JSONL manifest."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
-    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL,
-    file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
+    seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, state TEXT NOT NULL,
+    line BLOB NOT NULL, file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL,
+    code TEXT
+);
 """
-_PROOF_INDEX = """
+_ID_KEYED_INDEXES = """
+CREATE INDEX IF NOT EXISTS outcomes_by_seq ON outcomes (seq);
 CREATE INDEX IF NOT EXISTS outcomes_proofs ON outcomes
     (seq, id, file, size, ctime_ns, ino, time, code, state)
     WHERE file IS NOT NULL AND state = 'done';
 """
+"""The indexes of a table keyed by id (versions 1 and 2): by ``seq``, and the proofs in
+the order of ``seq`` (partial: proof rows only; covering, ``state`` included for SQLite
+to see it), so that ``rows_after`` reads pages in turn there too."""
+_OUTCOMES_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
 _ROW_COLUMNS = (
     "o.seq, CASE WHEN o.state = 'done' THEN o.file END, o.size, o.ctime_ns, o.ino, o.time,"
     " o.code, o.id"
@@ -372,11 +381,14 @@ class OutcomeStore:
             db.executescript(_SCHEMA)
             _create_ledger(db)
             _add_proof_columns(db)
-            db.executescript(_PROOF_INDEX)  # built once for a store that predates it
+            version = STORE_VERSION
+            if "WITHOUT ROWID" in str(db.execute(_OUTCOMES_SQL).fetchone()[0]).upper():
+                db.executescript(_ID_KEYED_INDEXES)  # built once for a store that lacks them
+                version = 2
             # Proves the store writable (a read-only folder or a full disk fails here,
             # before any request), and records the format.
             db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(STORE_VERSION),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(version),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (repr(time.time()),))
             row = db.execute("SELECT value FROM meta WHERE key = 'clean_end'").fetchone()
             self._clean_end = None if row is None else str(row[0])

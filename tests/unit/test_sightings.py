@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,29 +21,47 @@ from aiotts import _sightings
 from aiotts._admission import SeenIds, id_of
 from aiotts._models import Outcome, OutcomeState
 from aiotts._sightings import RecordedSightings
-from aiotts._store import OutcomeStore, Row
+from aiotts._store import _ROWS_AFTER, OutcomeStore, Row
 
-POOL: list[object] = [f"id-{n:02d}" for n in range(20)] + ["7", 7]
-"""Values of an input: the string ``"7"`` and the number 7 stand for the same id."""
+POOL: list[object] = [f"id-{n:02d}" for n in range(20)] + ["7", 7, "\udcff"]
+"""Values of an input: the string ``"7"`` and the number 7 stand for the same id; the lone
+surrogate stands for a byte that was not UTF-8 (kept, never dropped)."""
 
 
 def outcome(folder: Path, task_id: str, kind: str) -> Outcome:
-    """A ``done`` outcome of a whole file (recorded with its proof), or a failed one."""
-    if kind == "proof":
+    """A ``done`` outcome of a whole file (recorded with its proof), or a failed one. An id
+    that is not valid UTF-8 is refused by a batch, never fetched: only failed."""
+    if kind == "proof" and task_id.isprintable():
         path = folder / f"{task_id}.wav"
         path.write_bytes(b"x" * 10)
         return Outcome(task_id, OutcomeState.DONE, files=(path,), bytes_written=10)
     return Outcome(task_id, OutcomeState.FAILED, error="refused", finished_at=1.0)
 
 
+ID_KEYED = """
+CREATE TABLE outcomes (
+    id BLOB PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, line BLOB NOT NULL,
+    file TEXT, size INTEGER, ctime_ns INTEGER, ino INTEGER, time REAL, code TEXT
+) WITHOUT ROWID;
+"""
+"""The table of a store of version 2, kept in id order."""
+
+
 @contextlib.contextmanager
-def store_holding(recorded: Sequence[tuple[str, str]]) -> Iterator[OutcomeStore]:
-    """A store in a fresh folder holding ``recorded`` (id, kind), in that order."""
-    with tempfile.TemporaryDirectory() as folder, OutcomeStore(Path(folder) / "a.db") as store:
-        for task_id, kind in recorded:
-            store.add(outcome(Path(folder), task_id, kind))
-        store.commit()
-        yield store
+def store_holding(
+    recorded: Sequence[tuple[str, str]], *, id_keyed: bool = False
+) -> Iterator[OutcomeStore]:
+    """A store in a fresh folder holding ``recorded`` (id, kind), in that order; with
+    ``id_keyed``, a store of version 2, whose table is kept in id order."""
+    with tempfile.TemporaryDirectory() as folder:
+        if id_keyed:
+            with contextlib.closing(sqlite3.connect(Path(folder) / "a.db")) as db:
+                db.executescript(ID_KEYED)
+        with OutcomeStore(Path(folder) / "a.db") as store:
+            for task_id, kind in recorded:
+                store.add(outcome(Path(folder), task_id, kind))
+            store.commit()
+            yield store
 
 
 @contextlib.contextmanager
@@ -135,10 +155,18 @@ def test_each_id_is_new_at_its_first_sighting_only_with_the_proof_it_had(
         seen.close()
 
 
-def test_an_input_in_the_stores_order_is_served_ahead_with_no_look_up_by_id() -> None:
+@pytest.mark.parametrize("id_keyed", [False, True], ids=["version 3", "version 2"])
+def test_an_input_in_the_stores_order_is_served_ahead_with_no_look_up_by_id(
+    id_keyed: bool,
+) -> None:
     ids = [f"{n:05d}-{random.Random(n).getrandbits(64):x}" for n in range(3000)]
     random.Random(1).shuffle(ids)  # keys in no order: the store's order is its own
-    with store_holding([(task_id, "proof") for task_id in ids]) as store:
+    with store_holding([(task_id, "proof") for task_id in ids], id_keyed=id_keyed) as store:
+        # Read in turn: the table itself (kept in seq order), or the index of proofs.
+        plan = str(store._db.execute("EXPLAIN QUERY PLAN " + _ROWS_AFTER, (0, 1, 1)).fetchall())
+        assert ("COVERING INDEX outcomes_proofs" if id_keyed else "INTEGER PRIMARY KEY") in plan
+        version = store._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        assert version == ("2" if id_keyed else "3",)
         asked = asked_by_id(store)
         sightings = RecordedSightings(store, SeenIds())
         # As a batch with tasks in flight records them: shuffled within runs of 32.
@@ -184,3 +212,17 @@ def test_reading_ahead_stops_for_an_input_in_another_order() -> None:
                 proven += [t for t, _ in sightings.new_among(given_ids[at : at + 16])[2]]
         assert proven == given_ids
         assert not sightings.reading_ahead
+
+
+def test_an_input_in_the_stores_order_keeps_reading_ahead_over_many_small_chunks() -> None:
+    ids = [f"id-{n}" for n in range(400)]
+    with store_holding([(task_id, "proof") for task_id in ids]) as store:
+        asked = asked_by_id(store)
+        sightings = RecordedSightings(store, SeenIds())
+        assert repr(sightings) == "<RecordedSightings until=400 0 ahead>"
+        with window_sizes(read=8, ahead=16, most=64, judged_after=64, behind=8):
+            for at in range(0, len(ids), 8):  # the judgement spans eight chunks
+                fresh, _, proofs = sightings.new_among(ids[at : at + 8])
+                assert [task_id for task_id, _ in proofs] == fresh == ids[at : at + 8]
+        assert sightings.reading_ahead and asked[0] == 0
+        assert repr(sightings) == "<RecordedSightings until=400 0 ahead>"
