@@ -212,6 +212,7 @@ def test_reading_ahead_stops_for_an_input_in_another_order() -> None:
                 proven += [t for t, _ in sightings.new_among(given_ids[at : at + 16])[2]]
         assert proven == given_ids
         assert not sightings.reading_ahead
+        assert repr(sightings) == "<RecordedSightings until=400 off>"
 
 
 def test_an_input_in_the_stores_order_keeps_reading_ahead_over_many_small_chunks() -> None:
@@ -226,3 +227,15 @@ def test_an_input_in_the_stores_order_keeps_reading_ahead_over_many_small_chunks
                 assert [task_id for task_id, _ in proofs] == fresh == ids[at : at + 8]
         assert sightings.reading_ahead and asked[0] == 0
         assert repr(sightings) == "<RecordedSightings until=400 0 ahead>"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [["a", "a", "b"], ["a", "b", "a", "b"], ["x", "a", "a", "x", "b"], ["b", "a", "x", "a", "b"]],
+)
+def test_ids_with_no_row_seen_twice_in_one_chunk_are_new_once(chunk: list[str]) -> None:
+    with store_holding([("x", "proof")]) as store:  # "a" and "b" have no row
+        sightings = RecordedSightings(store, SeenIds())
+        fresh, raws, proofs = sightings.new_among(chunk)
+        assert fresh == raws == list(dict.fromkeys(chunk))
+        assert [task_id for task_id, _ in proofs] == (["x"] if "x" in chunk else [])
