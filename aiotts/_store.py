@@ -137,6 +137,7 @@ _ROWS_AFTER = (
     "SELECT seq, file, size, ctime_ns, ino, time, code, id FROM outcomes"
     " WHERE file IS NOT NULL AND state = 'done' AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 )
+# CROSS JOIN keeps the array outside: each of its rows is one search of the id index.
 _ROWS_BY_JSON = (
     f"SELECT {_ROW_COLUMNS} FROM json_each(?) AS j CROSS JOIN outcomes AS o"
     " ON o.id = CAST(j.value AS BLOB)"
@@ -165,17 +166,6 @@ _EMPTY_OUTCOMES = (
 _NO_PROOF: tuple[None, ...] = (None,) * len(_PROOF_COLUMNS)
 LOOKUP_CHUNK = 512
 """The most ids ``recorded`` asks about in one statement (SQLite allows 32,766 values)."""
-_PROOF_SELECT = "SELECT {id}, o.file, o.size, o.ctime_ns, o.ino, o.time, o.code FROM "
-_PROOF_WHERE = " WHERE o.file IS NOT NULL AND o.state = 'done'"
-# CROSS JOIN keeps the array outside: its rows come in its order, each a primary-key search.
-_PROOFS_BY_JSON = (
-    _PROOF_SELECT.format(id="j.key")
-    + "json_each(?) AS j CROSS JOIN outcomes AS o ON o.id = CAST(j.value AS BLOB)"
-    + _PROOF_WHERE
-)
-_PROOFS_BY_KEYS = (
-    _PROOF_SELECT.format(id="o.id") + "outcomes AS o" + _PROOF_WHERE + " AND o.id IN ({marks})"
-)
 
 
 def _has_json() -> bool:
@@ -463,21 +453,13 @@ class OutcomeStore:
     def proofs(self, task_ids: Sequence[str]) -> list[Proof]:
         """The file proofs recorded for ``task_ids`` (distinct; at most ``LOOKUP_CHUNK``):
         one row per id whose record is ``done`` with a proof, in the order of ``task_ids``,
-        each starting with the id's position there.
-
-        The ids travel as one JSON array (``json_each``), not as one bound value each:
-        binding and the temporary index of an ``IN`` list cost more than the look-ups.
-        Ids that JSON cannot carry unchanged (a lone surrogate, a NUL) are bound instead."""
-        try:
-            if (array := json_ids(task_ids)) is not None:
-                return self._db.execute(_PROOFS_BY_JSON, (array,)).fetchall()
-            keys = [_key(task_id) for task_id in task_ids]
-            position = {key: n for n, key in enumerate(keys)}
-            marks = ",".join("?" * len(keys))
-            rows = self._db.execute(_PROOFS_BY_KEYS.format(marks=marks), keys).fetchall()
-        except sqlite3.Error as exc:
-            raise _store_error(exc, self.path) from exc
-        found = [(position[bytes(row[0])], *row[1:]) for row in rows]
+        each starting with the id's position there (``rows_of``, in that shape)."""
+        position = {_key(task_id): n for n, task_id in enumerate(task_ids)}
+        found: list[Proof] = [
+            (position[row[7]], row[1], *row[2:7])  # type: ignore[misc]
+            for row in self.rows_of(task_ids)
+            if row[1] is not None
+        ]
         found.sort()
         return found
 
@@ -489,8 +471,8 @@ class OutcomeStore:
 
     def rows_after(self, after: int, until: int, limit: int) -> list[Row]:
         """At most ``limit`` rows of ``done`` outcomes with a file proof whose ``seq`` is
-        greater than ``after`` and at most ``until``, in the order of ``seq``: read from
-        the index ``outcomes_proofs`` alone, in turn."""
+        greater than ``after`` and at most ``until``, in the order of ``seq``: pages read in
+        turn (the table's own, or for a table keyed by id, its index ``outcomes_proofs``)."""
         try:
             return self._db.execute(_ROWS_AFTER, (after, until, limit)).fetchall()
         except sqlite3.Error as exc:
@@ -499,7 +481,11 @@ class OutcomeStore:
     def rows_of(self, task_ids: Sequence[str]) -> list[Row]:
         """The rows recorded for ``task_ids`` (at most ``LOOKUP_CHUNK``), in no
         particular order; ids never recorded have none. ``file`` is None unless the row
-        is a ``done`` outcome with a file proof."""
+        is a ``done`` outcome with a file proof.
+
+        The ids travel as one JSON array (``json_each``), not as one bound value each:
+        binding and the temporary index of an ``IN`` list cost more than the look-ups.
+        Ids that JSON cannot carry unchanged (a lone surrogate, a NUL) are bound instead."""
         try:
             if (array := json_ids(task_ids)) is not None:
                 return self._db.execute(_ROWS_BY_JSON, (array,)).fetchall()

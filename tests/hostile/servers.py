@@ -14,6 +14,8 @@ from types import TracebackType
 
 from aiohttp import web
 
+from tests.helpers import cli_env
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CLIENT_ID = "hostile-client-id"
@@ -55,6 +57,17 @@ class HostileServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """The environment of an ``aiotts`` subprocess pointed at this server with the test
+        credentials, then ``extra``."""
+        return cli_env(
+            None,
+            ASPOSE_CLIENT_ID=CLIENT_ID,
+            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
+            AIOTTS_BASE_URL=self.url,
+            **extra,
+        )
 
     def requests_to(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path.lower() == path.lower()]

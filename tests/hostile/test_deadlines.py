@@ -21,8 +21,7 @@ from aiotts import (
     TTSClient,
     UsageError,
 )
-from tests.helpers import cli_env
-from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, TOKEN, HostileServer
+from tests.hostile.servers import TOKEN, HostileServer
 from tests.hostile.transport import (
     STATUS_PATH,
     TASK_ID,
@@ -77,12 +76,7 @@ async def test_a_trickling_body_cannot_hold_a_call_past_its_deadline(tmp_path: P
 async def test_the_command_line_gives_status_and_cancel_a_deadline(verb: str) -> None:
     async with HostileServer() as server:
         server.route("GET", STATUS_PATH, trickle)
-        env = cli_env(
-            None,
-            ASPOSE_CLIENT_ID=CLIENT_ID,
-            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
-            AIOTTS_BASE_URL=server.url,
-        )
+        env = server.cli_env()
         command = [sys.executable, "-m", "aiotts", verb, TASK_ID, "--timeout", "0.5"]
         with anyio.fail_after(30):
             result = await anyio.run_process(command, env=env, check=False)

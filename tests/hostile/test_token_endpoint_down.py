@@ -16,8 +16,7 @@ from aiohttp import web
 from aiotts import OutcomeState, Timeouts, TokenUnavailableError, TransientError, read_manifest
 from aiotts._store import OutcomeStore
 from aiotts.cli import ExitCode
-from tests.helpers import cli_env
-from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, HostileServer
+from tests.hostile.servers import HostileServer
 from tests.hostile.transport import FEW_RETRIES, TOKEN_PATH, TTS_PATH, client_of
 
 pytestmark = pytest.mark.anyio
@@ -90,12 +89,7 @@ async def test_a_failing_token_endpoint_stops_a_submit_run_and_sends_nothing(
 async def test_fetch_exits_4_naming_the_token_endpoint(tmp_path: Path) -> None:
     async with HostileServer() as server:
         server.route("POST", TOKEN_PATH, unavailable)
-        env = cli_env(
-            None,
-            ASPOSE_CLIENT_ID=CLIENT_ID,
-            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
-            AIOTTS_BASE_URL=server.url,
-        )
+        env = server.cli_env()
         args = [sys.executable, "-m", "aiotts", "fetch", *IDS[:5], "--out", str(tmp_path)]
         done = await anyio.run_process([*args, "--retries", "1"], env=env, check=False)
     stderr = done.stderr.decode()

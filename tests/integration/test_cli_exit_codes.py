@@ -23,7 +23,7 @@ from aiotts import OutcomeState, read_manifest
 from aiotts.cli import ExitCode
 from aiotts.emulator import Emulator, EmulatorConfig
 from tests.helpers import cli_env
-from tests.hostile.servers import CLIENT_ID, CLIENT_SECRET, HostileServer
+from tests.hostile.servers import HostileServer
 
 pytestmark = pytest.mark.anyio
 
@@ -197,12 +197,7 @@ async def test_exit_3_when_the_token_cannot_be_sent(tmp_path: Path) -> None:
 
     async with HostileServer() as server:
         server.route("POST", "/connect/token", bad_token)
-        env = cli_env(
-            None,
-            ASPOSE_CLIENT_ID=CLIENT_ID,
-            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
-            AIOTTS_BASE_URL=server.url,
-        )
+        env = server.cli_env()
         commands = every_verb("TTSx", tmp_path)
         results = await run_all({n: commands[n] for n in ("fetch", "submit", "status")}, env)
         assert all(b"X-Injected" not in str(r.headers).encode() for r in server.received)
@@ -259,12 +254,7 @@ async def test_exit_6_when_a_submit_may_have_reached_the_server(tmp_path: Path) 
     async with HostileServer() as server:
         for path in ("/v5.0/ocr/ConvertTextToSpeech", "/v5.0/ocr/ConvertTextToSpeechTrial"):
             server.route("POST", path, cut_the_post)
-        env = cli_env(
-            None,
-            ASPOSE_CLIENT_ID=CLIENT_ID,
-            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
-            AIOTTS_BASE_URL=server.url,
-        )
+        env = server.cli_env()
         commands = {
             "submit": ["submit", "billable text"],
             "submit --wait": ["submit", "billable", "--wait", "--out", str(tmp_path)],
@@ -306,12 +296,7 @@ async def test_exit_130_on_ctrl_c(tmp_path: Path) -> None:
         server.route("GET", "/v5.0/ocr/Utilities/GetTaskStatus", hang)
         pending = emu.create_tasks(1)[0]
         env = cli_env(emu)
-        hostile_env = cli_env(
-            None,
-            ASPOSE_CLIENT_ID=CLIENT_ID,
-            ASPOSE_CLIENT_SECRET=CLIENT_SECRET,
-            AIOTTS_BASE_URL=server.url,
-        )
+        hostile_env = server.cli_env()
         known = set(emu.task_ids())
 
         def submitted() -> bool:  # and asked about: the client holds the id
