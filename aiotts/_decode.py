@@ -152,7 +152,7 @@ _PLAIN_MEMBER: Final = re.compile(
 )
 # The usual head of a ``Completed`` answer in one match: ``{``, plain members, ``"results":
 # [{``, plain members, then ``"data":"``, where the audio begins. Its members are read with
-# ``_HEAD_MEMBER`` (``null`` leaves group 2 empty). The scanner takes this head in one step
+# ``_HEAD_MEMBER`` (``null`` fills group 3 instead of 2). The scanner takes this head in one step
 # instead of a dozen, and only when it stores exactly what the general path would store
 # (``_fast_head``); otherwise it goes the general way from the same place.
 _WSP: Final = rb"[ \t\n\r]*"
@@ -180,7 +180,7 @@ _HEAD: Final = re.compile(
     + b'"'
 )
 _HEAD_MEMBER: Final = re.compile(
-    rb'"(' + _PLAIN + rb')"' + _COLON + rb'(?:"(' + _PLAIN + rb')"|null)'
+    rb'"(' + _PLAIN + rb')"' + _COLON + rb'(?:"(' + _PLAIN + rb')"|(null))'
 )
 # The usual tail, right after the closing quote of the one result's ``data``: its object
 # and the array closed, then plain members, then the closing ``}``.
@@ -593,17 +593,24 @@ class EnvelopeScanner:
         toward ``max_field_bytes``, as the general path counts them; ``None`` if one of them
         passes ``max_value_bytes`` (the general path must read them). ``_MEMBER`` names
         neither ``results`` nor ``data``, so no member here is one of those."""
-        fields: dict[str, Any] = {}
+        found = _HEAD_MEMBER.findall(raw)  # (key, text, b"null" or b"") each
+        # A key or value counts its quotes, ``null`` 4 bytes: len(key) + len(text) + 4 for
+        # a member with a string, len(key) + 6 for one with null.
         held = 0
-        limit = self._max_value
-        for m in _HEAD_MEMBER.finditer(raw):
-            raw_key, raw_text = m.group(1, 2)
-            key_size = len(raw_key) + 2
-            value_size = 4 if raw_text is None else len(raw_text) + 2
-            if key_size > limit or value_size > limit:
-                return None
-            held += key_size + value_size
-            fields[raw_key.decode()] = None if raw_text is None else raw_text.decode()
+        for raw_key, raw_text, null in found:
+            held += len(raw_key) + len(raw_text) + (6 if null else 4)
+        if len(raw) > self._max_value:
+            # Rare: a member may be longer than a value may be; each one is checked.
+            limit = self._max_value
+            for raw_key, raw_text, null in found:
+                if len(raw_key) + 2 > limit or (4 if null else len(raw_text) + 2) > limit:
+                    return None
+        # Each key and value lies within ``raw``, quotes included: when ``raw`` is within
+        # ``max_value_bytes``, so is each of them.
+        fields = {
+            raw_key.decode(): None if null else raw_text.decode()
+            for raw_key, raw_text, null in found
+        }
         return fields, held
 
     def _fast_head(self, m: re.Match[bytes]) -> bool:

@@ -12,8 +12,11 @@ Shape::
                                                             subscriber, through its listener
 
 The pacing (which task, when) is decided by the pure ``Pacer``; this module is the thin
-async shell around it: it sleeps until the pacer's next time, hands due tasks to workers,
-and feeds the pacer and the state machine what each answer said once the request is over.
+async shell around it: it sleeps until the pacer's next time, hands due tasks to idle
+workers, and feeds the pacer and the state machine what each answer said once the request
+is over. A worker that finished a poll asks the pacer itself for the next due task, and
+goes idle only when none is due: in a bulk fetch, polls follow each other without a trip
+through the dispatcher.
 
 Invariants:
 
@@ -343,8 +346,25 @@ class Scheduler:
         worker = asyncio.current_task()
         assert worker is not None
         while True:
-            await self._poll(await self._due.get(), worker)  # no finished task kept while idle
+            task: _Task | None = await self._due.get()
+            while task is not None:
+                await self._poll(task, worker)
+                task = self._take_due()  # no finished task kept while idle
             self._idle.release()
+
+    def _take_due(self) -> _Task | None:
+        """The next task due now, for a worker that just finished a poll, or None (nothing
+        is due: the worker goes idle). It ends the tasks whose deadline came, as the
+        dispatcher does. A busy worker goes on at once; the dispatcher's hand-off (a
+        wake-up, a queue) is only for idle ones."""
+        pacer = self._pacer
+        while True:
+            decision = pacer.decide(self.clock())
+            if isinstance(decision, Poll):
+                return decision.key
+            if not isinstance(decision, Expire):
+                return None
+            self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
 
     # -- one poll ----------------------------------------------------------------------------
 

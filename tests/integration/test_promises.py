@@ -150,3 +150,18 @@ async def test_a_task_admitted_late_gets_its_whole_task_timeout(
             report = await client.fetch_all(ids, tmp_path, task_timeout=2.0)
     assert [o.state for o in report.failed] == []
     assert {o.task_id for o in report.done} == set(ids)
+
+
+async def test_a_deadline_that_passes_while_every_worker_is_busy_ends_its_task_unpolled(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # One worker, and every request takes 0.6 s. The first task's poll (waiting for the
+    # token) is out when both deadlines pass at 0.3 s; the second task's passes while it
+    # waits for a worker. The worker that comes free must end it, not leave it hanging.
+    ids = emulator.create_tasks(2, ready_after=0)
+    emulator.set_faults(latency=0.6)
+    async with client_for(emulator, limits=Limits(polls=1)) as client:
+        with anyio.fail_after(10):
+            report = await client.fetch_all(ids, tmp_path, task_timeout=0.3)
+    assert [o.state for o in report.failed] == [OutcomeState.EXPIRED] * 2
+    assert emulator.stats().count("fetch") == 0  # neither was asked about
