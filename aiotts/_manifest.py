@@ -56,6 +56,7 @@ __all__ = [
     "outcome_line",
     "parse_line",
     "read_manifest",
+    "relative_name",
     "whole_files",
 ]
 
@@ -105,15 +106,39 @@ def _texts(value: object) -> tuple[str, ...]:
     return tuple(str(item) for item in value)
 
 
-def outcome_line(outcome: Outcome, base: str) -> bytes:
+def relative_name(path: str | os.PathLike[str], base: str) -> str:
+    """``os.path.relpath(os.path.abspath(path), base)``, for ``base`` absolute and
+    normalised (``os.path.abspath``'s result).
+
+    The usual case costs a third of that: a file written by a batch is an absolute path
+    already normalised, inside ``base``, so its name relative to ``base`` is what follows
+    ``base`` and a separator. Anything else (a relative path, ``..``, a doubled separator,
+    a file outside ``base``) takes ``os.path.relpath`` itself.
+    """
+    text = os.fspath(path)
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if (
+        len(text) > len(prefix)
+        and text.startswith(prefix)
+        and not text.startswith(os.sep, len(prefix))  # "//": normpath keeps two at the start
+        and os.path.normpath(text) == text
+    ):
+        return text[len(prefix) :]
+    return os.path.relpath(os.path.abspath(text), base)
+
+
+def outcome_line(outcome: Outcome, base: str, names: list[str] | None = None) -> bytes:
     """The record of ``outcome`` as one JSON object (no newline), its files relative to
-    ``base`` (an absolute folder): the line of a JSONL manifest and the row of a store."""
+    ``base`` (an absolute folder): the line of a JSONL manifest and the row of a store.
+    ``names``: those relative names, if the caller has them already."""
+    if names is None:
+        names = [relative_name(p, base) for p in outcome.files]
     return orjson.dumps(
         {
             "v": MANIFEST_VERSION,
             "id": printable_id(outcome.task_id),
             "state": outcome.state.value,
-            "files": [os.path.relpath(os.path.abspath(p), base) for p in outcome.files],
+            "files": names,
             "bytes": outcome.bytes_written,
             "error": outcome.error,
             "messages": list(outcome.messages),

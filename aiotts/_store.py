@@ -83,6 +83,7 @@ from aiotts._manifest import (
     manifest_lines,
     outcome_line,
     parse_line,
+    relative_name,
 )
 from aiotts._models import Outcome, OutcomeState
 
@@ -541,11 +542,13 @@ class OutcomeStore:
 
         A ``done`` outcome of one whole file is recorded with the file's proof (see the
         module's docstring): the caller vouches that the file is the one it checked."""
-        line = outcome_line(outcome, self._base)
-        self._put(outcome.task_id, outcome.state.value, line, self._proof(outcome))
+        names = [relative_name(file, self._base) for file in outcome.files]
+        line = outcome_line(outcome, self._base, names)
+        self._put(outcome.task_id, outcome.state.value, line, self._proof(outcome, names))
 
-    def _proof(self, outcome: Outcome) -> tuple[object, ...]:
-        """The proof columns of ``outcome``'s file, or all None."""
+    def _proof(self, outcome: Outcome, names: list[str]) -> tuple[object, ...]:
+        """The proof columns of ``outcome``'s file (``names``: the files relative to the
+        store's folder), or all None."""
         files = outcome.files
         if (
             outcome.state is not OutcomeState.DONE
@@ -562,7 +565,7 @@ class OutcomeStore:
         if not stat.S_ISREG(seen.st_mode) or seen.st_size != outcome.bytes_written:
             return _NO_PROOF
         return (
-            os.path.relpath(os.path.abspath(files[0]), self._base),
+            names[0],
             seen.st_size,
             seen.st_ctime_ns,
             seen.st_ino,

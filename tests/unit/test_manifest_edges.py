@@ -14,6 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aiotts._errors import OutputError
 from aiotts._manifest import (
@@ -22,6 +24,7 @@ from aiotts._manifest import (
     outcome_line,
     parse_line,
     read_manifest,
+    relative_name,
     whole_files,
 )
 from aiotts._models import Outcome, OutcomeState
@@ -35,6 +38,37 @@ def wav(data_bytes: int = 6) -> bytes:
 
 def line_of(outcome: Outcome, base: Path) -> bytes:
     return outcome_line(outcome, os.path.abspath(base))
+
+
+# -- names relative to the record's folder -----------------------------------------------
+
+_PARTS = st.lists(st.sampled_from(["", ".", "..", "a", "b", "x.wav", "a.1.wav"]), max_size=5)
+
+
+@given(
+    base=_PARTS,
+    path=_PARTS,
+    absolute=st.booleans(),
+    trailing=st.booleans(),
+)
+def test_relative_name_is_relpath_of_abspath(
+    base: list[str], path: list[str], absolute: bool, trailing: bool
+) -> None:
+    folder = os.path.abspath("/" + "/".join(base))
+    text = ("/" if absolute else "") + "/".join(path) + ("/" if trailing else "")
+    if not text:
+        text = "."
+    assert relative_name(text, folder) == os.path.relpath(os.path.abspath(text), folder)
+    assert relative_name(Path(text), folder) == os.path.relpath(os.path.abspath(text), folder)
+
+
+def test_relative_name_of_a_file_in_the_folder_is_what_follows_it() -> None:
+    assert relative_name("/data/out/TTS1.wav", "/data/out") == "TTS1.wav"
+    assert relative_name("/data/out/sub/TTS1.wav", "/data/out") == "sub/TTS1.wav"
+    assert relative_name("/TTS1.wav", "/") == "TTS1.wav"
+    assert relative_name("/data/outer/TTS1.wav", "/data/out") == "../outer/TTS1.wav"
+    assert relative_name("/data/out/../TTS1.wav", "/data/out") == "../TTS1.wav"
+    assert relative_name("/data/out//TTS1.wav", "/data/out") == "TTS1.wav"
 
 
 # -- lines ---------------------------------------------------------------------------
