@@ -112,7 +112,12 @@ class OutputTarget:
     """``folder/stem`` as a string, built once: every file name of the target starts with it."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_base", os.path.join(os.fspath(self.folder), self.stem))
+        folder = os.fspath(self.folder)
+        if os.altsep is None and folder:  # one separator: os.path.join by hand, for less
+            base = folder + self.stem if folder.endswith(os.sep) else f"{folder}{os.sep}{self.stem}"
+        else:
+            base = os.path.join(folder, self.stem)
+        object.__setattr__(self, "_base", base)
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike[str], task_id: str) -> OutputTarget:

@@ -98,13 +98,16 @@ def _bare(spec: dict[str, Any], n: int, *, aiotts_settings: bool) -> None:
 
             async def bare_worker() -> None:
                 for task_id in queue:
-                    request = session.get(url + TTS_PATH, params={"id": task_id}, headers=headers)
                     if aiotts_settings:
                         request = session.request(
                             "GET",
                             base.with_query(id=task_id),
                             headers={"Authorization": "Bearer " + token},
                             allow_redirects=False,
+                        )
+                    else:
+                        request = session.get(
+                            url + TTS_PATH, params={"id": task_id}, headers=headers
                         )
                     async with request as answer:
                         with open(out / f"{task_id}.body", "wb", buffering=0) as file:

@@ -443,3 +443,13 @@ def test_a_share_that_fails_is_an_output_error_and_leaves_no_part(tmp_path: Path
     with pytest.raises(OutputError) as caught:
         share_file(source, missing, task_id="TTSc")
     assert caught.value.path == str(missing)
+
+
+@pytest.mark.parametrize(
+    "folder", ["/", "/data/out", "out", "out/sub", ".", "", "/data/out/", "a//b", "/../x"]
+)
+def test_a_target_names_its_files_as_os_path_join_does(folder: str) -> None:
+    target = OutputTarget(Path(folder), "TTSa")
+    assert target.name(0) == os.path.join(os.fspath(Path(folder)), "TTSa") + ".wav"
+    target = OutputTarget(folder, "TTSa")  # type: ignore[arg-type]  # a str: "" too
+    assert target.name(1) == os.path.join(folder, "TTSa") + ".1.wav"

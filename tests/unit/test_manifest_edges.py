@@ -71,6 +71,16 @@ def test_relative_name_of_a_file_in_the_folder_is_what_follows_it() -> None:
     assert relative_name("/data/out//TTS1.wav", "/data/out") == "TTS1.wav"
 
 
+def test_a_file_in_the_folder_costs_no_relpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: str, start: str | None = None) -> str:
+        raise AssertionError(f"os.path.relpath({path!r}, {start!r})")
+
+    monkeypatch.setattr(os.path, "relpath", refuse)
+    assert relative_name("/data/out/TTS1.wav", "/data/out") == "TTS1.wav"
+    assert relative_name(Path("/data/out/sub/TTS1.wav"), "/data/out") == "sub/TTS1.wav"
+    assert relative_name("/TTS1.wav", "/") == "TTS1.wav"
+
+
 # -- lines ---------------------------------------------------------------------------
 
 
