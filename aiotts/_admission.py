@@ -491,8 +491,10 @@ class ResumeRules:
                         and seen.st_ino == proof[4]
                         and is_regular(seen.st_mode)
                     ):
+                        # The time as the record's line holds it (to the millisecond),
+                        # as the full check gives it.
                         proven[task_id] = resumed_done(
-                            task_id, (child(name),), proof[2], proof[5] or 0.0, proof[6]
+                            task_id, (child(name),), proof[2], round(proof[5] or 0.0, 3), proof[6]
                         )
             finally:
                 if folder_fd is not None:
@@ -536,7 +538,8 @@ class ResumeRules:
             seen.st_mode
         ):
             return None
-        return resumed_done(task_id, (child(name),), seen.st_size, row[6] or 0.0, row[7])
+        finished_at = round(row[6] or 0.0, 3)  # as the record's line holds it
+        return resumed_done(task_id, (child(name),), seen.st_size, finished_at, row[7])
 
     def _judge(self, task_id: str, entry: ManifestEntry | None) -> Resumed | None:
         """``finished_before`` given what the record holds about ``task_id``."""

@@ -92,6 +92,10 @@ async def test_ids_all_done_before_come_back_once_each_in_order_through_little_r
         statistics = batch.statistics()
     assert [o.task_id for o in again] == ids  # one each, in the order given
     assert all(o.resumed and o.ok for o in again)
+    # Proven or fully checked, an outcome's time is the record's, to the millisecond.
+    recorded = read_manifest(out / "aiotts.db")
+    assert {o.task_id: o.finished_at for o in again} == {i: recorded[i].time for i in ids}
+    assert any(round(o.finished_at, 3) != o.finished_at for o in first)  # it was finer
     assert {o.task_id: o.files for o in again} == {o.task_id: o.files for o in first}
     assert all(emulator.record(i).fetches == fetched[i] for i in ids)
     assert statistics.resumed == 25 and statistics.states["done"] == 25
