@@ -7,7 +7,9 @@ client keeps, not in the caller's frame, so leaving an ``async for`` early (``br
 exception, a cancellation) can never tear down a task group from the wrong task. Instead:
 
 * a cancellation while the caller waits for the next outcome cancels the batch;
-* ``break`` drops the last reference to the batch, and ``__del__`` cancels it;
+* leaving ``async for`` early (``break``, ``return``, an exception) drops the loop's
+  ``Reader`` (``_reading.py``), which cancels the batch: the batch itself is held by its
+  task, so its own ``__del__`` would never run;
 * ``async with client.fetch_many(...) as batch`` cancels on exit *and waits* until every
   id in flight is recorded;
 * closing the client cancels and waits for every batch still running.
@@ -70,6 +72,7 @@ from aiotts._errors import (
 from aiotts._files import OutputTarget
 from aiotts._manifest import Manifest
 from aiotts._models import Outcome, OutcomeState
+from aiotts._reading import Reader
 from aiotts._scheduler import Scheduler, Subscription
 from aiotts._session import HttpSession
 from aiotts._sightings import RecordedSightings
@@ -598,8 +601,14 @@ class Batch:
             with anyio.CancelScope(shield=True):
                 await self._finished.wait()
 
-    def __aiter__(self) -> Batch:
-        return self
+    def __aiter__(self) -> Reader[Outcome]:
+        # What the loop holds: dropped when the loop is left early, it cancels the batch.
+        return Reader(self)
+
+    def reader_left(self) -> None:
+        """The ``async for`` that read this batch was left: cancel it unless it ended."""
+        if not self._done:
+            self.cancel()
 
     async def __anext__(self) -> Outcome:
         ready = self._ready

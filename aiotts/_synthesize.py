@@ -37,6 +37,7 @@ from aiotts._batch import Batch, BatchStatistics
 from aiotts._errors import AiottsError, ApiError
 from aiotts._files import OutputTarget
 from aiotts._models import Outcome, OutcomeState
+from aiotts._reading import Reader
 from aiotts._store import OutcomeStore
 from aiotts._submit import Submissions, Submitted
 from aiotts._texts import file_stem
@@ -183,8 +184,15 @@ class Synthesis:
             with anyio.CancelScope(shield=True):
                 await self._finished.wait()
 
-    def __aiter__(self) -> Synthesis:
-        return self
+    def __aiter__(self) -> Reader[Outcome]:
+        # What the loop holds: dropped when the loop is left early, it stops the synthesis.
+        return Reader(self)
+
+    def reader_left(self) -> None:
+        """The ``async for`` that read this was left: stop sending and fetching, unless
+        it ended."""
+        if not self._finished.is_set():
+            self.cancel()
 
     async def __anext__(self) -> Outcome:
         self._start()

@@ -165,3 +165,35 @@ async def test_a_deadline_that_passes_while_every_worker_is_busy_ends_its_task_u
             report = await client.fetch_all(ids, tmp_path, task_timeout=0.3)
     assert [o.state for o in report.failed] == [OutcomeState.EXPIRED] * 2
     assert emulator.stats().count("fetch") == 0  # neither was asked about
+
+
+async def test_leaving_async_for_early_cancels_the_batch(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    first = emulator.create_tasks(1, ready_after=0)
+    later = emulator.create_tasks(20, ready_after=2.0)
+    async with client_for(emulator) as client:
+        async for outcome in client.fetch_many(first + later, tmp_path, manifest=tmp_path / "r"):
+            assert outcome.task_id == first[0]
+            break
+        await anyio.sleep(0.3)  # what was in flight when the loop was left comes back
+        polled = emulator.stats().count("fetch")
+        await anyio.sleep(2.2)  # the other tasks are ready by now: nobody asks about them
+        assert emulator.stats().count("fetch") == polled
+    records = read_manifest(tmp_path / "r")
+    assert records[first[0]].state is OutcomeState.DONE
+    assert {records[task_id].state for task_id in later} == {OutcomeState.CANCELLED}
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["r", f"{first[0]}.wav"])
+
+
+async def test_leaving_async_for_early_stops_a_synthesis_sending_texts(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    texts = [(f"k{n}", f"Sentence number {n}.") for n in range(2000)]
+    async with client_for(emulator) as client:
+        async for _ in client.synthesize(texts, tmp_path):
+            break
+        await anyio.sleep(0.3)  # the submits in flight when the loop was left come back
+        sent = emulator.stats().count("submit")
+        await anyio.sleep(0.5)
+        assert emulator.stats().count("submit") == sent < len(texts)
