@@ -657,11 +657,10 @@ class Batch:
         await self.wait_closed()
 
     def __del__(self) -> None:
-        if not self._started:  # made, never iterated: release what __init__ took
-            if self._manifest is not None:
-                self._manifest.close()
-        elif not self._finished.is_set():
-            self._scope.cancel()
+        # A started batch is held by its task until it finished: only one made and never
+        # iterated can be collected with something to release (what __init__ took).
+        if not self._started and self._manifest is not None:
+            self._manifest.close()
 
     async def collect(self) -> BatchReport:
         """Run to the end; every outcome, the done ones apart from the rest."""

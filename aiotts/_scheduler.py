@@ -58,7 +58,7 @@ from aiotts._errors import (
 from aiotts._files import OutputTarget, share_file
 from aiotts._hooks import SILENT, Emitter
 from aiotts._models import Outcome, OutcomeState, TaskResult, TaskStatus
-from aiotts._pacing import Expire, Pacer, Poll, Timing
+from aiotts._pacing import Pacer, Poll, Sleep, Timing
 from aiotts._readiness import Readiness
 from aiotts._session import HttpSession
 from aiotts._slots import Slots
@@ -306,20 +306,12 @@ class Scheduler:
             raise
 
     async def _dispatch(self) -> None:
-        """Hand due tasks to free workers, and end the ones whose deadline came, as the
-        pacer decides."""
-        pacer = self._pacer
+        """Hand due tasks to idle workers, as the pacer decides."""
         while True:
             await self._idle.acquire()  # a worker is free
-            while True:
-                decision = pacer.decide(self.clock())
-                if isinstance(decision, Poll):
-                    self._due.put_nowait(decision.key)
-                    break
-                if isinstance(decision, Expire):
-                    self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
-                    continue
-                await self._sleep_until(decision.until)
+            while isinstance(due := self._take_due(), Sleep):
+                await self._sleep_until(due.until)
+            self._due.put_nowait(due)
 
     def _wake(self, due: float) -> None:
         if due < self._sleeping_until and self._woken is not None and not self._woken.done():
@@ -346,24 +338,24 @@ class Scheduler:
         worker = asyncio.current_task()
         assert worker is not None
         while True:
-            task: _Task | None = await self._due.get()
-            while task is not None:
-                await self._poll(task, worker)
-                task = self._take_due()  # no finished task kept while idle
+            due: _Task | Sleep = await self._due.get()
+            while not isinstance(due, Sleep):
+                await self._poll(due, worker)
+                due = self._take_due()  # no finished task kept while idle
             self._idle.release()
 
-    def _take_due(self) -> _Task | None:
-        """The next task due now, for a worker that just finished a poll, or None (nothing
-        is due: the worker goes idle). It ends the tasks whose deadline came, as the
-        dispatcher does. A busy worker goes on at once; the dispatcher's hand-off (a
-        wake-up, a queue) is only for idle ones."""
+    def _take_due(self) -> _Task | Sleep:
+        """The next task due now, or until when nothing is; the tasks whose deadline came
+        are ended on the way. Asked by the dispatcher for an idle worker, and by a worker
+        that just finished a poll: a busy worker goes on at once, and the dispatcher's
+        hand-off (a wake-up, a queue) is only for idle ones."""
         pacer = self._pacer
         while True:
             decision = pacer.decide(self.clock())
             if isinstance(decision, Poll):
                 return decision.key
-            if not isinstance(decision, Expire):
-                return None
+            if isinstance(decision, Sleep):
+                return decision
             self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
 
     # -- one poll ----------------------------------------------------------------------------

@@ -222,8 +222,8 @@ class Synthesis:
         self._receiver.close()
 
     def __del__(self) -> None:
-        if self._started and not self._finished.is_set():
-            self._scope.cancel()
+        # A started synthesis is held by its pump until it finished (a loop left early
+        # stops it through its ``Reader``).
         self._receiver.close()  # nothing reads any more: the pump's next send ends it
         if not self._started:
             self._sender.close()

@@ -56,106 +56,87 @@ def worker(name: str) -> Callable[[Callable[[dict[str, Any], int], None]], Any]:
 # -- the clients, each run in a process of its own under valgrind ----------------------------
 
 
-def _bare(spec: dict[str, Any], n: int, *, aiotts_settings: bool) -> None:
-    import asyncio
-
-    import aiohttp
-    import orjson
-    import uvloop
-    import yarl
-
-    url, ids, out = spec["url"], spec["ids"][:n], Path(spec["out"])
-
-    async def main() -> None:
-        if aiotts_settings:
-            from aiotts._config import Timeouts
-            from aiotts._network import user_agent
-            from aiotts._session import client_timeout
-
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=32, enable_cleanup_closed=True),
-                timeout=client_timeout(Timeouts()),
-                headers={"User-Agent": user_agent()},
-                read_bufsize=CHUNK,
-                raise_for_status=False,
-                auto_decompress=True,
-            )
-            workers = 32
-        else:
-            session = aiohttp.ClientSession(read_bufsize=CHUNK)
-            workers = 64
-        async with session:
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": spec["client_id"],
-                "client_secret": spec["client_secret"],
-            }
-            async with session.post(url + "/connect/token", data=form) as response:
-                token = orjson.loads(await response.read())["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            queue = iter(ids)
-            base = yarl.URL(url + TTS_PATH)
-
-            async def bare_worker() -> None:
-                for task_id in queue:
-                    if aiotts_settings:
-                        request = session.request(
-                            "GET",
-                            base.with_query(id=task_id),
-                            headers={"Authorization": "Bearer " + token},
-                            allow_redirects=False,
-                        )
-                    else:
-                        request = session.get(
-                            url + TTS_PATH, params={"id": task_id}, headers=headers
-                        )
-                    async with request as answer:
-                        with open(out / f"{task_id}.body", "wb", buffering=0) as file:
-                            async for piece in answer.content.iter_chunked(CHUNK):
-                                file.write(piece)
-
-            await asyncio.gather(*(bare_worker() for _ in range(workers)))
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
-
-
 @worker("bare")
 def bare(spec: dict[str, Any], n: int) -> None:
-    _bare(spec, n, aiotts_settings=False)
+    from compare import bare_client
+
+    bare_client({**spec, "ids": spec["ids"][:n], "loop": "uvloop"})
 
 
 @worker("bare-settings")
 def bare_with_aiotts_settings(spec: dict[str, Any], n: int) -> None:
-    _bare(spec, n, aiotts_settings=True)
-
-
-@worker("aiotts")
-def aiotts_fetch(spec: dict[str, Any], n: int) -> None:
+    """compare.py's ``bare_client`` on the session aiotts makes, each URL built once."""
     import asyncio
 
+    import aiohttp
     import uvloop
+    import yarl
 
-    from aiotts import TTSClient
+    from aiotts._config import Timeouts
+    from aiotts._network import user_agent
+    from aiotts._session import client_timeout
+
+    out, base = Path(spec["out"]), yarl.URL(spec["url"] + TTS_PATH)
+    token = get_token(spec["url"], spec["client_id"], spec["client_secret"])
+    queue = iter(spec["ids"][:n])
 
     async def main() -> None:
-        async with TTSClient(spec["client_id"], spec["client_secret"], base_url=spec["url"]) as c:
-            done = 0
-            async for outcome in c.fetch_many(spec["ids"][:n], spec["out"]):
-                done += outcome.ok
-        if done != n:
-            raise SystemExit(f"aiotts saved {done} of {n}")
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=32, enable_cleanup_closed=True),
+            timeout=client_timeout(Timeouts()),
+            headers={"User-Agent": user_agent()},
+            read_bufsize=CHUNK,
+            raise_for_status=False,
+            auto_decompress=True,
+        ) as session:
+
+            async def bare_worker() -> None:
+                for task_id in queue:
+                    async with session.request(
+                        "GET",
+                        base.with_query(id=task_id),
+                        headers={"Authorization": "Bearer " + token},
+                        allow_redirects=False,
+                    ) as answer:
+                        with open(out / f"{task_id}.body", "wb", buffering=0) as file:
+                            async for piece in answer.content.iter_chunked(CHUNK):
+                                file.write(piece)
+
+            await asyncio.gather(*(bare_worker() for _ in range(32)))
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())
 
 
-@worker("no-http")
-def aiotts_without_http(spec: dict[str, Any], n: int) -> None:
+def _fetch_all(client: Any, ids: list[str], out: str, *, saved: bool) -> None:
+    """``fetch_many`` with ``client`` over ``ids``; every id must end (and be saved)."""
     import asyncio
 
     import uvloop
 
+    async def main() -> None:
+        ended = done = 0
+        async with client:
+            async for outcome in client.fetch_many(ids, out):
+                ended += 1
+                done += outcome.ok
+        if ended != len(ids) or (saved and done != len(ids)):
+            raise SystemExit(f"{ended} of {len(ids)} ended, {done} saved")
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@worker("aiotts")
+def aiotts_fetch(spec: dict[str, Any], n: int) -> None:
+    from aiotts import TTSClient
+
+    client = TTSClient(spec["client_id"], spec["client_secret"], base_url=spec["url"])
+    _fetch_all(client, spec["ids"][:n], spec["out"], saved=True)
+
+
+@worker("no-http")
+def aiotts_without_http(spec: dict[str, Any], n: int) -> None:
     from aiotts import TTSClient
     from aiotts._models import TaskResult, TaskStatus
     from aiotts._session import HttpSession
@@ -169,17 +150,8 @@ def aiotts_without_http(spec: dict[str, Any], n: int) -> None:
 
     HttpSession.request = answered_at_once  # type: ignore[method-assign]
     ids = [f"TTS{number:08d}-0000-4000-8000-000000000000" for number in range(n)]
-
-    async def main() -> None:
-        async with TTSClient("id", "secret", base_url="http://127.0.0.1:9") as client:
-            ended = 0
-            async for _ in client.fetch_many(ids, spec["out"]):
-                ended += 1
-        if ended != n:
-            raise SystemExit(f"{ended} of {n} ended")
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    client = TTSClient("id", "secret", base_url="http://127.0.0.1:9")
+    _fetch_all(client, ids, spec["out"], saved=False)
 
 
 @worker("scanner")
@@ -206,26 +178,17 @@ def base64_alone(spec: dict[str, Any], n: int) -> None:
 # -- the parent ---------------------------------------------------------------------------------
 
 
-def instructions(name: str, n: int, spec_file: Path) -> int:
-    """Instructions the worker ``name`` executed over ``n`` tasks, start-up included."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--worker",
-        name,
-        "--n",
-        str(n),
-        "--spec",
-        str(spec_file),
-    ]
+def run(name: str, n: int, spec_file: Path, *, counted: bool) -> int:
+    """Run the worker ``name`` over ``n`` tasks; under valgrind if ``counted``, and then
+    the instructions it executed, start-up included (else 0)."""
+    command = [sys.executable, __file__, "--worker", name, "--n", str(n), "--spec", str(spec_file)]
+    if counted:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
+    if done.returncode != 0 or (counted and found is None):
         raise SystemExit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return int(found.group(1))
+    return int(found.group(1)) if found is not None else 0
 
 
 def fetch_one_body(url: str, task_id: str, client_id: str, client_secret: str) -> bytes:
@@ -257,13 +220,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--small", type=int, default=100, help="tasks of the first run (100)")
     parser.add_argument("--large", type=int, default=400, help="tasks of the second run (400)")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         WORKERS[args.worker](json.loads(args.spec.read_text()), args.n)
         return 0
     if args.large <= args.small:
         parser.error("--large must be more than --small")
-    if shutil.which("valgrind") is None:
+    if not args.smoke and shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
 
@@ -275,18 +239,20 @@ def main() -> int:
     )
 
     per_task: dict[str, float] = {}
+    # --smoke: each worker once over 3 tasks, without valgrind; it says what it wrote.
+    sizes = (3,) if args.smoke else (args.small, args.large)
     with (
         EmulatorProcess(EmulatorConfig(seed=1, audio_bytes=100 * KB)) as emulator,
         tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch,
     ):
-        ids = emulator.create_tasks(args.large, ready_after=0)
+        ids = emulator.create_tasks(max(sizes), ready_after=0)
         body_file = Path(scratch) / "answer.json"
         body_file.write_bytes(
             fetch_one_body(emulator.url, ids[0], DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
         )
         for key, label in ROWS:
             counts = []
-            for n in (args.small, args.large):
+            for n in sizes:
                 with scratch_folder(f"instructions-{key}-") as out:
                     spec = {
                         "url": emulator.url,
@@ -298,9 +264,15 @@ def main() -> int:
                     }
                     spec_file = Path(scratch) / "spec.json"
                     spec_file.write_text(json.dumps(spec))
-                    counts.append(instructions(key, n, spec_file))
+                    counts.append(run(key, n, spec_file, counted=not args.smoke))
+                    written = sorted(path.suffix for path in out.iterdir())
+            if args.smoke:
+                print(f"  {key}: wrote {' '.join(written) or 'nothing'}", flush=True)
+                continue
             per_task[key] = (counts[1] - counts[0]) / (args.large - args.small)
             print(f"  {label}: {per_task[key] / 1e6:.3f} M a task", flush=True)
+    if args.smoke:
+        return 0
 
     floor = per_task["bare"]
     rows = [
