@@ -8,6 +8,9 @@ task: start-up and imports are the same in both runs and drop out.
 
 * ``bare aiohttp``: compare.py (a)'s floor, each raw body streamed into a file, 64 in
   flight, no JSON, no Base64;
+* ``decoding floor``: compare.py (a)'s row of that name, bare aiohttp that also decodes
+  each answer's Base64 ``data`` from the stream into a temporary file renamed once whole:
+  the least any client that saves WAV files does;
 * ``bare aiohttp, aiotts's settings``: the same with the session aiotts makes (its
   timeouts, its ``User-Agent``, 32 connections, a 256 KiB read buffer, no redirects, the
   URL built once per task): what aiohttp itself costs aiotts;
@@ -61,6 +64,13 @@ def bare(spec: dict[str, Any], n: int) -> None:
     from compare import bare_client
 
     bare_client({**spec, "ids": spec["ids"][:n], "loop": "uvloop"})
+
+
+@worker("floor")
+def decoding_floor(spec: dict[str, Any], n: int) -> None:
+    from compare import floor_client
+
+    floor_client({**spec, "ids": spec["ids"][:n], "loop": "uvloop"})
 
 
 @worker("bare-settings")
@@ -205,6 +215,7 @@ def fetch_one_body(url: str, task_id: str, client_id: str, client_secret: str) -
 
 ROWS = (
     ("bare", "bare aiohttp (compare.py (a)'s floor)"),
+    ("floor", "decoding floor (bare aiohttp + WAV decoded, renamed)"),
     ("bare-settings", "bare aiohttp, aiotts's settings"),
     ("aiotts", "aiotts"),
     ("no-http", "aiotts, no HTTP (batch and scheduler)"),

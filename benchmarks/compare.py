@@ -58,11 +58,12 @@ client (aiotts's CPU per task at most 1.25x its own). On a shared machine one pa
 moves by tens of percent, so (a) runs aiotts and bare aiohttp in rounds (``--rounds``:
 5, ``--quick`` 3), back to back, each round starting with the other one, and judges the
 median of the rounds' ratios; the table shows the round at that median, and the rounds'
-spread is printed. Rows for
-information (a full run only; ``--no-extra`` skips them): in (a), aiotts with
-``durable=True`` (fsync per file); in (b), aiotts polling every 0.4 s with no poll budget;
-in (d), aiotts with its default policy but no poll budget; in (e), aiotts with
-``PollPolicy(predict=False)``.
+spread is printed. Rows for information (a full run only; ``--no-extra`` skips them): in
+(a), the decoding floor (bare aiohttp that also does what every client that saves WAV files
+must: the ``data`` string decoded from the stream into a temporary file, renamed once whole;
+nothing checked besides) and aiotts with ``durable=True`` (fsync per file); in (b), aiotts
+polling every 0.4 s with no poll budget; in (d), aiotts with its default policy but no poll
+budget; in (e), aiotts with ``PollPolicy(predict=False)``.
 
 Run: ``python benchmarks/compare.py`` (about 5 minutes on 2 cores; ``--quick``: under a
 minute). The table is printed, and a full run of every scenario also writes it as
@@ -284,6 +285,108 @@ def bare_client(spec: Spec) -> Result:
     return run_loop(main(), spec["loop"])
 
 
+DATA_KEY = b'"data":"'
+COMPLETED = b'"taskStatus":"Completed"'
+
+
+class StreamedAudio:
+    """The least a client that saves WAV files must do with a body, fed piece by piece:
+    find the Base64 ``data`` string, decode it (strictly) into ``file`` where it lies, in
+    multiples of 4 characters, and stop at its closing quote. No other check: it trusts
+    the envelope's shape (``taskStatus`` before ``results``, one result, no escapes)."""
+
+    __slots__ = ("_carry", "_done", "_file", "_head", "_in_data")
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._head = b""  # the body before the data string, if a read ended within it
+        self._carry = b""  # Base64 characters not yet a multiple of 4
+        self._in_data = False
+        self._done = False
+
+    def feed(self, piece: bytes) -> None:
+        import pybase64
+
+        if self._done:
+            return
+        start = 0
+        if not self._in_data:
+            if self._head:
+                piece = self._head + piece  # a read ended within the head: rare, and small
+            at = piece.find(DATA_KEY)
+            if at < 0:
+                self._head = piece
+                return
+            if piece.find(COMPLETED, 0, at) < 0:
+                raise ValueError("not a Completed answer")
+            self._in_data, self._head, start = True, b"", at + len(DATA_KEY)
+        end = piece.find(b'"', start)
+        stop = len(piece) if end < 0 else end
+        self._done = end >= 0
+        if self._carry:  # complete the quad a read cut
+            take = min(4 - len(self._carry), stop - start)
+            self._carry += piece[start : start + take]
+            start += take
+            if len(self._carry) == 4:
+                self._file.write(pybase64.b64decode(self._carry, validate=True))
+                self._carry = b""
+        whole = (stop - start) & ~3
+        if whole:
+            run = memoryview(piece)[start : start + whole]
+            self._file.write(pybase64.b64decode(run, validate=True))
+        if start + whole < stop:
+            self._carry = piece[start + whole : stop]
+
+    def finish(self) -> None:
+        if not self._done or self._carry:
+            raise ValueError("the data string ended early or is not a multiple of 4")
+
+
+def floor_client(spec: Spec) -> Result:
+    """The decoding floor, for information: bare aiohttp (as ``bare_client``) that writes
+    each task's WAV file as every client must, decoded from the stream into a temporary
+    file renamed once whole; tasks must be completed already."""
+    import asyncio
+    import os
+
+    import aiohttp
+    import orjson
+
+    url, out = spec["url"], spec["out"]
+    chunk = 256 * 1024
+
+    async def main() -> Result:
+        landed: dict[str, float] = {}
+        async with aiohttp.ClientSession(read_bufsize=chunk) as session:
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": spec["client_id"],
+                "client_secret": spec["client_secret"],
+            }
+            async with session.post(url + "/connect/token", data=form) as response:
+                token = orjson.loads(await response.read())["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            queue = iter(spec["ids"])
+
+            async def worker() -> None:
+                for task_id in queue:
+                    final = f"{out}/{task_id}.wav"
+                    params = {"id": task_id}
+                    async with session.get(url + TTS_PATH, params=params, headers=headers) as r:
+                        with open(final + ".part", "wb", buffering=0) as file:
+                            audio = StreamedAudio(file)
+                            async for piece in r.content.iter_chunked(chunk):
+                                audio.feed(piece)
+                            audio.finish()
+                    os.replace(final + ".part", final)
+                    landed[task_id] = time.monotonic()
+
+            await asyncio.gather(*(worker() for _ in range(SCRIPT_CONCURRENCY)))
+        return {"landed": landed, "ended": {"done": len(landed)}}
+
+    return run_loop(main(), spec["loop"])
+
+
 # -- scenario (e): the client submits the texts itself, then fetches ----------------------------
 
 
@@ -428,6 +531,7 @@ WORKERS: dict[str, Callable[[Spec], Result]] = {
     "sdk": sdk_client,
     "script": script_client,
     "bare": bare_client,
+    "floor": floor_client,
     "aiotts-submit": aiotts_submit_client,
     "sdk-submit": sdk_submit_client,
     "script-submit": script_submit_client,
@@ -437,6 +541,7 @@ IMPORTS = {
     "sdk": ["aspose_ocr_cloud", "concurrent.futures"],
     "script": ["aiohttp", "orjson", "uvloop"],
     "bare": ["aiohttp", "orjson", "uvloop"],
+    "floor": ["aiohttp", "orjson", "pybase64", "uvloop"],
     "aiotts-submit": ["aiotts", "anyio", "uvloop"],
     "sdk-submit": ["aspose_ocr_cloud", "concurrent.futures"],
     "script-submit": ["aiohttp", "orjson", "uvloop"],
@@ -463,6 +568,7 @@ CLIENTS = (
     Variant("script", "script", "script"),
 )
 BARE = Variant("bare", "bare", "bare aiohttp (reference: raw bodies to files)")
+FLOOR = Variant("floor", "floor", "decoding floor (bare aiohttp + WAV to a temp file, renamed)")
 DURABLE = Variant("durable", "aiotts", "aiotts, durable=True (fsync per file)", durable=True)
 FIXED_POLL = 0.4
 TUNED_B = Variant(
@@ -504,7 +610,7 @@ class Scenario:
     reference: tuple[Variant, ...] = ()
     """Rows a target is judged against besides the peers: run in every run."""
     extra: tuple[Variant, ...] = ()
-    """Rows for information: aiotts with other settings (a full run only)."""
+    """Rows for information: aiotts with other settings, or another floor (a full run only)."""
     seed: int = 1
     clients: tuple[Variant, ...] = CLIENTS
     queue: tuple[int, float, float] | None = None
@@ -550,7 +656,7 @@ def scenarios(size: str) -> list[Scenario]:
             n,
             100 * KB,
             reference=(BARE,),
-            extra=(DURABLE,),
+            extra=(FLOOR, DURABLE),
         ),
         Scenario(
             "b",
@@ -949,6 +1055,13 @@ def observations(
                 f"Base64, spent {per['bare']:.2f} ms: the floor for any client here, and "
                 f"aiotts spent {statistics.median(ratios):.2f}x that{rounds_text(ratios)} "
                 f"(target: at most {A_CPU_VS_BARE:g}x)."
+            )
+        if "floor" in per and "bare" in per:
+            text += (
+                f" The decoding floor (the same bare aiohttp, writing each WAV file as every "
+                f"client must: the Base64 decoded from the stream into a temporary file, "
+                f"renamed once whole, and nothing else) spent {per['floor']:.2f} ms, "
+                f"{per['floor'] / per['bare']:.2f}x bare aiohttp."
             )
         if "durable" in per:
             text += (
