@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from aiotts._files import OutputTarget
 from aiotts._manifest import ManifestEntry, complete_size, whole_files
 from aiotts._models import Outcome, OutcomeState
-from aiotts._store import LOOKUP_CHUNK, OutcomeStore, Recorded, json_ids
+from aiotts._store import LOOKUP_CHUNK, OutcomeStore, json_ids
 
 __all__ = [
     "ADMIT_CHUNK",
@@ -475,9 +475,8 @@ class ResumeRules:
                     proofs = [(task_ids[p[0]], p) for p in earlier.proofs(task_ids)]
                 for task_id, proof in proofs:
                     # The proof: a ``done`` row of one file in this folder whose ``lstat``
-                    # shows the size, change time and inode recorded (``_proven`` says
-                    # the same). ``proof`` is a ``Proof`` or a ``Row``: from ``file`` (1)
-                    # to ``code`` (6) they agree.
+                    # shows the size, change time and inode recorded. ``proof`` is a
+                    # ``Proof`` or a ``Row``: from ``file`` (1) to ``code`` (6) they agree.
                     head, _, name = proof[1].rpartition(sep)
                     if head != folder:
                         continue  # recorded elsewhere: the full check says
@@ -519,27 +518,6 @@ class ResumeRules:
                 if resumed is not None:
                     skips.add(task_id, resumed)
         return skips
-
-    def _proven(self, task_id: str, row: Recorded) -> Outcome | None:
-        """The outcome of a ``done`` record whose file one ``lstat`` proves unchanged
-        (what ``finished_among`` decides inline, for one row)."""
-        file = row[2]
-        if file is None or self._proof_folder is None or row[1] != "done":
-            return None
-        folder, prefix, child = self._proof_folder
-        head, _, name = file.rpartition(os.sep)
-        if head != folder:
-            return None  # recorded elsewhere than this batch's folder: the full check says
-        try:
-            seen = os.lstat(prefix + name)
-        except OSError:
-            return None
-        if (seen.st_size, seen.st_ctime_ns, seen.st_ino) != row[3:6] or not stat.S_ISREG(
-            seen.st_mode
-        ):
-            return None
-        finished_at = round(row[6] or 0.0, 3)  # as the record's line holds it
-        return resumed_done(task_id, (child(name),), seen.st_size, finished_at, row[7])
 
     def _judge(self, task_id: str, entry: ManifestEntry | None) -> Resumed | None:
         """``finished_before`` given what the record holds about ``task_id``."""

@@ -67,27 +67,36 @@ async def test_a_file_replaced_or_truncated_since_is_fetched_again(
 
 
 async def test_an_unchanged_file_is_proven_by_its_proof_and_a_touched_one_checked_whole(
-    emulator: Emulator, client: TTSClient, tmp_path: Path
+    emulator: Emulator, client: TTSClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = emulator.create_tasks(3)
     out = tmp_path / "out"
-    first = await fetch(client, ids, out)
+    first = {o.task_id: o for o in await fetch(client, ids, out)}
+    # Only the proof of ids[1] changes (a new change time): the full check still finds its
+    # file whole.
+    with OutcomeStore(out / "aiotts.db") as store:
+        (row,) = store.recorded([key_of(ids[1])])
+    touched = out / row[2]
+    os.utime(touched, ns=(2, 2))
+    checked_whole: list[str] = []
+    full_check = ResumeRules._judge
+
+    def judge(rules: ResumeRules, task_id: str, entry: object) -> object:
+        checked_whole.append(task_id)
+        return full_check(rules, task_id, entry)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResumeRules, "_judge", judge)
     with OutcomeStore(out / "aiotts.db") as store:
         rules = ResumeRules(store, lambda i: OutputTarget.in_folder(out, i), folder=out)
-        rows = {bytes(row[0]): row for row in store.recorded([key_of(i) for i in ids])}
-        proven = rules._proven(ids[0], rows[key_of(ids[0])])
-        before = {o.task_id: o for o in first}[ids[0]]
-        assert proven is not None and proven.resumed
-        assert (proven.files, proven.bytes_written) == (before.files, before.bytes_written)
-        assert proven.response_code == before.response_code
-        # Only the proof changed (a new change time): not proven, and the full check still
-        # finds the file whole, so it is skipped without a request.
-        path = out / rows[key_of(ids[1])][2]
-        os.utime(path, ns=(2, 2))
-        assert rules._proven(ids[1], rows[key_of(ids[1])]) is None
         skips = rules.finished_among(ids)
-        assert set(skips.recorded) == set(ids) and not skips.unrecorded
-        assert skips.recorded[ids[1]].files == (path,)
+    assert checked_whole == [ids[1]]  # the others were proven by one lstat each
+    assert set(skips.recorded) == set(ids) and not skips.unrecorded
+    for task_id in ids:
+        resumed, before = skips.recorded[task_id], first[task_id]
+        assert resumed.resumed and resumed.ok
+        assert (resumed.files, resumed.bytes_written) == (before.files, before.bytes_written)
+        assert resumed.response_code == before.response_code
+        assert resumed.finished_at == round(before.finished_at, 3)
 
 
 async def test_a_store_without_proof_columns_is_migrated_and_checked_whole(
