@@ -249,7 +249,14 @@ def script_client(spec: Spec) -> Result:
 def bare_client(spec: Spec) -> Result:
     """The floor, for reference: bare aiohttp streams each raw body into a file (no JSON,
     no Base64), 64 in flight; tasks must be completed already."""
+    return _bare(spec, decode=False)
+
+
+def _bare(spec: Spec, *, decode: bool) -> Result:
+    """Bare aiohttp, 64 in flight: each raw body into a file, or (``decode``) the WAV it
+    holds into a temporary file renamed once whole."""
     import asyncio
+    import os
 
     import aiohttp
     import orjson
@@ -274,9 +281,18 @@ def bare_client(spec: Spec) -> Result:
                 for task_id in queue:
                     params = {"id": task_id}
                     async with session.get(url + TTS_PATH, params=params, headers=headers) as r:
-                        with open(out / f"{task_id}.body", "wb", buffering=0) as file:
-                            async for piece in r.content.iter_chunked(chunk):
-                                file.write(piece)
+                        if not decode:
+                            with open(out / f"{task_id}.body", "wb", buffering=0) as file:
+                                async for piece in r.content.iter_chunked(chunk):
+                                    file.write(piece)
+                        else:
+                            final = f"{out}{os.sep}{task_id}.wav"
+                            with open(final + ".part", "wb", buffering=0) as file:
+                                audio = StreamedAudio(file)
+                                async for piece in r.content.iter_chunked(chunk):
+                                    audio.feed(piece)
+                                audio.finish()
+                            os.replace(final + ".part", final)
                     landed[task_id] = time.monotonic()
 
             await asyncio.gather(*(worker() for _ in range(SCRIPT_CONCURRENCY)))
@@ -343,48 +359,10 @@ class StreamedAudio:
 
 
 def floor_client(spec: Spec) -> Result:
-    """The decoding floor, for information: bare aiohttp (as ``bare_client``) that writes
-    each task's WAV file as every client must, decoded from the stream into a temporary
+    """The decoding floor, for information: ``bare_client`` that writes each task's WAV
+    file as every client must, decoded from the stream (``StreamedAudio``) into a temporary
     file renamed once whole; tasks must be completed already."""
-    import asyncio
-    import os
-
-    import aiohttp
-    import orjson
-
-    url, out = spec["url"], spec["out"]
-    chunk = 256 * 1024
-
-    async def main() -> Result:
-        landed: dict[str, float] = {}
-        async with aiohttp.ClientSession(read_bufsize=chunk) as session:
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": spec["client_id"],
-                "client_secret": spec["client_secret"],
-            }
-            async with session.post(url + "/connect/token", data=form) as response:
-                token = orjson.loads(await response.read())["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            queue = iter(spec["ids"])
-
-            async def worker() -> None:
-                for task_id in queue:
-                    final = f"{out}/{task_id}.wav"
-                    params = {"id": task_id}
-                    async with session.get(url + TTS_PATH, params=params, headers=headers) as r:
-                        with open(final + ".part", "wb", buffering=0) as file:
-                            audio = StreamedAudio(file)
-                            async for piece in r.content.iter_chunked(chunk):
-                                audio.feed(piece)
-                            audio.finish()
-                    os.replace(final + ".part", final)
-                    landed[task_id] = time.monotonic()
-
-            await asyncio.gather(*(worker() for _ in range(SCRIPT_CONCURRENCY)))
-        return {"landed": landed, "ended": {"done": len(landed)}}
-
-    return run_loop(main(), spec["loop"])
+    return _bare(spec, decode=True)
 
 
 # -- scenario (e): the client submits the texts itself, then fetches ----------------------------
