@@ -68,6 +68,10 @@ from aiotts._transfer import Answer, read_answer
 __all__ = ["Listener", "Scheduler", "Subscription"]
 
 _DEADLINE_PASSED = "the task's deadline passed"
+_EXPIRED_AT_ONCE = 256
+"""Tasks whose deadline came that one look for the next due task ends before the event
+loop gets a turn: a batch's ids often share a deadline, and ending ten thousand in one go
+would hold every other coroutine of the process back for up to a second."""
 _OUTCOMES: dict[State, OutcomeState] = {state: state.outcome for state in State if state.is_final}
 """The outcome each final state reports (``State.outcome``, looked up once)."""
 
@@ -350,13 +354,18 @@ class Scheduler:
         that just finished a poll: a busy worker goes on at once, and the dispatcher's
         hand-off (a wake-up, a queue) is only for idle ones."""
         pacer = self._pacer
-        while True:
+        for _ in range(_EXPIRED_AT_ONCE):
             decision = pacer.decide(self.clock())
             if isinstance(decision, Poll):
                 return decision.key
             if isinstance(decision, Sleep):
                 return decision
             self._end(decision.key, Event.DEADLINE, error=_DEADLINE_PASSED)
+        # The rest after the loop's turn: a sleep of no time, and the dispatcher woken in
+        # case it sleeps longer (a worker that gets this goes idle and hands over to it).
+        now = self.clock()
+        self._wake(now)
+        return Sleep(now)
 
     # -- one poll ----------------------------------------------------------------------------
 

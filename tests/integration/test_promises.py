@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from aiotts import Limits, OutcomeState, read_manifest
+from aiotts._scheduler import _EXPIRED_AT_ONCE
 from aiotts.emulator import Emulator
 from tests.helpers import client_for, temp_files
 
@@ -165,6 +166,41 @@ async def test_a_deadline_that_passes_while_every_worker_is_busy_ends_its_task_u
             report = await client.fetch_all(ids, tmp_path, task_timeout=0.3)
     assert [o.state for o in report.failed] == [OutcomeState.EXPIRED] * 2
     assert emulator.stats().count("fetch") == 0  # neither was asked about
+
+
+async def test_tasks_whose_deadline_came_together_end_a_few_hundred_per_turn_of_the_loop(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # As above, 600 tasks wait while the one worker waits 0.6 s for the token, and their
+    # deadline passes at 0.3 s: they all expire when it comes back. Another coroutine of
+    # the process must get turns of the loop meanwhile, not wait for all 600.
+    ids = emulator.create_tasks(600, ready_after=0)
+    emulator.set_faults(latency=0.6)
+    ended_per_turn: list[int] = []
+    read_all = anyio.Event()
+    async with client_for(emulator, limits=Limits(polls=1)) as client:
+        batch = client.fetch_many(ids, tmp_path, task_timeout=0.3)
+
+        async def read() -> None:
+            async for _ in batch:
+                pass
+            read_all.set()
+
+        async def count_turns() -> None:
+            seen = 0
+            while not read_all.is_set():
+                await anyio.sleep(0)  # one turn of the loop
+                expired = batch.statistics().states["expired"]
+                ended_per_turn.append(expired - seen)
+                seen = expired
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                group.start_soon(count_turns)
+    assert sum(ended_per_turn) == 600
+    # The worker's own task (its poll cut at the deadline), then a few hundred at most.
+    assert max(ended_per_turn) <= 1 + _EXPIRED_AT_ONCE < 600
 
 
 async def test_leaving_async_for_early_cancels_the_batch(
