@@ -1039,7 +1039,8 @@ def observations(
                 f" The decoding floor (the same bare aiohttp, writing each WAV file as every "
                 f"client must: the Base64 decoded from the stream into a temporary file, "
                 f"renamed once whole, and nothing else) spent {per['floor']:.2f} ms, "
-                f"{per['floor'] / per['bare']:.2f}x bare aiohttp."
+                f"{per['floor'] / per['bare']:.2f}x bare aiohttp; aiotts spent "
+                f"{per['aiotts'] / per['floor']:.2f}x the decoding floor."
             )
         if "durable" in per:
             text += (
