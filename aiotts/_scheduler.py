@@ -350,9 +350,10 @@ class Scheduler:
 
     def _take_due(self) -> _Task | Sleep:
         """The next task due now, or until when nothing is; the tasks whose deadline came
-        are ended on the way. Asked by the dispatcher for an idle worker, and by a worker
-        that just finished a poll: a busy worker goes on at once, and the dispatcher's
-        hand-off (a wake-up, a queue) is only for idle ones."""
+        are ended on the way (``_EXPIRED_AT_ONCE`` at most: then a sleep until now, so the
+        loop gets its turn before the rest). Asked by the dispatcher for an idle worker,
+        and by a worker that just finished a poll: a busy worker goes on at once, and the
+        dispatcher's hand-off (a wake-up, a queue) is only for idle ones."""
         pacer = self._pacer
         for _ in range(_EXPIRED_AT_ONCE):
             decision = pacer.decide(self.clock())
