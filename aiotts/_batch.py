@@ -363,8 +363,11 @@ class Batch:
         del skips, skipped
         if any_skipped:
             self._tell_reader()
-            # Skipping needs no I/O, so nothing else would ever wait: let the reader have
-            # the outcomes so far (the first one within moments of the start).
+        if any_skipped or len(chunk) > 1:
+            # Taking in needs no I/O, and the chunks of a list come without a wait: the
+            # loop gets a turn after each one (the reader its outcomes so far, the workers
+            # their first polls, every other coroutine of the process its share). The ids
+            # of an async source come one by one, each after its own wait.
             await anyio.lowlevel.checkpoint()
 
     def _first_sightings(

@@ -71,7 +71,7 @@ _DEADLINE_PASSED = "the task's deadline passed"
 _EXPIRED_AT_ONCE = 256
 """Tasks whose deadline came that one look for the next due task ends before the event
 loop gets a turn: a batch's ids often share a deadline, and ending ten thousand in one go
-would hold every other coroutine of the process back for up to a second."""
+held every other coroutine of the process back for a quarter of a second."""
 _OUTCOMES: dict[State, OutcomeState] = {state: state.outcome for state in State if state.is_final}
 """The outcome each final state reports (``State.outcome``, looked up once)."""
 

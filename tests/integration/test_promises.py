@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from aiotts import Limits, OutcomeState, read_manifest
+from aiotts._admission import ADMIT_CHUNK
 from aiotts._scheduler import _EXPIRED_AT_ONCE
 from aiotts.emulator import Emulator
 from tests.helpers import client_for, temp_files
@@ -201,6 +202,25 @@ async def test_tasks_whose_deadline_came_together_end_a_few_hundred_per_turn_of_
     assert sum(ended_per_turn) == 600
     # The worker's own task (its poll cut at the deadline), then a few hundred at most.
     assert max(ended_per_turn) <= 1 + _EXPIRED_AT_ONCE < 600
+
+
+async def test_a_long_list_of_ids_is_taken_in_a_chunk_per_turn_of_the_loop(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # Taking in an id costs no I/O: without a turn of the loop between chunks, 3,000 ids
+    # would hold every other coroutine of the process back until the last was in.
+    ids = emulator.create_tasks(3000, ready_after=86_400)
+    taken_per_turn: list[int] = []
+    async with client_for(emulator) as client, client.fetch_many(ids, tmp_path) as batch:
+        seen = 0
+        with anyio.fail_after(10):
+            while seen < len(ids):
+                await anyio.sleep(0)  # one turn of the loop
+                taken = sum(batch.statistics().states.values())
+                taken_per_turn.append(taken - seen)
+                seen = taken
+        batch.cancel()
+    assert max(taken_per_turn) <= ADMIT_CHUNK < len(ids)
 
 
 async def test_leaving_async_for_early_cancels_the_batch(
