@@ -311,9 +311,12 @@ class StreamedAudio:
     multiples of 4 characters, and stop at its closing quote. No other check: it trusts
     the envelope's shape (``taskStatus`` before ``results``, one result, no escapes)."""
 
-    __slots__ = ("_carry", "_done", "_file", "_head", "_in_data")
+    __slots__ = ("_carry", "_decode", "_done", "_file", "_head", "_in_data")
 
     def __init__(self, file: Any) -> None:
+        import pybase64
+
+        self._decode = pybase64.b64decode  # imported once a body, not once a read
         self._file = file
         self._head = b""  # the body before the data string, if a read ended within it
         self._carry = b""  # Base64 characters not yet a multiple of 4
@@ -321,8 +324,6 @@ class StreamedAudio:
         self._done = False
 
     def feed(self, piece: bytes) -> None:
-        import pybase64
-
         if self._done:
             return
         start = 0
@@ -344,12 +345,12 @@ class StreamedAudio:
             self._carry += piece[start : start + take]
             start += take
             if len(self._carry) == 4:
-                self._file.write(pybase64.b64decode(self._carry, validate=True))
+                self._file.write(self._decode(self._carry, validate=True))
                 self._carry = b""
         whole = (stop - start) & ~3
         if whole:
             run = memoryview(piece)[start : start + whole]
-            self._file.write(pybase64.b64decode(run, validate=True))
+            self._file.write(self._decode(run, validate=True))
         if start + whole < stop:
             self._carry = piece[start + whole : stop]
 
