@@ -187,9 +187,16 @@ async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
     import pty
     import re
 
-    config = EmulatorConfig(pending_seconds=(0.5, 3.0), processing_seconds=0.1, seed=2)
-    async with Emulator(config) as emu:
-        ids = emu.create_tasks(40)
+    def frames_of(screen: bytes) -> list[tuple[str, str, str]]:
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+        return re.findall(r"(\d+)/(?:40|\?) (\d+) done (\d+) waiting", text)
+
+    # The tasks stay Pending until the emulator's clock is moved on, which happens only
+    # once the bar has shown some of them waiting: however slowly the children start,
+    # the bar must show their own counts before it shows the end.
+    clock = ManualClock()
+    async with Emulator(EmulatorConfig(processing_seconds=0.1, seed=2), clock=clock) as emu:
+        ids = emu.create_tasks(40, ready_after=30)
         controller, terminal = pty.openpty()
         process = await anyio.open_process(
             [*AIOTTS, "fetch", *ids, "--out", str(tmp_path), "--processes", "2"],
@@ -200,19 +207,27 @@ async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
         )
         os.close(terminal)
         screen = b""
-        with anyio.fail_after(60):
-            while True:
-                try:
-                    chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
-                except OSError:  # the terminal closed: the process is gone
-                    break
-                if not chunk:
-                    break
-                screen += chunk
-        assert await process.wait() == ExitCode.OK
-        os.close(controller)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
-    frames = re.findall(r"(\d+)/(?:40|\?) (\d+) done (\d+) waiting", text)
+        moved_on = False
+        try:
+            with anyio.move_on_after(30):
+                while True:
+                    try:
+                        chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
+                    except OSError:  # the terminal closed: the process is gone
+                        break
+                    if not chunk:
+                        break
+                    screen += chunk
+                    if not moved_on and any(int(w) > 0 for _, _, w in frames_of(screen)):
+                        clock.advance(31)
+                        moved_on = True
+            assert moved_on, "the bar never showed the children's tasks waiting"
+            with anyio.fail_after(30):
+                assert await process.wait() == ExitCode.OK
+        finally:
+            if process.returncode is None:
+                process.kill()
+            os.close(controller)
+    frames = frames_of(screen)
     assert frames[-1] == ("40", "40", "0")  # the last frame: all ended, none waiting
-    assert "40/40" in text  # the total, once both children told theirs
-    assert any(int(waiting) > 0 for _, _, waiting in frames)  # the children's own counts
+    assert "40/40" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode())  # the total
