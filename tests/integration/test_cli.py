@@ -16,7 +16,7 @@ import pytest
 
 from aiotts import OutcomeState, read_manifest
 from aiotts.cli import ExitCode
-from aiotts.emulator import Emulator, EmulatorConfig
+from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
 from tests.helpers import cli_env, temp_files
 
 pytestmark = pytest.mark.anyio
@@ -30,13 +30,6 @@ async def run(
     return await anyio.run_process(
         [*AIOTTS, *args], input=stdin, env=cli_env(emu, **env), check=False
     )
-
-
-@pytest.fixture
-async def slow_emulator() -> Emulator:  # type: ignore[misc]
-    config = EmulatorConfig(pending_seconds=(0.2, 1.0), processing_seconds=(0.1, 0.5))
-    async with Emulator(config) as emu:
-        yield emu
 
 
 async def test_fetch_ids_as_arguments(emulator: Emulator, tmp_path: Path) -> None:
@@ -165,38 +158,56 @@ async def test_ctrl_c_mid_fetch_then_resume_finishes_without_duplicates(tmp_path
         assert temp_files(out) == []
 
 
-async def test_the_progress_bar_updates_on_a_terminal(
-    slow_emulator: Emulator, tmp_path: Path
-) -> None:
+async def test_the_progress_bar_updates_on_a_terminal(tmp_path: Path) -> None:
     import pty
 
-    ids = slow_emulator.create_tasks(40, pending=(0.3, 2.0))
-    controller, terminal = pty.openpty()
-    env = cli_env(slow_emulator, COLUMNS="160", TERM="xterm")
-    process = await anyio.open_process(
-        [*AIOTTS, "fetch", *ids, "--out", str(tmp_path)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-    )
-    os.close(terminal)
-    screen = b""
-    with anyio.fail_after(60):
-        while True:
-            try:
-                chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            screen += chunk
-    assert await process.wait() == ExitCode.OK
-    os.close(controller)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    def without_escapes(screen: bytes) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+
+    # Ten tasks are ready at once; the emulator's clock readies ten more once the bar has
+    # shown 10/40, and the last twenty once it has shown 20/40: however slowly the
+    # process starts, the bar has three counts to show on its way.
+    clock = ManualClock()
+    async with Emulator(EmulatorConfig(processing_seconds=0.1), clock=clock) as emu:
+        ids = [
+            *emu.create_tasks(10, ready_after=0),
+            *emu.create_tasks(10, ready_after=30),
+            *emu.create_tasks(20, ready_after=60),
+        ]
+        controller, terminal = pty.openpty()
+        process = await anyio.open_process(
+            [*AIOTTS, "fetch", *ids, "--out", str(tmp_path)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=cli_env(emu, COLUMNS="160", TERM="xterm"),
+        )
+        os.close(terminal)
+        screen = b""
+        steps = ["10/40", "20/40"]  # what the bar must show before the clock moves on
+        try:
+            with anyio.move_on_after(30):
+                while True:
+                    try:
+                        chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
+                    except OSError:  # the terminal closed: the process is gone
+                        break
+                    if not chunk:
+                        break
+                    screen += chunk
+                    if steps and steps[0] in without_escapes(screen):
+                        steps.pop(0)
+                        clock.advance(30.5)
+            assert not steps, f"the bar never showed {steps[0]}"
+            with anyio.fail_after(30):
+                assert await process.wait() == ExitCode.OK
+        finally:
+            if process.returncode is None:
+                process.kill()
+            os.close(controller)
+    text = without_escapes(screen)
     counts = {int(n) for n in re.findall(r"\b(\d+)/40\b", text)}
-    assert len(counts) >= 3  # the bar moved through several counts
-    assert 40 in counts
+    assert {10, 20, 40} <= counts  # the bar moved through several counts
     assert "waiting" in text
     assert "MB" in text
 
