@@ -41,7 +41,6 @@ __all__ = [
     "TaskIds",
     "all_plain",
     "chunks",
-    "each",
     "folder_mark",
     "id_of",
     "id_problem",
@@ -243,24 +242,23 @@ def folder_mark(folder: str | os.PathLike[str]) -> str | None:
     return f"{os.path.abspath(folder)}\n{seen.st_dev}:{seen.st_ino}:{seen.st_mtime_ns}"
 
 
-async def each(ids: TaskIds) -> AsyncGenerator[object, None]:
-    """The ids of a list, an iterable or an async iterable, one at a time."""
-    if isinstance(ids, AsyncIterable):
-        async for task_id in ids:
-            yield task_id
-    else:
-        for task_id in ids:
-            yield task_id
-
-
 async def chunks(ids: TaskIds, size: int = ADMIT_CHUNK) -> AsyncGenerator[list[object], None]:
     """The ids in lists: up to ``size`` at a time from a plain iterable (taking them costs
     no wait), one at a time from an async iterable (whose next id may be long in coming,
-    and must not hold back the ones before it)."""
+    and must not hold back the ones before it).
+
+    Closing this closes an async generator it reads, at once, in the closer's frame: what
+    it does on the way out (a synthesis's submitter recording the POSTs it had out) then
+    happens before the batch closes its record, not whenever the generator is collected.
+    """
     if isinstance(ids, AsyncIterable):
-        async for task_id in ids:
-            one: list[object] = [task_id]
-            yield one
+        try:
+            async for task_id in ids:
+                one: list[object] = [task_id]
+                yield one
+        finally:
+            if isinstance(ids, AsyncGenerator):
+                await ids.aclose()
         return
     iterator: Iterator[object] = iter(ids)
     while chunk := list(itertools.islice(iterator, size)):

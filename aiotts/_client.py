@@ -759,7 +759,8 @@ class TTSClient:
         """Fetch every task in ``ids`` into ``out_dir``; iterate for outcomes as tasks end.
 
         ``ids`` may be a list, any iterable, or an async iterable: ids are taken in only as
-        capacity frees. Each distinct id yields exactly one ``Outcome``. With ``manifest``,
+        capacity frees (an async generator is closed when the batch stops reading it,
+        before the batch ends). Each distinct id yields exactly one ``Outcome``. With ``manifest``,
         each outcome is recorded there before it is yielded; with ``resume``, ids the record
         holds as done (whose files are still whole) are reported without a request, and
         failed ones are retried only with ``retry_failed``.

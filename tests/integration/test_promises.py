@@ -247,9 +247,39 @@ async def test_leaving_async_for_early_stops_a_synthesis_sending_texts(
 ) -> None:
     texts = [(f"k{n}", f"Sentence number {n}.") for n in range(2000)]
     async with client_for(emulator) as client:
-        async for _ in client.synthesize(texts, tmp_path):
+        synthesis = client.synthesize(texts, tmp_path)
+        async for _ in synthesis:
             break
-        await anyio.sleep(0.3)  # the submits in flight when the loop was left come back
+        with anyio.fail_after(10):  # the submits in flight when the loop was left come back
+            await synthesis.wait_closed()
         sent = emulator.stats().count("submit")
         await anyio.sleep(0.5)
         assert emulator.stats().count("submit") == sent < len(texts)
+
+
+async def test_an_async_generator_of_ids_is_closed_when_the_batch_stops(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # The batch holds one Pending task and waits for room to take the second id in when
+    # it is cancelled: the generator's own clean-up has run by the time the batch ended,
+    # not whenever it is collected.
+    ids = emulator.create_tasks(3, ready_after=60)
+    closed: list[str] = []
+
+    async def source():  # type: ignore[no-untyped-def]
+        try:
+            for task_id in ids:
+                yield task_id
+        finally:
+            closed.append("closed")
+
+    async with client_for(emulator, limits=Limits(tasks_in_flight=1)) as client:
+        batch = client.fetch_many(source(), tmp_path, manifest=tmp_path / "r")
+        async with batch:
+            with anyio.fail_after(10):
+                while batch.statistics().in_flight < 1:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.05)  # the second id waits for room
+        assert closed == ["closed"]
+    records = read_manifest(tmp_path / "r")
+    assert {records[i].state for i in ids[:2]} == {OutcomeState.CANCELLED}

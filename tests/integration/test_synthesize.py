@@ -198,3 +198,43 @@ def test_the_blocking_client_synthesizes_and_submits(tmp_path: Path) -> None:
     assert sorted((o.key, o.state.value) for o in outcomes) == [("a", "done"), ("b", "done")]
     assert (tmp_path / "a.wav").exists()
     assert [(s.key, s.ok) for s in submitted] == [("0", True)]
+
+
+async def test_a_stop_while_the_batch_waits_for_room_records_every_submit_in_flight(
+    tmp_path: Path,
+) -> None:
+    """The batch holds two tasks (``tasks_in_flight``) that stay Pending, and nobody reads
+    outcomes: the third id waits for room inside the batch while the fourth text's POST is
+    still out. A stop then must give that POST its grace and record the id it brings back
+    before the store closes."""
+    ledger = tmp_path / "aiotts.db"
+    more = anyio.Event()
+
+    async def texts():  # type: ignore[no-untyped-def]
+        yield ("k0", "Held first.")
+        yield ("k1", "Held second.")
+        await more.wait()
+        yield ("k2", "Waits for room.")
+        await anyio.sleep(0.5)
+        yield ("k3", "Out when the stop comes.")
+
+    async with Emulator(EmulatorConfig(pending_seconds=60)) as emu:
+        async with client_for(emu, limits=aiotts.Limits(tasks_in_flight=2)) as client:
+            synthesis = client.synthesize(texts(), tmp_path, ledger=ledger)
+            async with synthesis:
+                with anyio.fail_after(20):
+                    while synthesis.submitted < 2:
+                        await anyio.sleep(0.01)
+                    emu.update_faults(latency=1.0)  # k2 back after 1 s, k3 after 1.5 s
+                    more.set()
+                    while synthesis.submitted < 3:
+                        await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # the batch waits for room; k3's POST is out
+                assert len(emu.task_ids()) == 3
+        created = set(emu.task_ids())
+    assert len(created) == 4  # k3's POST got its grace
+    with OutcomeStore(ledger) as store:
+        entries = {key: store.ledger_entry(key) for key in ("k0", "k1", "k2", "k3")}
+    assert {
+        key: e and (e.state, e.task_id in created) for key, e in entries.items()
+    } == dict.fromkeys(entries, ("submitted", True))
