@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import pty
+import re
 import ssl
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import trustme
 
 from aiotts import PollPolicy, RetryPolicy, TTSClient
@@ -50,3 +54,49 @@ def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     return context
+
+
+def screen_text(screen: bytes) -> str:
+    """What a terminal shows, without its escape sequences (colours, cursor moves)."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+
+
+async def run_on_terminal(
+    command: Sequence[str],
+    env: dict[str, str],
+    react: Callable[[str], bool],
+    *,
+    seconds: float = 30,
+) -> tuple[str, int]:
+    """Run ``command`` with a pseudo-terminal for its standard streams; after each read,
+    call ``react`` with the whole screen so far (as ``screen_text``) until it returns
+    True. Returns the screen and the exit code. Fails when ``react`` never said True
+    within ``seconds``, or the process did not end within ``seconds`` more; the process
+    is killed then."""
+    controller, terminal = pty.openpty()
+    process = await anyio.open_process(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env
+    )
+    os.close(terminal)
+    screen = b""
+    satisfied = False
+    try:
+        with anyio.move_on_after(seconds):
+            while True:
+                try:
+                    chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
+                except OSError:  # the terminal closed: the process is gone
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+                if not satisfied:
+                    satisfied = react(screen_text(screen))
+        assert satisfied, f"the screen never showed what was awaited: {screen_text(screen)!r}"
+        with anyio.fail_after(seconds):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        os.close(controller)
+    return screen_text(screen), code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from aiotts import OutcomeState, read_manifest
 from aiotts.cli import ExitCode
 from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
-from tests.helpers import cli_env, temp_files
+from tests.helpers import cli_env, run_on_terminal, temp_files
 
 pytestmark = pytest.mark.anyio
 
@@ -159,11 +158,6 @@ async def test_ctrl_c_mid_fetch_then_resume_finishes_without_duplicates(tmp_path
 
 
 async def test_the_progress_bar_updates_on_a_terminal(tmp_path: Path) -> None:
-    import pty
-
-    def without_escapes(screen: bytes) -> str:
-        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
-
     # Ten tasks are ready at once; the emulator's clock readies ten more once the bar has
     # shown 10/40, and the last twenty once it has shown 20/40: however slowly the
     # process starts, the bar has three counts to show on its way.
@@ -174,38 +168,20 @@ async def test_the_progress_bar_updates_on_a_terminal(tmp_path: Path) -> None:
             *emu.create_tasks(10, ready_after=30),
             *emu.create_tasks(20, ready_after=60),
         ]
-        controller, terminal = pty.openpty()
-        process = await anyio.open_process(
-            [*AIOTTS, "fetch", *ids, "--out", str(tmp_path)],
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env=cli_env(emu, COLUMNS="160", TERM="xterm"),
-        )
-        os.close(terminal)
-        screen = b""
         steps = ["10/40", "20/40"]  # what the bar must show before the clock moves on
-        try:
-            with anyio.move_on_after(30):
-                while True:
-                    try:
-                        chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
-                    except OSError:  # the terminal closed: the process is gone
-                        break
-                    if not chunk:
-                        break
-                    screen += chunk
-                    if steps and steps[0] in without_escapes(screen):
-                        steps.pop(0)
-                        clock.advance(30.5)
-            assert not steps, f"the bar never showed {steps[0]}"
-            with anyio.fail_after(30):
-                assert await process.wait() == ExitCode.OK
-        finally:
-            if process.returncode is None:
-                process.kill()
-            os.close(controller)
-    text = without_escapes(screen)
+
+        def step_on_each_count(text: str) -> bool:
+            while steps and steps[0] in text:
+                steps.pop(0)
+                clock.advance(30.5)
+            return not steps
+
+        text, code = await run_on_terminal(
+            [*AIOTTS, "fetch", *ids, "--out", str(tmp_path)],
+            cli_env(emu, COLUMNS="160", TERM="xterm"),
+            step_on_each_count,
+        )
+    assert code == ExitCode.OK
     counts = {int(n) for n in re.findall(r"\b(\d+)/40\b", text)}
     assert {10, 20, 40} <= counts  # the bar moved through several counts
     assert "waiting" in text

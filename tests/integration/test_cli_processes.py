@@ -19,7 +19,7 @@ from aiotts import OutcomeState, Shard, read_manifest, shard_of
 from aiotts.cli import ExitCode, build_parser
 from aiotts.cli._processes import child_arguments, worst_exit_code
 from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
-from tests.helpers import cli_env, temp_files
+from tests.helpers import cli_env, run_on_terminal, temp_files
 
 pytestmark = pytest.mark.anyio
 
@@ -184,11 +184,9 @@ async def test_sigterm_stops_every_child_and_resume_finishes(tmp_path: Path) -> 
 
 
 async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
-    import pty
     import re
 
-    def frames_of(screen: bytes) -> list[tuple[str, str, str]]:
-        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    def frames_of(text: str) -> list[tuple[str, str, str]]:
         return re.findall(r"(\d+)/(?:40|\?) (\d+) done (\d+) waiting", text)
 
     # The tasks stay Pending until the emulator's clock is moved on, which happens only
@@ -197,37 +195,18 @@ async def test_one_bar_for_every_child_on_a_terminal(tmp_path: Path) -> None:
     clock = ManualClock()
     async with Emulator(EmulatorConfig(processing_seconds=0.1, seed=2), clock=clock) as emu:
         ids = emu.create_tasks(40, ready_after=30)
-        controller, terminal = pty.openpty()
-        process = await anyio.open_process(
+
+        def move_on_once_some_wait(text: str) -> bool:
+            if any(int(waiting) > 0 for _, _, waiting in frames_of(text)):
+                clock.advance(31)
+                return True
+            return False
+
+        text, code = await run_on_terminal(
             [*AIOTTS, "fetch", *ids, "--out", str(tmp_path), "--processes", "2"],
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env=cli_env(emu, COLUMNS="160", TERM="xterm"),
+            cli_env(emu, COLUMNS="160", TERM="xterm"),
+            move_on_once_some_wait,
         )
-        os.close(terminal)
-        screen = b""
-        moved_on = False
-        try:
-            with anyio.move_on_after(30):
-                while True:
-                    try:
-                        chunk = await anyio.to_thread.run_sync(os.read, controller, 65536)
-                    except OSError:  # the terminal closed: the process is gone
-                        break
-                    if not chunk:
-                        break
-                    screen += chunk
-                    if not moved_on and any(int(w) > 0 for _, _, w in frames_of(screen)):
-                        clock.advance(31)
-                        moved_on = True
-            assert moved_on, "the bar never showed the children's tasks waiting"
-            with anyio.fail_after(30):
-                assert await process.wait() == ExitCode.OK
-        finally:
-            if process.returncode is None:
-                process.kill()
-            os.close(controller)
-    frames = frames_of(screen)
-    assert frames[-1] == ("40", "40", "0")  # the last frame: all ended, none waiting
-    assert "40/40" in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode())  # the total
+    assert code == ExitCode.OK
+    assert frames_of(text)[-1] == ("40", "40", "0")  # the last frame: all ended, none waiting
+    assert "40/40" in text  # the total, once both children told theirs
