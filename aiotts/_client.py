@@ -10,9 +10,9 @@ refused.
 
 ``client.with_options(...)`` makes a view: another ``TTSClient`` with other timeouts,
 retry or poll policy that shares everything else with the client it came from (the
-session, the token, the rate limiter, the one scheduler, the running batches and the
-lifecycle, all held by one ``_Shared``). A view opens and closes with that client: its
-own ``aclose`` closes nothing.
+session, the token, the rate limiter, the one scheduler, the running batches and
+syntheses, the lifecycle, all held by one ``_Shared``). A view opens and closes with that
+client: its own ``aclose`` closes nothing.
 """
 
 from __future__ import annotations
@@ -145,14 +145,14 @@ class Lifecycle(enum.Enum):
 
 class _Shared:
     """What a client and every view of it share: one lifecycle, the session with its
-    pool, token and limiter, the one scheduler, the running batches."""
+    pool, token and limiter, the one scheduler, the running batches and syntheses."""
 
     __slots__ = (
         "batch_tasks",
-        "batches",
         "download_slots",
         "lifecycle",
         "poll",
+        "runs",
         "scheduler",
         "scheduler_task",
         "session",
@@ -167,7 +167,8 @@ class _Shared:
         self.download_slots: Slots | None = None
         self.scheduler: Scheduler | None = None
         self.scheduler_task: asyncio.Task[None] | None = None
-        self.batches: WeakSet[Batch] = WeakSet()
+        self.runs: WeakSet[Batch | Synthesis] = WeakSet()
+        """The batches and syntheses made by the client or its views: closing cancels them."""
         self.batch_tasks: set[asyncio.Task[None]] = set()
 
 
@@ -427,8 +428,8 @@ class TTSClient:
         return self._shared.download_slots
 
     @property
-    def _batches(self) -> WeakSet[Batch]:
-        return self._shared.batches
+    def _runs(self) -> WeakSet[Batch | Synthesis]:
+        return self._shared.runs
 
     @property
     def _scheduler(self) -> Scheduler | None:
@@ -464,16 +465,17 @@ class TTSClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel running batches (waiting for their clean-up), end running calls, then
-        close the pool (if the client opened it). Safe to call more than once. On a view
-        (``with_options``) it does nothing: the client it came from owns all of that."""
+        """Cancel running batches and syntheses (waiting for their clean-up), end running
+        calls, then close the pool (if the client opened it). Safe to call more than once.
+        On a view (``with_options``) it does nothing: the client it came from owns all of
+        that."""
         if self._is_view:
             return
         shared = self._shared
         shared.lifecycle = Lifecycle.CLOSED
         try:
-            for batch in list(shared.batches):
-                batch.cancel()
+            for run in list(shared.runs):
+                run.cancel()  # a synthesis too: its outcomes may wait for a reader gone
             if shared.batch_tasks:
                 with anyio.CancelScope(shield=True):
                     await asyncio.gather(*shared.batch_tasks, return_exceptions=True)
@@ -908,10 +910,12 @@ class TTSClient:
                 batch = Batch(
                     self._the_scheduler(), self._session, ids, self._spawn, options, manifest=store
                 )
-                self._batches.add(batch)
+                self._runs.add(batch)
                 return batch
 
-            return Synthesis(submissions, targets, make_batch, self._spawn, store)
+            synthesis = Synthesis(submissions, targets, make_batch, self._spawn, store)
+            self._runs.add(synthesis)
+            return synthesis
         except BaseException:
             if store is not None:
                 store.close()
@@ -973,7 +977,7 @@ class TTSClient:
             options,
             manifest=record,
         )
-        self._batches.add(batch)
+        self._runs.add(batch)
         self._events.watch(batch, batch_hooks)
         return batch
 

@@ -238,3 +238,41 @@ async def test_a_stop_while_the_batch_waits_for_room_records_every_submit_in_fli
     assert {
         key: e and (e.state, e.task_id in created) for key, e in entries.items()
     } == dict.fromkeys(entries, ("submitted", True))
+
+
+async def test_closing_the_client_ends_a_synthesis_that_nobody_reads(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """One outcome is read, then nobody reads: more outcomes end than the synthesis queues
+    for its reader. Closing the client still ends it, and the record is whole."""
+    ledger = tmp_path / "aiotts.db"
+    texts = [(f"k{n}", f"Sentence number {n}.") for n in range(600)]
+    closed = anyio.Event()
+
+    async def close(client: TTSClient) -> None:
+        await client.aclose()
+        closed.set()
+
+    async with client_for(emulator) as client:
+        synthesis = client.synthesize(texts, tmp_path, ledger=ledger)
+        await synthesis.__anext__()
+        with anyio.fail_after(20):
+            while synthesis.statistics().finished < 300:
+                await anyio.sleep(0.01)
+        async with anyio.create_task_group() as group:
+            group.start_soon(close, client)
+            with anyio.move_on_after(20):
+                await closed.wait()
+            hung = not closed.is_set()
+            synthesis.cancel()  # what the close should have done: lets a hung one end
+    assert not hung, "closing the client waited for a synthesis nobody reads"
+    created = set(emulator.task_ids())
+    with OutcomeStore(ledger) as store:
+        entries = [store.ledger_entry(key) for key, _ in texts]
+        submitted = {e.task_id for e in entries if e is not None and e.state == "submitted"}
+        assert submitted == created
+        assert all(e is None or e.state in ("submitted", "unsent") for e in entries)
+        recorded = {i: store.get(i) for i in created}
+    states = Counter(o.state for o in recorded.values() if o is not None)
+    assert set(states) <= {OutcomeState.DONE, OutcomeState.CANCELLED}
+    assert states[OutcomeState.DONE] >= 300
