@@ -229,10 +229,14 @@ async def test_leaving_async_for_early_cancels_the_batch(
     first = emulator.create_tasks(1, ready_after=0)
     later = emulator.create_tasks(20, ready_after=2.0)
     async with client_for(emulator) as client:
-        async for outcome in client.fetch_many(first + later, tmp_path, manifest=tmp_path / "r"):
+        batch = client.fetch_many(first + later, tmp_path, manifest=tmp_path / "r")
+        async for outcome in batch:
             assert outcome.task_id == first[0]
             break
-        await anyio.sleep(0.3)  # what was in flight when the loop was left comes back
+        with anyio.fail_after(10):  # what was in flight when the loop was left ends
+            await batch._finished.wait()  # (``wait_closed`` would shield a hang)
+            while client._session._slots.free < Limits().polls:  # polls out come back
+                await anyio.sleep(0.01)
         polled = emulator.stats().count("fetch")
         await anyio.sleep(2.2)  # the other tasks are ready by now: nobody asks about them
         assert emulator.stats().count("fetch") == polled
@@ -251,7 +255,7 @@ async def test_leaving_async_for_early_stops_a_synthesis_sending_texts(
         async for _ in synthesis:
             break
         with anyio.fail_after(10):  # the submits in flight when the loop was left come back
-            await synthesis.wait_closed()
+            await synthesis._finished.wait()  # (``wait_closed`` would shield a hang)
         sent = emulator.stats().count("submit")
         await anyio.sleep(0.5)
         assert emulator.stats().count("submit") == sent < len(texts)
