@@ -2,7 +2,7 @@
 
 Lifecycle: ``async with TTSClient(...) as client:`` opens one aiohttp session (inside the
 running loop); each batch runs in a task the client keeps; leaving the block cancels any
-batch still running, ends every call still running (``ClientClosedError``), waits for
+batch or synthesis still running, ends every call still running (``ClientClosedError``), waits for
 their clean-up, and closes the session exactly once (unless it was given in: aiotts
 closes only what it opened). Opening and closing may happen in different tasks (a web
 app's start-up and clean-up hooks). A client is used once: reopening a closed one is
