@@ -72,6 +72,9 @@ async def test_the_last_waiter_leaving_stops_the_polling(tmp_path: Path) -> None
             async with anyio.create_task_group() as group:
                 for n in range(3):
                     group.start_soon(_wait_briefly, client, task_id, tmp_path / f"{n}/", 0.3)
+            with anyio.fail_after(10):  # a poll out when the last one left comes back
+                while client._session._slots.free < client._limits.polls:
+                    await anyio.sleep(0.01)
             after_leaving = emu.record(task_id).fetches
             await anyio.sleep(0.5)  # five poll intervals
             assert emu.record(task_id).fetches == after_leaving
