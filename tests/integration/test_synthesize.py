@@ -208,15 +208,22 @@ async def test_a_stop_while_the_batch_waits_for_room_records_every_submit_in_fli
     still out. A stop then must give that POST its grace and record the id it brings back
     before the store closes."""
     ledger = tmp_path / "aiotts.db"
-    more = anyio.Event()
+    gates = {"k2": anyio.Event(), "k3": anyio.Event()}
 
     async def texts():  # type: ignore[no-untyped-def]
         yield ("k0", "Held first.")
         yield ("k1", "Held second.")
-        await more.wait()
-        yield ("k2", "Waits for room.")
-        await anyio.sleep(0.5)
-        yield ("k3", "Out when the stop comes.")
+        for key in gates:
+            await gates[key].wait()
+            yield (key, f"Text {key}.")
+
+    async def until_sending(key: str) -> None:
+        while True:
+            with OutcomeStore(ledger, read_only=True) as store:
+                entry = store.ledger_entry(key)
+            if entry is not None and entry.state == "sending":
+                return
+            await anyio.sleep(0.01)
 
     async with Emulator(EmulatorConfig(pending_seconds=60)) as emu:
         async with client_for(emu, limits=aiotts.Limits(tasks_in_flight=2)) as client:
@@ -225,19 +232,21 @@ async def test_a_stop_while_the_batch_waits_for_room_records_every_submit_in_fli
                 with anyio.fail_after(20):
                     while synthesis.submitted < 2:
                         await anyio.sleep(0.01)
-                    emu.update_faults(latency=1.0)  # k2 back after 1 s, k3 after 1.5 s
-                    more.set()
-                    while synthesis.submitted < 3:
+                    emu.update_faults(latency=2.0)  # each POST from now on takes 2 s
+                    gates["k2"].set()
+                    await until_sending("k2")
+                    await anyio.sleep(1.0)
+                    gates["k3"].set()  # k3 leaves a second after k2: it is out when...
+                    await until_sending("k3")
+                    while synthesis.submitted < 3:  # ...k2 comes back and waits for room
                         await anyio.sleep(0.01)
-                await anyio.sleep(0.1)  # the batch waits for room; k3's POST is out
-                assert len(emu.task_ids()) == 3
+                assert len(emu.task_ids()) == 3  # k3's POST is still out: stop now
         created = set(emu.task_ids())
     assert len(created) == 4  # k3's POST got its grace
     with OutcomeStore(ledger) as store:
         entries = {key: store.ledger_entry(key) for key in ("k0", "k1", "k2", "k3")}
-    assert {
-        key: e and (e.state, e.task_id in created) for key, e in entries.items()
-    } == dict.fromkeys(entries, ("submitted", True))
+    reached = {key: e and (e.state, e.task_id in created) for key, e in entries.items()}
+    assert reached == dict.fromkeys(entries, ("submitted", True))
 
 
 async def test_closing_the_client_ends_a_synthesis_that_nobody_reads(
