@@ -12,7 +12,7 @@ import pytest
 
 from aiotts import ClientClosedError, OutcomeState, PollPolicy, TaskTimeoutError
 from aiotts._scheduler import _Task
-from aiotts.emulator import Emulator, EmulatorConfig
+from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
 from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
@@ -46,8 +46,9 @@ async def test_a_hundred_waiters_on_one_id_send_what_one_waiter_sends(tmp_path: 
 
 
 async def test_a_cancelled_waiter_leaves_the_others_untouched(tmp_path: Path) -> None:
-    async with Emulator(CONFIG) as emu:
-        (task_id,) = emu.create_tasks(1, ready_after=0.6, fail=False)
+    clock = ManualClock()  # the task is ready only once the one waiter has left
+    async with Emulator(CONFIG, clock=clock) as emu:
+        (task_id,) = emu.create_tasks(1, ready_after=60, fail=False)
         async with client_for(emu, poll=STEADY) as client:
             results: dict[str, object] = {}
 
@@ -59,6 +60,7 @@ async def test_a_cancelled_waiter_leaves_the_others_untouched(tmp_path: Path) ->
                 with anyio.move_on_after(0.2):
                     await wait("leaves")
                 assert "leaves" not in results
+                clock.advance(61)
         assert emu.record(task_id).audio_started == 1
     saved = results["stays"]
     assert saved.path.read_bytes() == emu.audio(task_id)  # type: ignore[attr-defined]
@@ -71,7 +73,11 @@ async def test_the_last_waiter_leaving_stops_the_polling(tmp_path: Path) -> None
         async with client_for(emu, poll=STEADY) as client:
             async with anyio.create_task_group() as group:
                 for n in range(3):
-                    group.start_soon(_wait_briefly, client, task_id, tmp_path / f"{n}/", 0.3)
+                    group.start_soon(client.wait, task_id, tmp_path / f"{n}/")
+                with anyio.fail_after(10):  # the three leave once it was polled twice
+                    while emu.record(task_id).fetches < 2:
+                        await anyio.sleep(0.01)
+                group.cancel_scope.cancel()
             with anyio.fail_after(10):  # a poll out when the last one left comes back
                 while client._session._slots.free < client._limits.polls:
                     await anyio.sleep(0.01)
@@ -88,7 +94,12 @@ async def test_leaving_during_the_download_leaves_no_file(tmp_path: Path) -> Non
         emu.set_faults(trickle_share=1.0, trickle_chunk_bytes=16_384, trickle_delay=0.05)
         async with client_for(emu, poll=STEADY) as client:
             (tmp_path / "gone").mkdir()
-            await _wait_briefly(client, task_id, tmp_path / "gone", 0.3)
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.wait, task_id, tmp_path / "gone")
+                with anyio.fail_after(10):  # it leaves once the download started
+                    while not emu.record(task_id).audio_started:
+                        await anyio.sleep(0.01)
+                group.cancel_scope.cancel()
             assert emu.record(task_id).audio_started == 1  # it left mid-download
             with anyio.fail_after(30):
                 while not emu.record(task_id).audio_finished:
@@ -102,14 +113,10 @@ async def test_leaving_during_the_download_leaves_no_file(tmp_path: Path) -> Non
     assert list((tmp_path / "gone").iterdir()) == []  # no file, no temporary file
 
 
-async def _wait_briefly(client: object, task_id: str, to: Path, seconds: float) -> None:
-    with anyio.move_on_after(seconds):
-        await client.wait(task_id, to)  # type: ignore[attr-defined]
-
-
 async def test_a_waiters_own_deadline_ends_it_alone(tmp_path: Path) -> None:
-    async with Emulator(CONFIG) as emu:
-        (task_id,) = emu.create_tasks(1, ready_after=0.6, fail=False)
+    clock = ManualClock()  # the task is ready only once the hasty waiter has ended
+    async with Emulator(CONFIG, clock=clock) as emu:
+        (task_id,) = emu.create_tasks(1, ready_after=60, fail=False)
         async with client_for(emu, poll=STEADY) as client:
             results: dict[str, object] = {}
 
@@ -124,6 +131,10 @@ async def test_a_waiters_own_deadline_ends_it_alone(tmp_path: Path) -> None:
             async with anyio.create_task_group() as group:
                 group.start_soon(wait, "patient", 30)
                 group.start_soon(wait, "hasty", 0.2)
+                with anyio.fail_after(10):
+                    while "hasty" not in results:
+                        await anyio.sleep(0.01)
+                clock.advance(61)
         assert emu.record(task_id).audio_started == 1
     assert isinstance(results["hasty"], TaskTimeoutError)
     assert results["patient"].path.read_bytes() == emu.audio(task_id)  # type: ignore[attr-defined]
