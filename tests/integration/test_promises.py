@@ -18,7 +18,7 @@ import pytest
 from aiotts import Limits, OutcomeState, read_manifest
 from aiotts._admission import ADMIT_CHUNK
 from aiotts._scheduler import _EXPIRED_AT_ONCE
-from aiotts.emulator import Emulator
+from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
 from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
@@ -223,23 +223,25 @@ async def test_a_long_list_of_ids_is_taken_in_a_chunk_per_turn_of_the_loop(
     assert max(taken_per_turn) <= ADMIT_CHUNK < len(ids)
 
 
-async def test_leaving_async_for_early_cancels_the_batch(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    first = emulator.create_tasks(1, ready_after=0)
-    later = emulator.create_tasks(20, ready_after=2.0)
-    async with client_for(emulator) as client:
-        batch = client.fetch_many(first + later, tmp_path, manifest=tmp_path / "r")
-        async for outcome in batch:
-            assert outcome.task_id == first[0]
-            break
-        with anyio.fail_after(10):  # what was in flight when the loop was left ends
-            await batch._finished.wait()  # (``wait_closed`` would shield a hang)
-            while client._session._slots.free < Limits().polls:  # polls out come back
-                await anyio.sleep(0.01)
-        polled = emulator.stats().count("fetch")
-        await anyio.sleep(2.2)  # the other tasks are ready by now: nobody asks about them
-        assert emulator.stats().count("fetch") == polled
+async def test_leaving_async_for_early_cancels_the_batch(tmp_path: Path) -> None:
+    clock = ManualClock()  # the later tasks are ready only once the batch was left
+    config = EmulatorConfig(pending_seconds=0, processing_seconds=0)
+    async with Emulator(config, clock=clock) as emulator:
+        first = emulator.create_tasks(1, ready_after=0)
+        later = emulator.create_tasks(20, ready_after=2.0)
+        async with client_for(emulator) as client:
+            batch = client.fetch_many(first + later, tmp_path, manifest=tmp_path / "r")
+            async for outcome in batch:
+                assert outcome.task_id == first[0]
+                break
+            with anyio.fail_after(10):  # what was in flight when the loop was left ends
+                await batch._finished.wait()  # (``wait_closed`` would shield a hang)
+                while client._session._slots.free < Limits().polls:  # polls out come back
+                    await anyio.sleep(0.01)
+            polled = emulator.stats().count("fetch")
+            clock.advance(2.1)
+            await anyio.sleep(1.0)  # the other tasks are ready: nobody asks about them
+            assert emulator.stats().count("fetch") == polled
     records = read_manifest(tmp_path / "r")
     assert records[first[0]].state is OutcomeState.DONE
     assert {records[task_id].state for task_id in later} == {OutcomeState.CANCELLED}

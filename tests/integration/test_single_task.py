@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from aiotts import (
+    SavedAudio,
     SubmitUncertainError,
     TaskFailedError,
     TaskNotFoundError,
@@ -18,7 +19,7 @@ from aiotts import (
     TrialLimitError,
     UsageError,
 )
-from aiotts.emulator import Emulator, EmulatorConfig
+from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
 from tests.helpers import client_for, temp_files
 
 pytestmark = pytest.mark.anyio
@@ -97,12 +98,24 @@ async def test_download_refuses_what_is_not_completed(emulator: Emulator, tmp_pa
 
 
 async def test_wait_polls_until_done_then_saves(tmp_path: Path) -> None:
+    clock = ManualClock()  # Pending, then Processing, then done: each once it was polled
     config = EmulatorConfig(pending_seconds=0.3, processing_seconds=0.3)
-    async with Emulator(config) as emu, client_for(emu) as client:
+    async with Emulator(config, clock=clock) as emu, client_for(emu) as client:
         task_id = await client.submit("wait for me")
-        saved = await client.wait(task_id, tmp_path, timeout=30)
-        assert saved.path.read_bytes() == emu.audio(task_id)
-        assert emu.record(task_id).fetches >= 2  # it was polled while not ready
+        async with anyio.create_task_group() as group:
+            saved: list[SavedAudio] = []
+
+            async def wait() -> None:
+                saved.append(await client.wait(task_id, tmp_path, timeout=30))
+
+            group.start_soon(wait)
+            with anyio.fail_after(20):
+                for fetches in (1, 2):
+                    while emu.record(task_id).fetches < fetches:
+                        await anyio.sleep(0.01)
+                    clock.advance(0.31)
+        assert saved[0].path.read_bytes() == emu.audio(task_id)
+        assert emu.record(task_id).fetches >= 3  # it was polled while not ready, twice
 
 
 async def test_wait_has_a_deadline(emulator: Emulator, tmp_path: Path) -> None:
