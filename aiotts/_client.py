@@ -815,7 +815,8 @@ class TTSClient:
 
         ``texts`` are strings (each known by its position: ``"0"``, ``"1"``, ...) or
         ``(key, text)`` pairs, from any iterable or async iterable, read as submits finish
-        (at most ``concurrency`` in flight). With ``ledger`` (a store: ``.db``, ``.sqlite``
+        (at most ``concurrency`` in flight; an async generator is closed when the run
+        stops). With ``ledger`` (a store: ``.db``, ``.sqlite``
         or ``.sqlite3``), each text's key and digest are committed before its POST leaves
         and its task id as soon as the POST returns; with ``resume``, a text the ledger
         holds an id for is not sent again (it comes back ``resumed``), and one whose POST

@@ -127,10 +127,16 @@ class _Send:
 
 
 async def _each(texts: Texts) -> AsyncGenerator[object, None]:
-    """The items of an iterable or an async iterable, one at a time."""
+    """The items of an iterable or an async iterable, one at a time. Closing this closes
+    an async generator it reads, at once (its clean-up runs when the run stops, not
+    whenever it is collected)."""
     if isinstance(texts, AsyncIterable):
-        async for item in texts:
-            yield item
+        try:
+            async for item in texts:
+                yield item
+        finally:
+            if isinstance(texts, AsyncGenerator):
+                await texts.aclose()
     else:
         for item in texts:
             yield item

@@ -72,6 +72,24 @@ async def test_plain_strings_are_keyed_by_position_from_an_async_iterable(
     assert all(s.ok for s in results.values())
 
 
+async def test_an_async_generator_of_texts_is_closed_when_the_run_stops(
+    client: TTSClient,
+) -> None:
+    closed: list[str] = []
+
+    async def texts():  # type: ignore[no-untyped-def]
+        try:
+            for n in range(1000):
+                yield f"Async text {n}."
+        finally:
+            closed.append("closed")
+
+    async with client.submit_many(texts(), concurrency=2) as submissions:
+        async for _ in submissions:
+            break
+    assert closed == ["closed"]  # its clean-up ran when the run stopped
+
+
 async def test_a_resume_sends_no_text_that_has_an_id(emulator: Emulator, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.db"
     texts = [(f"k{n}", f"Resumed text {n}.") for n in range(10)]
