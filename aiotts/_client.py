@@ -2,9 +2,9 @@
 
 Lifecycle: ``async with TTSClient(...) as client:`` opens one aiohttp session (inside the
 running loop); each batch runs in a task the client keeps; leaving the block cancels any
-batch or synthesis still running, ends every call still running (``ClientClosedError``), waits for
-their clean-up, and closes the session exactly once (unless it was given in: aiotts
-closes only what it opened). Opening and closing may happen in different tasks (a web
+batch or synthesis still running, ends every call still running (``ClientClosedError``),
+waits for their clean-up, and closes the session exactly once (unless it was given in:
+aiotts closes only what it opened). Opening and closing may happen in different tasks (a web
 app's start-up and clean-up hooks). A client is used once: reopening a closed one is
 refused.
 
@@ -762,10 +762,10 @@ class TTSClient:
 
         ``ids`` may be a list, any iterable, or an async iterable: ids are taken in only as
         capacity frees (an async generator is closed when the batch stops reading it,
-        before the batch ends). Each distinct id yields exactly one ``Outcome``. With ``manifest``,
-        each outcome is recorded there before it is yielded; with ``resume``, ids the record
-        holds as done (whose files are still whole) are reported without a request, and
-        failed ones are retried only with ``retry_failed``.
+        before the batch ends). Each distinct id yields exactly one ``Outcome``. With
+        ``manifest``, each outcome is recorded there before it is yielded; with ``resume``,
+        ids the record holds as done (whose files are still whole) are reported without a
+        request, and failed ones are retried only with ``retry_failed``.
 
         The record's kind follows its suffix: ``.db``, ``.sqlite`` or ``.sqlite3`` is a
         SQLite store, asked per id on resume (memory flat and the first outcome at once,
@@ -816,13 +816,13 @@ class TTSClient:
         ``texts`` are strings (each known by its position: ``"0"``, ``"1"``, ...) or
         ``(key, text)`` pairs, from any iterable or async iterable, read as submits finish
         (at most ``concurrency`` in flight; an async generator is closed when the run
-        stops). With ``ledger`` (a store: ``.db``, ``.sqlite``
-        or ``.sqlite3``), each text's key and digest are committed before its POST leaves
-        and its task id as soon as the POST returns; with ``resume``, a text the ledger
-        holds an id for is not sent again (it comes back ``resumed``), and one whose POST
-        may have reached the server without an id is reported ``uncertain`` and sent again
-        only with ``resubmit_uncertain``. A key whose text changed is an error for that
-        text. A 429 makes the text wait and go again; a 400 fails that text alone.
+        stops). With ``ledger`` (a store: ``.db``, ``.sqlite`` or ``.sqlite3``), each
+        text's key and digest are committed before its POST leaves and its task id as soon
+        as the POST returns; with ``resume``, a text the ledger holds an id for is not sent
+        again (it comes back ``resumed``), and one whose POST may have reached the server
+        without an id is reported ``uncertain`` and sent again only with
+        ``resubmit_uncertain``. A key whose text changed is an error for that text. A 429
+        makes the text wait and go again; a 400 fails that text alone.
         """
         self._require_open()
         store = _ledger_store(ledger)
