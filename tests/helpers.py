@@ -56,9 +56,19 @@ def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-def screen_text(screen: bytes) -> str:
-    """What a terminal shows, without its escape sequences (colours, cursor moves)."""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def without_escapes(text: str) -> str:
+    """What a terminal shows of ``text``: its escape sequences (colours, cursor moves) out."""
+    return _ESCAPES.sub("", text)
+
+
+async def requests_settled(client: TTSClient, seconds: float = 10) -> None:
+    """Return once no request of ``client`` is out (every request slot free again)."""
+    with anyio.fail_after(seconds):
+        while client._session._slots.free < client._limits.polls:
+            await anyio.sleep(0.01)
 
 
 async def run_on_terminal(
@@ -69,7 +79,7 @@ async def run_on_terminal(
     seconds: float = 30,
 ) -> tuple[str, int]:
     """Run ``command`` with a pseudo-terminal for its standard streams; after each read,
-    call ``react`` with the whole screen so far (as ``screen_text``) until it returns
+    call ``react`` with the whole screen so far (``without_escapes``) until it returns
     True. Returns the screen and the exit code. Fails when ``react`` never said True
     within ``seconds``, or the process did not end within ``seconds`` more; the process
     is killed then."""
@@ -91,12 +101,13 @@ async def run_on_terminal(
                     break
                 screen += chunk
                 if not satisfied:
-                    satisfied = react(screen_text(screen))
-        assert satisfied, f"the screen never showed what was awaited: {screen_text(screen)!r}"
+                    satisfied = react(without_escapes(screen.decode("utf-8", "replace")))
+        text = without_escapes(screen.decode("utf-8", "replace"))
+        assert satisfied, f"the screen never showed what was awaited: {text!r}"
         with anyio.fail_after(seconds):
             code = await process.wait()
     finally:
         if process.returncode is None:
             process.kill()
         os.close(controller)
-    return screen_text(screen), code
+    return without_escapes(screen.decode("utf-8", "replace")), code

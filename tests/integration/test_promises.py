@@ -19,7 +19,7 @@ from aiotts import Limits, OutcomeState, read_manifest
 from aiotts._admission import ADMIT_CHUNK
 from aiotts._scheduler import _EXPIRED_AT_ONCE
 from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
-from tests.helpers import client_for, temp_files
+from tests.helpers import client_for, requests_settled, temp_files
 
 pytestmark = pytest.mark.anyio
 
@@ -236,8 +236,7 @@ async def test_leaving_async_for_early_cancels_the_batch(tmp_path: Path) -> None
                 break
             with anyio.fail_after(10):  # what was in flight when the loop was left ends
                 await batch._finished.wait()  # (``wait_closed`` would shield a hang)
-                while client._session._slots.free < Limits().polls:  # polls out come back
-                    await anyio.sleep(0.01)
+            await requests_settled(client)  # and the polls out come back
             polled = emulator.stats().count("fetch")
             clock.advance(2.1)
             await anyio.sleep(1.0)  # the other tasks are ready: nobody asks about them

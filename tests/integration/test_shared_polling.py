@@ -13,7 +13,7 @@ import pytest
 from aiotts import ClientClosedError, OutcomeState, PollPolicy, TaskTimeoutError
 from aiotts._scheduler import _Task
 from aiotts.emulator import Emulator, EmulatorConfig, ManualClock
-from tests.helpers import client_for, temp_files
+from tests.helpers import client_for, requests_settled, temp_files
 
 pytestmark = pytest.mark.anyio
 
@@ -78,9 +78,7 @@ async def test_the_last_waiter_leaving_stops_the_polling(tmp_path: Path) -> None
                     while emu.record(task_id).fetches < 2:
                         await anyio.sleep(0.01)
                 group.cancel_scope.cancel()
-            with anyio.fail_after(10):  # a poll out when the last one left comes back
-                while client._session._slots.free < client._limits.polls:
-                    await anyio.sleep(0.01)
+            await requests_settled(client)  # a poll out when the last one left comes back
             after_leaving = emu.record(task_id).fetches
             await anyio.sleep(0.5)  # five poll intervals
             assert emu.record(task_id).fetches == after_leaving

@@ -15,11 +15,9 @@ from aiotts import BatchStatistics
 from aiotts.cli._commands import _ids_and_total, run_batch
 from aiotts.cli._progress import BatchProgress
 from aiotts.emulator import Emulator
-from tests.helpers import client_for
+from tests.helpers import client_for, without_escapes
 
 pytestmark = pytest.mark.anyio
-
-ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def terminal(width: int) -> tuple[Console, io.StringIO]:
@@ -40,7 +38,7 @@ def statistics(bytes_written: int = 0, **states: int) -> BatchStatistics:
 
 
 def screen_lines(buffer: io.StringIO) -> list[str]:
-    text = ESCAPES.sub("", buffer.getvalue())
+    text = without_escapes(buffer.getvalue())
     return [line.strip() for line in re.split(r"[\r\n]", text) if line.strip()]
 
 
